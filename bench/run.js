@@ -1,0 +1,929 @@
+#!/usr/bin/env node
+// gatehouse benchmark runner. NOT part of the test suite: it measures speed, it asserts nothing.
+//
+//   node bench/run.js [--duration 10] [--connections 64] [--runs 3] [--scenarios a,b,c,d]
+//
+// Scenarios (all in one run, interleaved a,b,c,d,a,b,c,d,... so machine noise hits all alike):
+//   a  direct: load generator -> upstream
+//   b  gatehouse, proxying only (no ip_filter, no rate_limits; security headers are always on)
+//   c  gatehouse, full edge pipeline (allowlist 127.0.0.0/8 + ::1, per-IP rate limit that never
+//      triggers, default security headers)
+//   d  fastify 5 + @fastify/http-proxy + @fastify/rate-limit + @fastify/helmet doing (c)'s work
+//
+// Pinning: the gateway under test (b, c, d) on core 0; the upstream and the load generator on core 1.
+// Prints a Markdown report to stdout and writes it to bench/results/edge-<timestamp>.md.
+// Progress goes to stderr. See bench/README.md.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+
+const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(BENCH_DIR, '..');
+const RESULTS_DIR = path.join(BENCH_DIR, 'results');
+const BENCH_DEPS = ['fastify', '@fastify/http-proxy', '@fastify/rate-limit', '@fastify/helmet', 'autocannon'];
+
+const SCENARIOS = {
+  a: { key: 'a', label: 'a) direct (upstream)', kind: 'upstream' },
+  b: { key: 'b', label: 'b) gatehouse proxy only', kind: 'gatehouse', edge: false },
+  c: { key: 'c', label: 'c) gatehouse full edge', kind: 'gatehouse', edge: true },
+  d: { key: 'd', label: 'd) fastify edge', kind: 'fastify' },
+};
+
+const HELP = `usage: node bench/run.js [options]
+
+  --duration N       seconds per measured run (default 10)
+  --connections N    concurrent keep-alive connections (default 64)
+  --runs N           measured runs per scenario, interleaved (default 3)
+  --scenarios LIST   comma-separated subset of a,b,c,d (default a,b,c,d)
+  --warmup N         warm-up seconds per server before measuring (default 2; 0 = none)
+  --threads N        wrk threads (default 1)
+  --timeout N        wrk per-request timeout in seconds (default 5)
+  --log-level L      gatehouse log.level for b and c (default warn)
+  --tool T           wrk | autocannon | auto (default auto: wrk, installed with apt if missing)
+  --no-pin           do not pin processes to cores with taskset
+  --no-install       never install anything (fail instead)
+  --no-build         never (re)build gatehouse (dist/) before running b/c
+  --keep-tmp         keep the temp dir (configs and server logs) after the run
+  --help             this text
+`;
+
+// ---------------------------------------------------------------------------------------------
+// arguments
+
+function parseArgs(argv) {
+  const opts = {
+    duration: 10,
+    connections: 64,
+    runs: 3,
+    scenarios: 'a,b,c,d',
+    warmup: 2,
+    threads: 1,
+    timeout: 5,
+    'log-level': 'warn',
+    tool: 'auto',
+    pin: true,
+    install: true,
+    build: true,
+    'keep-tmp': false,
+    help: false,
+  };
+  const numeric = new Set(['duration', 'connections', 'runs', 'warmup', 'threads', 'timeout']);
+  for (let i = 0; i < argv.length; i++) {
+    let a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)} (see --help)`);
+    a = a.slice(2);
+    let val;
+    const eq = a.indexOf('=');
+    if (eq >= 0) {
+      val = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    if (a === 'help') opts.help = true;
+    else if (a === 'no-pin') opts.pin = false;
+    else if (a === 'no-install') opts.install = false;
+    else if (a === 'no-build') opts.build = false;
+    else if (a === 'keep-tmp') opts['keep-tmp'] = true;
+    else if (a in opts && typeof opts[a] !== 'boolean') {
+      if (val === undefined) {
+        val = argv[++i];
+        if (val === undefined) throw new Error(`--${a} needs a value`);
+      }
+      if (numeric.has(a)) {
+        const n = Number(val);
+        if (!Number.isInteger(n) || n < 0) throw new Error(`--${a} must be a non-negative integer, got ${JSON.stringify(val)}`);
+        opts[a] = n;
+      } else opts[a] = val;
+    } else throw new Error(`unknown option --${a} (see --help)`);
+  }
+  for (const k of ['duration', 'connections', 'runs', 'threads', 'timeout']) {
+    if (opts[k] < 1) throw new Error(`--${k} must be at least 1`);
+  }
+  if (opts.threads > opts.connections) throw new Error('--threads must not exceed --connections');
+  const list = opts.scenarios
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use a,b,c,d)`);
+  opts.list = [...new Set(list)];
+  if (opts.list.length === 0) throw new Error('no scenarios selected');
+  if (!['wrk', 'autocannon', 'auto'].includes(opts.tool)) throw new Error('--tool must be wrk, autocannon or auto');
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(opts['log-level'])) {
+    throw new Error(`bad --log-level ${JSON.stringify(opts['log-level'])}`);
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// small helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function progress(msg) {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+function which(cmd) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    if (!dir) continue;
+    const p = path.join(dir, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      if (fs.statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+function median(xs) {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((p, q) => p - q);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+function fmtInt(n) {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a';
+}
+function fmt(n, digits = 2) {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
+
+function tail(file, lines = 20) {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+function shellQuote(s) {
+  return /^[A-Za-z0-9_./:=,@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// child processes: every one is tracked and killed at the end, on SIGINT/SIGTERM and on errors
+
+const children = new Set();
+let PIN = true;
+let SETPRIV = null; // setpriv with --pdeathsig: children die with the runner even if it is SIGKILLed
+
+function wrapCommand(cpu, cmd, args) {
+  let full = [cmd, ...args];
+  if (PIN && cpu !== null && cpu !== undefined) full = ['taskset', '-c', String(cpu), ...full];
+  if (SETPRIV) full = [SETPRIV, '--pdeathsig', 'KILL', '--', ...full];
+  return full;
+}
+
+function startChild(label, cpu, cmd, args, { env = {}, logFile }) {
+  const full = wrapCommand(cpu, cmd, args);
+  const fd = fs.openSync(logFile, 'a');
+  const child = spawn(full[0], full.slice(1), {
+    cwd: ROOT,
+    env: { ...process.env, NODE_ENV: 'production', ...env },
+    stdio: ['ignore', fd, fd],
+  });
+  fs.closeSync(fd);
+  const rec = { label, child, logFile, cmdline: full.map(shellQuote).join(' '), exited: null };
+  child.on('exit', (code, signal) => {
+    rec.exited = { code, signal };
+    children.delete(rec);
+  });
+  child.on('error', (err) => {
+    rec.exited = { code: null, signal: null, error: err.message };
+    children.delete(rec);
+  });
+  children.add(rec);
+  return rec;
+}
+
+function killAllSync(signal = 'SIGKILL') {
+  for (const rec of children) {
+    try {
+      process.kill(rec.child.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function stopAll() {
+  if (children.size === 0) return;
+  for (const rec of children) {
+    try {
+      process.kill(rec.child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  const deadline = Date.now() + 3000;
+  while (children.size > 0 && Date.now() < deadline) await sleep(50);
+  killAllSync('SIGKILL');
+  const deadline2 = Date.now() + 2000;
+  while (children.size > 0 && Date.now() < deadline2) await sleep(50);
+}
+
+let tmpDir = null;
+let keepTmp = false;
+let cleanedUp = false;
+
+async function cleanup() {
+  if (cleanedUp) return;
+  cleanedUp = true;
+  await stopAll();
+  if (tmpDir && !keepTmp) fs.rmSync(tmpDir, { recursive: true, force: true });
+  else if (tmpDir) progress(`temp dir kept: ${tmpDir}`);
+}
+
+process.on('exit', () => killAllSync('SIGKILL'));
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    progress(`${sig}: stopping every child process`);
+    keepTmp = true;
+    cleanup().finally(() => process.exit(130));
+  });
+}
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`[bench] error: ${err && err.stack ? err.stack : err}\n`);
+  keepTmp = true;
+  cleanup().finally(() => process.exit(1));
+});
+process.on('unhandledRejection', (err) => {
+  process.stderr.write(`[bench] error: ${err && err.stack ? err.stack : err}\n`);
+  keepTmp = true;
+  cleanup().finally(() => process.exit(1));
+});
+
+// ---------------------------------------------------------------------------------------------
+// installs
+
+function runSync(cmd, args, { timeoutMs = 600_000, env = {}, cwd = ROOT } = {}) {
+  progress(`$ ${[cmd, ...args].map(shellQuote).join(' ')}`);
+  const r = spawnSync(cmd, args, {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 2, 2], // keep stdout for the report
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+  });
+  if (r.error) progress(`  failed: ${r.error.message}`);
+  return r.status === 0;
+}
+
+function benchDepsPresent() {
+  return BENCH_DEPS.every((d) => fs.existsSync(path.join(BENCH_DIR, 'node_modules', d, 'package.json')));
+}
+
+function ensureBenchDeps(opts) {
+  if (fs.existsSync(path.join(BENCH_DIR, 'node_modules')) && benchDepsPresent()) return;
+  if (!opts.install) throw new Error('bench/node_modules is missing or incomplete and --no-install was given');
+  progress('bench/node_modules missing or incomplete: installing the bench dependencies');
+  const npm = which('npm') || 'npm';
+  if (!runSync(npm, ['install', '--prefix', path.relative(ROOT, BENCH_DIR) || '.', '--no-audit', '--no-fund'], { timeoutMs: 600_000 })) {
+    throw new Error('npm install --prefix bench failed');
+  }
+  if (!benchDepsPresent()) throw new Error('npm install --prefix bench did not install every bench dependency');
+}
+
+function ensureLoadTool(opts) {
+  if (opts.tool !== 'autocannon') {
+    let wrk = which('wrk');
+    if (!wrk && opts.install && which('apt-get')) {
+      const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+      const sudo = isRoot ? null : which('sudo');
+      if (isRoot || sudo) {
+        const apt = (args) =>
+          isRoot
+            ? runSync('apt-get', args, { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 600_000 })
+            : runSync(sudo, ['-n', 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], { timeoutMs: 600_000 });
+        progress('wrk not on PATH: installing it with apt-get');
+        if (!apt(['install', '-y', 'wrk'])) {
+          // A fresh machine often has no package lists yet.
+          apt(['update']);
+          apt(['install', '-y', 'wrk']);
+        }
+        wrk = which('wrk') || (fs.existsSync('/usr/bin/wrk') ? '/usr/bin/wrk' : null);
+      }
+    }
+    if (wrk) {
+      const v = spawnSync(wrk, ['-v'], { encoding: 'utf8', timeout: 5000 });
+      const version = `${v.stdout || ''}${v.stderr || ''}`.split('\n')[0].replace(/\s*Copyright.*$/, '').trim() || 'wrk';
+      return { tool: 'wrk', bin: wrk, version };
+    }
+    if (opts.tool === 'wrk') throw new Error('wrk is not available and could not be installed (try --tool autocannon)');
+    progress('wrk unavailable: falling back to autocannon (from bench/node_modules)');
+  }
+  const ac = path.join(BENCH_DIR, 'node_modules', 'autocannon', 'autocannon.js');
+  if (!fs.existsSync(ac)) throw new Error('autocannon is not installed in bench/node_modules');
+  const pkg = JSON.parse(fs.readFileSync(path.join(BENCH_DIR, 'node_modules', 'autocannon', 'package.json'), 'utf8'));
+  return { tool: 'autocannon', bin: ac, version: `autocannon ${pkg.version}` };
+}
+
+function newestMtime(dir, ext) {
+  let newest = 0;
+  const walk = (d) => {
+    let entries;
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith(ext)) newest = Math.max(newest, fs.statSync(p).mtimeMs);
+    }
+  };
+  walk(dir);
+  return newest;
+}
+
+/** Makes sure dist/ holds a build of the current src/. Returns a note for the report. */
+function ensureGatehouseBuilt(opts) {
+  const mainJs = path.join(ROOT, 'dist', 'cli', 'main.js');
+  if (!fs.existsSync(path.join(ROOT, 'node_modules'))) {
+    if (!opts.install) throw new Error('the project root has no node_modules (run npm ci) and --no-install was given');
+    progress('project root has no node_modules: npm ci (this also builds dist/)');
+    const npm = which('npm') || 'npm';
+    runSync(npm, fs.existsSync(path.join(ROOT, 'package-lock.json')) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']);
+  }
+  const stale = !fs.existsSync(mainJs) || newestMtime(path.join(ROOT, 'src'), '.ts') > newestMtime(path.join(ROOT, 'dist'), '.js');
+  if (!stale) return 'dist/ up to date with src/';
+  if (!opts.build) return fs.existsSync(mainJs) ? 'dist/ older than src/ (not rebuilt: --no-build)' : 'dist/ missing (--no-build)';
+  progress('dist/ missing or older than src/: building gatehouse (tsc -p tsconfig.json)');
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const ok = fs.existsSync(tsc)
+    ? runSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { timeoutMs: 300_000 })
+    : runSync(which('npx') || 'npx', ['tsc', '-p', 'tsconfig.json'], { timeoutMs: 300_000 });
+  if (!ok) return fs.existsSync(mainJs) ? 'rebuilt dist/ but tsc reported errors' : 'tsc failed and dist/ is missing';
+  return 'rebuilt dist/ from src/';
+}
+
+// ---------------------------------------------------------------------------------------------
+// networking
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function freePorts(n) {
+  const ports = new Set();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+function tryConnect(port) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port, host: '127.0.0.1' });
+    const done = (ok) => {
+      sock.removeAllListeners();
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+async function waitForPort(rec, port, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (rec.exited) {
+      throw new Error(`${rec.label} exited before accepting connections (${JSON.stringify(rec.exited)}); log tail:\n${tail(rec.logFile)}`);
+    }
+    if (await tryConnect(port)) return;
+    await sleep(100);
+  }
+  throw new Error(`${rec.label} did not accept connections on 127.0.0.1:${port} within ${timeoutMs / 1000}s; log tail:\n${tail(rec.logFile)}`);
+}
+
+function httpGet(url, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc): per-core busy share and a process' CPU time
+
+function readCoreTimes() {
+  try {
+    const out = {};
+    for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
+      const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+      if (!m) continue;
+      const f = m[2].trim().split(/\s+/).map(Number);
+      const idle = (f[3] || 0) + (f[4] || 0);
+      const total = f.slice(0, 8).reduce((s, x) => s + (x || 0), 0);
+      out[m[1]] = { idle, total };
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+function coreBusy(before, after, core) {
+  if (!before || !after || !before[core] || !after[core]) return NaN;
+  const dt = after[core].total - before[core].total;
+  const di = after[core].idle - before[core].idle;
+  return dt > 0 ? (100 * (dt - di)) / dt : NaN;
+}
+
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2000 });
+  const n = Number((r.stdout || '').trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/** CPU seconds (user + system) used so far by a process, or NaN. */
+function procCpuSeconds(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    // fields after "(comm) ": state is f[0]; utime is field 14 overall -> f[11], stime f[12]
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// load generation
+
+const TIME_UNITS = { us: 1e-3, ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
+const SIZE_UNITS = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+function parseWrkTime(s) {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(s);
+  return m ? Number(m[1]) * TIME_UNITS[m[2]] : NaN;
+}
+
+/** Parses wrk --latency output. Latencies in milliseconds. */
+function parseWrk(text) {
+  const num = (re) => {
+    const m = re.exec(text);
+    return m ? Number(m[1]) : NaN;
+  };
+  const pct = (p) => {
+    const m = new RegExp(`^\\s*${p}%\\s+([\\d.]+(?:us|ms|s|m|h))\\s*$`, 'm').exec(text);
+    return m ? parseWrkTime(m[1]) : NaN;
+  };
+  const rps = num(/^Requests\/sec:\s+([\d.]+)/m);
+  const reqLine = /^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h), ([\d.]+)(B|KB|MB|GB|TB) read/m.exec(text);
+  const requests = reqLine ? Number(reqLine[1]) : NaN;
+  const bytes = reqLine ? Number(reqLine[4]) * SIZE_UNITS[reqLine[5]] : NaN;
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const non2xx = num(/Non-2xx or 3xx responses:\s+(\d+)/);
+  return {
+    rps,
+    p50: pct(50),
+    p99: pct(99),
+    requests,
+    bytesPerResp: requests > 0 ? bytes / requests : NaN,
+    non2xx: Number.isFinite(non2xx) ? non2xx : 0,
+    socketErrors: sock ? sock.slice(1, 5).reduce((s, x) => s + Number(x), 0) : 0,
+    socketDetail: sock ? sock[0] : '',
+  };
+}
+
+function parseAutocannon(text) {
+  const j = JSON.parse(text.slice(text.indexOf('{')));
+  return {
+    rps: j.requests.total / (j.duration || 1),
+    p50: j.latency.p50,
+    p99: j.latency.p99,
+    requests: j.requests.total,
+    bytesPerResp: j.requests.total > 0 ? j.throughput.total / j.requests.total : NaN,
+    non2xx: j.non2xx || 0,
+    socketErrors: (j.errors || 0) + (j.timeouts || 0),
+    socketDetail: `errors ${j.errors || 0}, timeouts ${j.timeouts || 0}`,
+  };
+}
+
+let LOAD = null; // { tool, bin, version }
+let OPTS = null;
+
+function loadCommand(url, seconds) {
+  if (LOAD.tool === 'wrk') {
+    return wrapCommand(1, LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--latency', '--timeout', `${OPTS.timeout}s`, url]);
+  }
+  return wrapCommand(1, process.execPath, [LOAD.bin, '-c', String(OPTS.connections), '-d', String(seconds), '-t', String(OPTS.timeout), '-j', url]);
+}
+
+/** One bounded load run against url. Returns parsed numbers plus CPU accounting. */
+function runLoad(url, seconds, gatewayPid) {
+  return new Promise((resolve, reject) => {
+    const full = loadCommand(url, seconds);
+    const child = spawn(full[0], full.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const rec = { label: LOAD.tool, child, exited: null };
+    children.add(rec);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const cores0 = readCoreTimes();
+    const gw0 = gatewayPid ? procCpuSeconds(gatewayPid) : NaN;
+    const t0 = Date.now();
+    // Hard bound: the tool stops itself after `seconds`; kill it if it does not.
+    const killer = setTimeout(() => {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }, (seconds + OPTS.timeout + 15) * 1000);
+    child.on('error', (e) => {
+      clearTimeout(killer);
+      children.delete(rec);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(killer);
+      children.delete(rec);
+      const wall = (Date.now() - t0) / 1000;
+      const cores1 = readCoreTimes();
+      const gw1 = gatewayPid ? procCpuSeconds(gatewayPid) : NaN;
+      if (code !== 0 && !(LOAD.tool === 'wrk' && out.includes('Requests/sec'))) {
+        reject(new Error(`${LOAD.tool} failed (code ${code}, signal ${signal}): ${err || out}`));
+        return;
+      }
+      let r;
+      try {
+        r = LOAD.tool === 'wrk' ? parseWrk(out) : parseAutocannon(out);
+      } catch (e) {
+        reject(new Error(`cannot parse ${LOAD.tool} output: ${e.message}\n${out}`));
+        return;
+      }
+      if (!Number.isFinite(r.rps)) {
+        reject(new Error(`cannot parse ${LOAD.tool} output:\n${out}\n${err}`));
+        return;
+      }
+      r.core0 = coreBusy(cores0, cores1, '0');
+      r.core1 = coreBusy(cores0, cores1, '1');
+      const gwCpu = gw1 - gw0;
+      r.gwCpuPct = Number.isFinite(gwCpu) ? (100 * gwCpu) / wall : NaN;
+      r.gwCpuUsPerReq = Number.isFinite(gwCpu) && r.requests > 0 ? (gwCpu * 1e6) / r.requests : NaN;
+      r.raw = out;
+      resolve(r);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// servers
+
+function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel }) {
+  const lines = [
+    '# written by bench/run.js',
+    'listen:',
+    `  - address: 127.0.0.1:${port}`,
+    'admin:',
+    `  listen: 127.0.0.1:${adminPort}`,
+    'log:',
+    `  level: ${logLevel}`,
+    'sites:',
+    '  - id: bench',
+    '    hosts: ["127.0.0.1", "localhost"]',
+    '    upstream:',
+    `      urls: ["http://127.0.0.1:${upstreamPort}"]`,
+  ];
+  if (edge) {
+    lines.push(
+      '    ip_filter:',
+      '      allow: ["127.0.0.0/8", "::1"]',
+      '    rate_limits:',
+      '      - id: general',
+      '        limit: 1000000000',
+      '        window: 1m',
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+const EXPECTED_EDGE_HEADERS = ['strict-transport-security', 'x-frame-options', 'x-content-type-options', 'referrer-policy', 'permissions-policy'];
+
+/** One GET through the target: must be 200 with the upstream's body. Returns notes for the report. */
+async function sanityCheck(target, upstreamBody) {
+  const res = await httpGet(target.url);
+  if (res.status !== 200) throw new Error(`${target.label}: GET / answered ${res.status}, expected 200: ${res.body.slice(0, 200)}`);
+  if (res.body !== upstreamBody) throw new Error(`${target.label}: GET / body differs from the upstream's: ${JSON.stringify(res.body.slice(0, 200))}`);
+  const notes = [];
+  if (target.kind !== 'upstream') {
+    const missing = EXPECTED_EDGE_HEADERS.filter((h) => !(h in res.headers));
+    if (missing.length) notes.push(`${target.label}: response lacks ${missing.join(', ')}`);
+    if ('server' in res.headers) notes.push(`${target.label}: response carries a Server header (${res.headers.server})`);
+  }
+  target.headerNames = Object.keys(res.headers).sort();
+  return notes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// report
+
+function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, notes, buildNote, pinning }) {
+  const cpuModel = (() => {
+    try {
+      const m = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+      return m ? m[1].trim() : os.cpus()[0]?.model || 'unknown';
+    } catch {
+      return os.cpus()[0]?.model || 'unknown';
+    }
+  })();
+  const nproc = (() => {
+    const r = spawnSync('nproc', [], { encoding: 'utf8', timeout: 2000 });
+    return (r.stdout || '').trim() || String(os.cpus().length);
+  })();
+  const commit = (() => {
+    const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', timeout: 5000 });
+    return r.status === 0 ? r.stdout.trim() : 'no commit';
+  })();
+
+  const med = {};
+  for (const k of opts.list) {
+    const rs = results[k];
+    med[k] = {
+      rps: median(rs.map((r) => r.rps)),
+      p99: median(rs.map((r) => r.p99)),
+      p50: median(rs.map((r) => r.p50)),
+      bytes: median(rs.map((r) => r.bytesPerResp)),
+      gwUs: median(rs.map((r) => r.gwCpuUsPerReq)),
+      gwPct: median(rs.map((r) => r.gwCpuPct)),
+      core0: median(rs.map((r) => r.core0)),
+      core1: median(rs.map((r) => r.core1)),
+      non2xx: rs.reduce((s, r) => s + r.non2xx, 0),
+      sockErr: rs.reduce((s, r) => s + r.socketErrors, 0),
+    };
+  }
+  const direct = med.a && results.a.length ? med.a.rps : NaN;
+
+  const L = [];
+  L.push(`# gatehouse edge benchmark — ${startedAt.toISOString()}`);
+  L.push('');
+  L.push('```');
+  L.push(`$ ${cmdline}`);
+  L.push('```');
+  L.push('');
+  L.push(`- node ${process.version}, nproc ${nproc}, ${cpuModel}, Linux ${os.release()}`);
+  L.push(`- gatehouse commit ${commit}; ${buildNote}`);
+  L.push(`- load generator: ${LOAD.version}${LOAD.tool === 'wrk' ? ` (-t${opts.threads} -c${opts.connections} -d${opts.duration}s --latency --timeout ${opts.timeout}s)` : ` (-c ${opts.connections} -d ${opts.duration})`}`);
+  L.push(`- ${opts.runs} run(s) × ${opts.duration}s per scenario, interleaved ${opts.list.join(',')}; warm-up ${opts.warmup}s per server; gatehouse log.level ${opts['log-level']}`);
+  L.push(`- pinning: ${pinning}`);
+  L.push(`- wall time ${elapsedS.toFixed(0)}s`);
+  L.push('');
+  L.push('| scenario | median req/s | ratio to direct | median p99 ms | per-run req/s | per-run p99 ms |');
+  L.push('| --- | ---: | ---: | ---: | --- | --- |');
+  for (const k of opts.list) {
+    const t = targets[k];
+    const rs = results[k];
+    if (!rs.length) {
+      L.push(`| ${t.label} | n/a | n/a | n/a | ${t.error ? 'unavailable' : 'no runs'} | |`);
+      continue;
+    }
+    L.push(
+      `| ${t.label} | ${fmtInt(med[k].rps)} | ${Number.isFinite(direct) ? fmt(med[k].rps / direct) + '×' : 'n/a'} | ${fmt(med[k].p99)} | ${rs.map((r) => fmtInt(r.rps)).join(', ')} | ${rs.map((r) => fmt(r.p99)).join(', ')} |`,
+    );
+  }
+  L.push('');
+
+  // Headline figures.
+  L.push('## Headline');
+  L.push('');
+  const have = (k) => results[k] && results[k].length > 0;
+  if (have('c') && have('d')) {
+    const ratio = med.c.rps / med.d.rps;
+    const rounds = [];
+    for (let i = 0; i < Math.min(results.c.length, results.d.length); i++) rounds.push(results.c[i].rps / results.d[i].rps);
+    L.push(
+      `- **(c)/(d) throughput: ${fmt(ratio)}×** (target ≥ 2×: ${ratio >= 2 ? 'met' : 'NOT met'}); per round: ${rounds.map((x) => fmt(x)).join(', ')} (median ${fmt(median(rounds))})`,
+    );
+  } else L.push('- (c)/(d) throughput: n/a (needs scenarios c and d)');
+  if (have('c')) {
+    const at64 = opts.connections === 64 ? '' : ` — measured at ${opts.connections} connections, the target is stated for 64`;
+    L.push(`- **(c) p99: ${fmt(med.c.p99)} ms** at ${opts.connections} connections (target ≤ 5 ms: ${med.c.p99 <= 5 ? 'met' : 'NOT met'})${at64}`);
+  } else L.push('- (c) p99: n/a (needs scenario c)');
+  L.push('');
+
+  L.push('## Diagnostics (medians)');
+  L.push('');
+  L.push('| scenario | p50 ms | bytes/response | gateway CPU % | gateway CPU µs/req | core 0 busy % | core 1 busy % | non-2xx | socket errors |');
+  L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const k of opts.list) {
+    if (!results[k].length) continue;
+    const m = med[k];
+    L.push(
+      `| ${targets[k].label} | ${fmt(m.p50)} | ${fmtInt(m.bytes)} | ${k === 'a' ? '—' : fmt(m.gwPct, 0)} | ${k === 'a' ? '—' : fmt(m.gwUs, 1)} | ${fmt(m.core0, 0)} | ${fmt(m.core1, 0)} | ${m.non2xx} | ${m.sockErr} |`,
+    );
+  }
+  L.push('');
+  L.push('Gateway CPU is the process\' user+system time during the run (100 % = one full core). ');
+  L.push('Core 1 near 100 % in (a) means the load generator and upstream saturate their core, so (a) is the ceiling of this rig, not of the upstream.');
+  L.push('');
+  if (notes.length) {
+    L.push('## Notes');
+    L.push('');
+    for (const n of notes) L.push(`- ${n.replace(/\n/g, '\n  ')}`);
+    L.push('');
+  }
+  return L.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  if (opts.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  OPTS = opts;
+  keepTmp = opts['keep-tmp'];
+  const startedAt = new Date();
+  const cmdline = ['node', path.relative(process.cwd(), process.argv[1]) || process.argv[1], ...process.argv.slice(2)].map(shellQuote).join(' ');
+  const notes = [];
+
+  // Pinning layout.
+  const cores = os.availableParallelism ? os.availableParallelism() : os.cpus().length;
+  PIN = opts.pin && !!which('taskset') && cores >= 2;
+  if (opts.pin && !PIN) notes.push(cores < 2 ? 'fewer than 2 cores: processes not pinned' : 'taskset not found: processes not pinned');
+  const pinning = PIN ? 'gateway under test (b, c, d) on core 0; upstream and load generator on core 1 (taskset -c)' : 'none';
+  const sp = which('setpriv');
+  if (sp && spawnSync(sp, ['--help'], { encoding: 'utf8', timeout: 2000 }).stdout?.includes('--pdeathsig')) SETPRIV = sp;
+
+  // Installs (before the watchdog starts: they can be slow on a fresh machine).
+  ensureBenchDeps(opts);
+  LOAD = ensureLoadTool(opts);
+  if (LOAD.tool === 'autocannon') notes.push('wrk unavailable: autocannon (single-threaded node) generated the load; absolute numbers are lower and not comparable with wrk runs');
+  const wantsGatehouse = opts.list.some((k) => SCENARIOS[k].kind === 'gatehouse');
+  const buildNote = wantsGatehouse ? ensureGatehouseBuilt(opts) : 'gatehouse not under test';
+
+  // Watchdog: the whole run is bounded in time.
+  const perRun = opts.duration + 1;
+  const estimate = 30 + opts.list.length * (opts.warmup + 1) + opts.runs * opts.list.length * perRun;
+  const limitS = Math.ceil(estimate * 1.5 + 120);
+  progress(`estimated run time ~${estimate}s (hard limit ${limitS}s)`);
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`[bench] watchdog: run exceeded ${limitS}s; stopping\n`);
+    keepTmp = true;
+    cleanup().finally(() => process.exit(2));
+  }, limitS * 1000);
+  watchdog.unref();
+
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
+  const [upstreamPort, bPort, bAdmin, cPort, cAdmin, dPort] = await freePorts(6);
+  const nodeBin = process.execPath;
+
+  // Upstream (core 1).
+  const upstream = startChild('upstream', 1, nodeBin, [path.join(BENCH_DIR, 'upstream.js'), String(upstreamPort)], {
+    logFile: path.join(tmpDir, 'upstream.log'),
+  });
+  await waitForPort(upstream, upstreamPort, 15_000);
+  const upstreamBody = (await httpGet(`http://127.0.0.1:${upstreamPort}/`)).body;
+
+  const targets = {};
+  for (const k of opts.list) {
+    const s = SCENARIOS[k];
+    targets[k] = { ...s, url: null, rec: null, error: null };
+  }
+  if (targets.a) {
+    targets.a.url = `http://127.0.0.1:${upstreamPort}/`;
+    targets.a.rec = upstream;
+  }
+
+  // Gateways under test (core 0). All stay up for the whole run; idle ones cost next to nothing.
+  const starts = [];
+  for (const k of opts.list) {
+    const t = targets[k];
+    if (t.kind === 'gatehouse') {
+      const port = k === 'b' ? bPort : cPort;
+      const adminPort = k === 'b' ? bAdmin : cAdmin;
+      const cfg = path.join(tmpDir, `gatehouse-${k}.yaml`);
+      fs.writeFileSync(cfg, gatehouseConfig({ port, adminPort, upstreamPort, edge: t.edge, logLevel: opts['log-level'] }));
+      t.url = `http://127.0.0.1:${port}/`;
+      t.rec = startChild(`gatehouse (${k})`, 0, nodeBin, [path.join(ROOT, 'bin', 'gatehouse.js'), 'run', '--config', cfg], {
+        logFile: path.join(tmpDir, `gatehouse-${k}.log`),
+      });
+      starts.push([k, port]);
+    } else if (t.kind === 'fastify') {
+      t.url = `http://127.0.0.1:${dPort}/`;
+      t.rec = startChild('fastify edge (d)', 0, nodeBin, [path.join(BENCH_DIR, 'fastify-edge.js'), String(dPort), `http://127.0.0.1:${upstreamPort}`], {
+        logFile: path.join(tmpDir, 'fastify-edge.log'),
+      });
+      starts.push([k, dPort]);
+    }
+  }
+  for (const [k, port] of starts) {
+    const t = targets[k];
+    try {
+      await waitForPort(t.rec, port, 30_000);
+      notes.push(...(await sanityCheck(t, upstreamBody)));
+    } catch (e) {
+      t.error = e.message;
+      notes.push(`${t.label} unavailable: ${e.message}`);
+      progress(`${t.label} unavailable: ${e.message}`);
+    }
+  }
+  if (targets.a) await sanityCheck(targets.a, upstreamBody);
+  const active = opts.list.filter((k) => !targets[k].error);
+  if (active.length === 0) throw new Error('no scenario could be started');
+
+  const gatewayPid = (k) => (k === 'a' ? null : targets[k].rec.child.pid);
+
+  // Warm-up.
+  if (opts.warmup > 0) {
+    for (const k of active) {
+      progress(`warm-up ${targets[k].label}: ${opts.warmup}s`);
+      await runLoad(targets[k].url, opts.warmup, null);
+      await sleep(300);
+    }
+  }
+
+  // Measured runs, interleaved.
+  const results = Object.fromEntries(opts.list.map((k) => [k, []]));
+  for (let i = 1; i <= opts.runs; i++) {
+    for (const k of active) {
+      const t = targets[k];
+      if (t.rec.exited) {
+        throw new Error(`${t.label} died during the run (${JSON.stringify(t.rec.exited)}); log tail:\n${tail(t.rec.logFile)}`);
+      }
+      const r = await runLoad(t.url, opts.duration, gatewayPid(k));
+      results[k].push(r);
+      progress(
+        `run ${i}/${opts.runs} ${t.label}: ${fmtInt(r.rps)} req/s, p99 ${fmt(r.p99)} ms, p50 ${fmt(r.p50)} ms` +
+          (k === 'a' ? '' : `, gateway CPU ${fmt(r.gwCpuPct, 0)}%`) +
+          (r.non2xx || r.socketErrors ? `, non-2xx ${r.non2xx}, ${r.socketDetail}` : ''),
+      );
+      await sleep(500);
+    }
+  }
+
+  // Per-request logging check: with log.level warn a gatehouse log file should stay small.
+  for (const k of active) {
+    const t = targets[k];
+    if (t.kind !== 'gatehouse') continue;
+    let size = 0;
+    try {
+      size = fs.statSync(t.rec.logFile).size;
+    } catch {
+      // none
+    }
+    if (size > 64 * 1024) notes.push(`${t.label}: wrote ${fmtInt(size)} bytes of log during the run (log.level ${opts['log-level']})`);
+  }
+  // Foreign load: core 0 should only be busy with the gateway under test (idle in a).
+  for (const k of opts.list) {
+    const other = median(results[k].map((r) => r.core0 - (Number.isFinite(r.gwCpuPct) ? r.gwCpuPct : 0)));
+    if (other > 15) {
+      notes.push(`${targets[k].label}: core 0 was ~${fmt(other, 0)} % busy with something other than the gateway under test (other processes on the machine) — absolute numbers are depressed; compare ratios`);
+    }
+  }
+  for (const k of opts.list) {
+    const total = results[k].reduce((s, r) => s + r.non2xx + r.socketErrors, 0);
+    if (total > 0) notes.push(`${targets[k].label}: ${total} non-2xx responses or socket errors over all runs — its numbers are suspect`);
+  }
+
+  const elapsedS = (Date.now() - startedAt.getTime()) / 1000;
+  const report = buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, notes, buildNote, pinning });
+  process.stdout.write(report + '\n');
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `edge-${startedAt.toISOString().replace(/[:.]/g, '-')}.md`);
+  fs.writeFileSync(file, report + '\n');
+  progress(`report written to ${path.relative(process.cwd(), file)}`);
+  clearTimeout(watchdog);
+  return opts.list.some((k) => targets[k].error) ? 3 : 0;
+}
+
+main().then(
+  async (code) => {
+    await cleanup();
+    process.exit(code);
+  },
+  async (err) => {
+    if (cleanedUp) return; // a signal handler is already stopping everything
+    process.stderr.write(`[bench] error: ${err && err.message ? err.message : err}\n`);
+    keepTmp = true;
+    await cleanup();
+    process.exit(1);
+  },
+);

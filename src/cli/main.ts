@@ -1,0 +1,36 @@
+/**
+ * `gatehouse <command>`: one file per command; each parses its arguments, calls a module
+ * and maps errors to exit codes (0 ok, 1 failure, 2 usage or invalid config).
+ */
+import { VERSION } from '../version.js';
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
+  run: { summary: 'run the gateway: gatehouse run --config FILE', load: () => import('./run.js') },
+  check: { summary: 'validate a config and list every problem: gatehouse check --config FILE', load: () => import('./check.js') },
+  demo: { summary: 'start the bundled demo upstream and gateway (what `npm start` runs)', load: () => import('./demo.js') },
+};
+
+export function usage(): string {
+  const lines = ['usage: gatehouse <command> [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(8)} ${c.summary}`);
+  lines.push('  version  print the version', '', 'docs: README.md and docs/ in the gatehouse package');
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    process.stdout.write(usage() + '\n');
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === 'version' || cmd === '--version') {
+    process.stdout.write(`gatehouse ${VERSION}\n`);
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    process.stderr.write(`gatehouse: unknown command ${JSON.stringify(cmd)}\n${usage()}\n`);
+    return 2;
+  }
+  return (await c.load()).run(rest);
+}

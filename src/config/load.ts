@@ -1,0 +1,135 @@
+/**
+ * Loading a config file: YAML → inline-secret scan → schema → cross-field validation →
+ * frozen object. Every problem is collected (never stop at the first) with its path in
+ * the file, so `gatehouse check` can list them all at once.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema.js';
+import { isSecretKeyName, urlHasInlinePassword } from './secrets.js';
+import { validateConfig } from './validate.js';
+
+export interface Problem {
+  /** Path in the file, e.g. `sites[0].rate_limits[1].window`; `(file)` for the whole file. */
+  readonly path: string;
+  readonly message: string;
+  readonly severity: 'error' | 'warning';
+}
+
+export interface LoadedConfig {
+  readonly config: Readonly<Config>;
+  /** Absolute path of the file, and its directory (relative paths in config resolve here). */
+  readonly file: string;
+  readonly dir: string;
+  readonly warnings: readonly Problem[];
+}
+
+export class ConfigError extends Error {
+  readonly code = 'config_invalid';
+  constructor(
+    readonly file: string,
+    readonly problems: readonly Problem[],
+  ) {
+    super(`${file}: ${problems.filter((p) => p.severity === 'error').length} problem(s)\n${formatProblems(problems)}`);
+  }
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+export function formatProblems(problems: readonly Problem[]): string {
+  return problems.map((p) => `  ${p.severity === 'error' ? 'error  ' : 'warning'} ${p.path}: ${p.message}`).join('\n');
+}
+
+/** Walks the raw document for inline secrets before the schema sees it. */
+function scanInlineSecrets(node: unknown, path: PropertyKey[], out: Problem[], flagged: Set<string>): void {
+  if (Array.isArray(node)) {
+    node.forEach((v, i) => scanInlineSecrets(v, [...path, i], out, flagged));
+    return;
+  }
+  if (node === null || typeof node !== 'object') {
+    if (typeof node === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(node) && urlHasInlinePassword(node)) {
+      out.push({ path: formatPath(path), message: 'inline secret: a URL may not carry a password; use the matching *_file key', severity: 'error' });
+    }
+    return;
+  }
+  for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
+    const p = [...path, k];
+    if (isSecretKeyName(k) && (typeof v === 'string' || typeof v === 'number')) {
+      // Never echo the value: the message names the key only.
+      out.push({ path: formatPath(p), message: `inline secret: put the value in a file (mode 0600) and reference it with \`${k}_file\``, severity: 'error' });
+      flagged.add(formatPath(p));
+      continue;
+    }
+    scanInlineSecrets(v, p, out, flagged);
+  }
+}
+
+function schemaProblems(error: z.ZodError, flagged: Set<string>): Problem[] {
+  const out: Problem[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        const path = formatPath([...issue.path, key]);
+        if (flagged.has(path)) continue;
+        out.push({ path, message: 'unknown key', severity: 'error' });
+      }
+      continue;
+    }
+    out.push({ path: formatPath(issue.path), message: issue.message, severity: 'error' });
+  }
+  return out;
+}
+
+/** Parses and validates config text. Throws ConfigError listing every problem. */
+export function parseConfig(text: string, file: string): LoadedConfig {
+  const abs = resolve(file);
+  const dir = dirname(abs);
+  const problems: Problem[] = [];
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  for (const e of doc.errors) {
+    const pos = e.linePos?.[0];
+    problems.push({ path: pos ? `(yaml line ${pos.line} col ${pos.col})` : '(yaml)', message: e.message.split('\n')[0] ?? e.message, severity: 'error' });
+  }
+  if (problems.length > 0) throw new ConfigError(abs, problems);
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(abs, [{ path: '(file)', message: 'the config must be a YAML mapping', severity: 'error' }]);
+  }
+  const flagged = new Set<string>();
+  scanInlineSecrets(raw, [], problems, flagged);
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    problems.push(...schemaProblems(parsed.error, flagged));
+    throw new ConfigError(abs, problems);
+  }
+  problems.push(...validateConfig(parsed.data, dir));
+  if (problems.some((p) => p.severity === 'error')) throw new ConfigError(abs, problems);
+  return { config: deepFreeze(parsed.data), file: abs, dir, warnings: problems };
+}
+
+export function loadConfig(file: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(resolve(file), [{ path: '(file)', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, severity: 'error' }]);
+  }
+  return parseConfig(text, file);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

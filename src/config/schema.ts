@@ -1,0 +1,150 @@
+/**
+ * The configuration schema: the single source of truth for keys, types and defaults.
+ * Every object is strict (an unknown key is an error, so a typo never silently disables
+ * a control). Units are parsed here, so the rest of the gateway sees milliseconds and
+ * bytes. Cross-field rules (unique ids, CIDRs, listen addresses, ...) live in
+ * `validate.ts`, which reports every problem with its path.
+ */
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+const duration = (def: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(def)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === null) {
+        ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(v)} (use e.g. 250ms, 10s, 1m)` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const size = (def: string) =>
+  z
+    .union([z.string(), z.number()])
+    .default(def)
+    .transform((v, ctx) => {
+      const n = parseSize(v);
+      if (n === null) {
+        ctx.addIssue({ code: 'custom', message: `invalid size ${JSON.stringify(v)} (use e.g. 16KiB, 10MiB or a byte count)` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+/** Ids appear in metric labels, log fields, store keys and audit records: keep them tame. */
+export const ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const id = z.string().regex(ID, 'must match ^[a-z0-9][a-z0-9_-]{0,62}$ (lowercase letters, digits, _ and -)');
+
+const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid HTTP header name');
+const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values may not contain control characters');
+
+const headersBlock = z.strictObject({
+  /** Set (overwrite) these response headers on every response of the site. */
+  set: z.record(headerName, headerValue).default({}),
+  /** Remove these response headers (e.g. X-Powered-By from the upstream). */
+  remove: z.array(headerName).default([]),
+});
+
+const ipFilter = z.strictObject({
+  allow: z.array(z.string()).optional(),
+  deny: z.array(z.string()).default([]),
+});
+
+const rateRule = z.strictObject({
+  id,
+  limit: z.number().int().min(1).max(1_000_000_000),
+  window: duration('1m').pipe(z.number().int().min(1000, 'window must be at least 1s').max(86_400_000, 'window must be at most 1d')),
+  /** Optional path classes (`/exact` or `/prefix*`), matched on the normalized path. */
+  paths: z.array(z.string()).optional(),
+  /** Count and log what would be refused; refuse nothing. */
+  shadow: z.boolean().default(false),
+  /** What to do when the rate-limit store cannot decide. */
+  on_store_error: z.enum(['refuse', 'allow']).default('refuse'),
+});
+
+const upstream = z.strictObject({
+  urls: z.array(z.string()).min(1, 'at least one upstream URL is required'),
+  connect_timeout: duration('5s'),
+  /** Time from sending the request to receiving the response headers → 504. */
+  response_timeout: duration('30s'),
+  /** Longest pause between two body chunks from the upstream (0 = none, for SSE). */
+  idle_timeout: duration('5m'),
+  keep_alive_timeout: duration('4s'),
+  max_connections: z.number().int().min(1).max(100_000).default(256),
+});
+
+export const siteSchema = z.strictObject({
+  id,
+  hosts: z.array(z.string().min(1)).min(1, 'a site serves at least one host'),
+  path_prefix: z.string().default('/'),
+  upstream,
+  ip_filter: ipFilter.optional(),
+  max_body_bytes: size('10MiB'),
+  rate_limits: z.array(rateRule).default([]),
+  /** Key IPv6 clients by this prefix length (one client usually holds a whole /64). */
+  rate_limit_ipv6_prefix: z.number().int().min(32).max(128).default(64),
+  headers: headersBlock.optional(),
+});
+
+const listener = z.strictObject({
+  address: z.string(),
+});
+
+const redis = z.strictObject({
+  url: z.string().default('redis://127.0.0.1:6379/0'),
+  password_file: z.string().optional(),
+  command_timeout: duration('250ms'),
+  connect_timeout: duration('2s'),
+  key_prefix: z.string().default('gatehouse:'),
+});
+
+export const configSchema = z.strictObject({
+  listen: z.array(listener).min(1, 'at least one listener is required').default([{ address: '127.0.0.1:8080' }]),
+  admin: z
+    .strictObject({
+      listen: z.string().default('127.0.0.1:9090'),
+      enabled: z.boolean().default(true),
+    })
+    .default({ listen: '127.0.0.1:9090', enabled: true }),
+  /** Peers whose X-Forwarded-For is believed (right-to-left walk). Empty: trust nobody. */
+  trusted_proxies: z.array(z.string()).default([]),
+  /** Applied to every request before routing, with the same semantics as a site's. */
+  ip_filter: ipFilter.optional(),
+  http: z
+    .strictObject({
+      max_header_bytes: size('16KiB'),
+      max_headers: z.number().int().min(1).max(10_000).default(100),
+      header_timeout: duration('10s'),
+      body_idle_timeout: duration('30s'),
+      request_timeout: duration('5m'),
+      keep_alive_timeout: duration('5s'),
+      shutdown_grace: duration('10s'),
+      request_id_header: headerName.default('X-Request-Id'),
+    })
+    .prefault({}),
+  state: z
+    .strictObject({
+      store: z.enum(['memory', 'redis']).default('memory'),
+      redis: redis.optional(),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      /** At most this many IP-filter denial lines per interval (the rest are summarised). */
+      denial_lines_per_minute: z.number().int().min(0).max(100_000).default(60),
+    })
+    .prefault({}),
+  headers: headersBlock.optional(),
+  sites: z.array(siteSchema).min(1, 'at least one site is required'),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type SiteConfig = z.output<typeof siteSchema>;
+export type RateRuleConfig = SiteConfig['rate_limits'][number];
+export type IpFilterConfig = z.output<typeof ipFilter>;
+export type HeadersConfig = z.output<typeof headersBlock>;

@@ -1,0 +1,129 @@
+/**
+ * Cross-field validation after the schema: things a schema cannot say (unique ids, CIDR
+ * syntax, path patterns, addresses, routing collisions) and warnings for settings that
+ * are legal but dangerous (trusting every proxy, a public admin listener).
+ */
+import { resolve } from 'node:path';
+import { parseCidr } from '../net/ip.js';
+import { normalizePath, validatePathPattern } from '../http/path.js';
+import { isLoopbackHost, parseListenAddress } from '../server/address.js';
+import type { Config, IpFilterConfig } from './schema.js';
+import type { Problem } from './load.js';
+import { checkSecretFile } from './secrets.js';
+
+export function normalizeHost(h: string): string {
+  let host = h.trim().toLowerCase();
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  return host;
+}
+
+const HOST_PATTERN = /^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$|^[0-9a-f:]+$/;
+
+export function validateConfig(config: Config, dir: string): Problem[] {
+  const out: Problem[] = [];
+  const err = (path: string, message: string) => out.push({ path, message, severity: 'error' });
+  const warn = (path: string, message: string) => out.push({ path, message, severity: 'warning' });
+
+  const cidrList = (path: string, list: readonly string[] | undefined) => {
+    (list ?? []).forEach((c, i) => {
+      const parsed = parseCidr(c);
+      if (!parsed) err(`${path}[${i}]`, `not an IP address or CIDR: ${JSON.stringify(c)}`);
+    });
+  };
+  const ipFilter = (path: string, f: IpFilterConfig | undefined) => {
+    if (!f) return;
+    cidrList(`${path}.allow`, f.allow);
+    cidrList(`${path}.deny`, f.deny);
+    if (f.allow && f.allow.length === 0) warn(`${path}.allow`, 'an empty allow list denies every client');
+  };
+
+  const listens = new Set<string>();
+  config.listen.forEach((l, i) => {
+    const a = parseListenAddress(l.address);
+    if (!a) err(`listen[${i}].address`, `not a listen address: ${JSON.stringify(l.address)} (use host:port, [v6]:port or :port)`);
+    else if (a.port !== 0 && listens.has(`${a.host}:${a.port}`)) err(`listen[${i}].address`, 'duplicate listen address');
+    else listens.add(`${a?.host}:${a?.port}`);
+  });
+  if (config.admin.enabled) {
+    const a = parseListenAddress(config.admin.listen);
+    if (!a) err('admin.listen', `not a listen address: ${JSON.stringify(config.admin.listen)}`);
+    else {
+      if (a.port !== 0 && listens.has(`${a.host}:${a.port}`)) err('admin.listen', 'the admin listener may not share an address with a public listener');
+      if (!isLoopbackHost(a.host)) warn('admin.listen', `the admin listener is bound to ${a.host}, not loopback: /metrics and the admin API are reachable from the network`);
+    }
+  }
+
+  cidrList('trusted_proxies', config.trusted_proxies);
+  config.trusted_proxies.forEach((c, i) => {
+    const p = parseCidr(c);
+    if (p && p.prefix === 0) {
+      warn(`trusted_proxies[${i}]`, `${c} trusts EVERY peer: any client can choose its own IP address via X-Forwarded-For, defeating IP filters and rate limits`);
+    }
+  });
+  ipFilter('ip_filter', config.ip_filter);
+
+  if (config.state.store === 'redis' && !config.state.redis) {
+    err('state.redis', 'state.store is redis but no state.redis block is given');
+  }
+  if (config.state.redis?.password_file) {
+    const problem = checkSecretFile(resolve(dir, config.state.redis.password_file));
+    if (problem) err('state.redis.password_file', problem);
+  }
+  if (config.state.redis) {
+    try {
+      const u = new URL(config.state.redis.url);
+      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') err('state.redis.url', 'must be a redis:// or rediss:// URL');
+    } catch {
+      err('state.redis.url', 'not a URL');
+    }
+  }
+
+  const siteIds = new Set<string>();
+  const routes = new Map<string, string>();
+  config.sites.forEach((site, si) => {
+    const sp = `sites[${si}]`;
+    if (siteIds.has(site.id)) err(`${sp}.id`, `duplicate site id ${JSON.stringify(site.id)}`);
+    siteIds.add(site.id);
+
+    if (!site.path_prefix.startsWith('/')) err(`${sp}.path_prefix`, 'must start with /');
+    const prefix = normalizePath(site.path_prefix);
+    if (prefix === null) err(`${sp}.path_prefix`, 'not a valid path');
+    site.hosts.forEach((h, hi) => {
+      const host = normalizeHost(h);
+      if (!HOST_PATTERN.test(host)) err(`${sp}.hosts[${hi}]`, `not a host name: ${JSON.stringify(h)} (no port, no scheme; *.example.com allowed)`);
+      const key = `${host} ${prefix}`;
+      const other = routes.get(key);
+      if (other !== undefined) err(`${sp}.hosts[${hi}]`, `host ${host} with path_prefix ${site.path_prefix} is already served by ${other}`);
+      else routes.set(key, `sites[${si}]`);
+    });
+
+    site.upstream.urls.forEach((u, ui) => {
+      const path = `${sp}.upstream.urls[${ui}]`;
+      let url: URL;
+      try {
+        url = new URL(u);
+      } catch {
+        err(path, `not a URL: ${JSON.stringify(u)}`);
+        return;
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') err(path, 'upstream URLs must be http:// or https://');
+      if (url.username || url.password) err(path, 'upstream URLs may not carry credentials');
+      if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) err(path, 'an upstream URL is an origin (scheme://host:port) without path, query or fragment');
+    });
+
+    ipFilter(`${sp}.ip_filter`, site.ip_filter);
+
+    const ruleIds = new Set<string>();
+    site.rate_limits.forEach((r, ri) => {
+      const rp = `${sp}.rate_limits[${ri}]`;
+      if (ruleIds.has(r.id)) err(`${rp}.id`, `duplicate rule id ${JSON.stringify(r.id)} in this site`);
+      ruleIds.add(r.id);
+      (r.paths ?? []).forEach((p, pi) => {
+        const problem = validatePathPattern(p);
+        if (problem) err(`${rp}.paths[${pi}]`, problem);
+      });
+      if (r.paths && r.paths.length === 0) err(`${rp}.paths`, 'an empty path list matches nothing; omit `paths` to apply the rule to every path');
+    });
+  });
+  return out;
+}

@@ -1,0 +1,32 @@
+/**
+ * The error-code registry: every answer gatehouse makes itself has one of these stable
+ * snake_case codes. Clients see status, code, the generic message and the request id;
+ * logs carry the full cause. `docs/errors.md` lists the same table and a test keeps the
+ * two in step, so adding a code here without documenting it fails `npm test`.
+ */
+export const ERROR_CODES = {
+  bad_request: { status: 400, message: 'The request is malformed.' },
+  missing_host: { status: 400, message: 'The request has no Host header.' },
+  request_timeout: { status: 408, message: 'The request was not received in time.' },
+  body_too_large: { status: 413, message: 'The request body is too large.' },
+  not_found: { status: 404, message: 'No such endpoint.' },
+  method_not_allowed: { status: 405, message: 'Method not allowed.' },
+  misdirected_request: { status: 421, message: 'No site is served for this host.' },
+  headers_too_large: { status: 431, message: 'The request headers are too large.' },
+  rate_limited: { status: 429, message: 'Too many requests; retry later.' },
+  internal_error: { status: 500, message: 'The gateway failed to handle the request.' },
+  upstream_unavailable: { status: 502, message: 'The upstream service is unavailable.' },
+  upstream_error: { status: 502, message: 'The upstream service failed to answer.' },
+  rate_limit_unavailable: { status: 503, message: 'The rate limiter cannot decide right now.' },
+  shutting_down: { status: 503, message: 'The gateway is shutting down.' },
+  upstream_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
+  // Never sent to a client: the connection is closed with zero bytes written. Listed so
+  // logs, metrics and audit records use the same id for the decision.
+  ip_denied: { status: 0, message: 'Connection closed: client address not allowed.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function statusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
+}

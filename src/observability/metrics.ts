@@ -1,0 +1,131 @@
+/**
+ * Every metric gatehouse exports, defined in one place. Names follow
+ * `gatehouse_<area>_<name>_{total,seconds,bytes}`; labels are bounded (site and rule ids
+ * come from config, status codes are a small set). Each gateway owns its own registry, so
+ * several gateways can live in one process (tests) without sharing counters.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'site' | 'status'>;
+  readonly duration: Histogram<'site'>;
+  readonly upstreamErrors: Counter<'site' | 'code'>;
+  readonly ipDenials: Counter<'site' | 'list'>;
+  readonly rateLimitRefusals: Counter<'site' | 'rule' | 'mode'>;
+  readonly rateLimitStoreErrors: Counter<'site' | 'action'>;
+  readonly clientErrors: Counter<'code'>;
+  readonly configReloads: Counter<'result'>;
+  readonly configLastReload: Gauge<'result'>;
+  readonly inflight: Gauge;
+  readonly info: Gauge<'version'>;
+  /** Fast path: cached label children for the per-request counters. */
+  countRequest(site: string, status: number, seconds: number): void;
+}
+
+export function createMetrics(opts: { version: string; defaultMetrics?: boolean }): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'gatehouse_process_' });
+  const requests = new Counter({
+    name: 'gatehouse_http_requests_total',
+    help: 'Requests answered, by site and status (0 = connection closed without a response).',
+    labelNames: ['site', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'gatehouse_http_request_duration_seconds',
+    help: 'Time from request received to response finished, by site.',
+    labelNames: ['site'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const upstreamErrors = new Counter({
+    name: 'gatehouse_upstream_errors_total',
+    help: 'Upstream failures by site and error code (upstream_unavailable, upstream_timeout, upstream_error).',
+    labelNames: ['site', 'code'] as const,
+    registers: [registry],
+  });
+  const ipDenials = new Counter({
+    name: 'gatehouse_ip_filter_denials_total',
+    help: 'Connections closed by the IP filter, by site (or "-" for the global filter) and the list that decided (allow = not in the allow list, deny = in the deny list).',
+    labelNames: ['site', 'list'] as const,
+    registers: [registry],
+  });
+  const rateLimitRefusals = new Counter({
+    name: 'gatehouse_rate_limit_refusals_total',
+    help: 'Requests refused (mode=enforce) or that would have been refused (mode=shadow) by a rate-limit rule.',
+    labelNames: ['site', 'rule', 'mode'] as const,
+    registers: [registry],
+  });
+  const rateLimitStoreErrors = new Counter({
+    name: 'gatehouse_rate_limit_store_errors_total',
+    help: 'Rate-limit decisions the store could not make, by site and what the failure mode did (refused or allowed).',
+    labelNames: ['site', 'action'] as const,
+    registers: [registry],
+  });
+  const clientErrors = new Counter({
+    name: 'gatehouse_http_client_errors_total',
+    help: 'Connections answered at the HTTP parser level (malformed request, oversize headers, timeouts), by error code.',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const configReloads = new Counter({
+    name: 'gatehouse_config_reloads_total',
+    help: 'Config reload attempts by result (success, failure).',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const configLastReload = new Gauge({
+    name: 'gatehouse_config_last_reload_timestamp_seconds',
+    help: 'Unix time of the last reload attempt with the given result.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const inflight = new Gauge({
+    name: 'gatehouse_http_requests_in_flight',
+    help: 'Requests currently being handled.',
+    registers: [registry],
+  });
+  const info = new Gauge({
+    name: 'gatehouse_build_info',
+    help: 'Always 1; the version label says which gatehouse is running.',
+    labelNames: ['version'] as const,
+    registers: [registry],
+  });
+  info.set({ version: opts.version }, 1);
+
+  // prom-client's labels() hashes label values on every call; cache the children.
+  const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
+  const durChildren = new Map<string, ReturnType<typeof duration.labels>>();
+  function countRequest(site: string, status: number, seconds: number): void {
+    const key = site + ' ' + status;
+    let c = reqChildren.get(key);
+    if (c === undefined) {
+      c = requests.labels(site, String(status));
+      reqChildren.set(key, c);
+    }
+    c.inc();
+    let h = durChildren.get(site);
+    if (h === undefined) {
+      h = duration.labels(site);
+      durChildren.set(site, h);
+    }
+    h.observe(seconds);
+  }
+
+  return {
+    registry,
+    requests,
+    duration,
+    upstreamErrors,
+    ipDenials,
+    rateLimitRefusals,
+    rateLimitStoreErrors,
+    clientErrors,
+    configReloads,
+    configLastReload,
+    inflight,
+    info,
+    countRequest,
+  };
+}

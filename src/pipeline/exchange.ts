@@ -1,0 +1,73 @@
+/**
+ * The exchange: everything the pipeline knows about one request while it runs. One
+ * object per request with a fixed shape (every field set in the constructor) so the
+ * stages stay monomorphic on the hot path.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Refusal } from './refusal.js';
+import type { CompiledSite } from './site.js';
+
+export class Exchange {
+  /** Request id, also sent to the client and the upstream. */
+  readonly id: string;
+  readonly req: IncomingMessage;
+  /** null for WebSocket upgrades (the raw socket is in `socket`). */
+  readonly res: ServerResponse | null;
+  readonly socket: Duplex;
+  /** performance.now() when the request was received. */
+  readonly start: number;
+  /** The socket peer, normalized (`remote_ip`). */
+  readonly peerIp: string;
+  /** The resolved client (`client_ip`): the peer, or the first untrusted X-Forwarded-For hop. */
+  clientIp: string;
+  /** True when the peer is a trusted proxy (its X-Forwarded-* headers are extended, not replaced). */
+  peerTrusted: boolean;
+  /** Scheme the client used to reach us (http until TLS listeners exist). */
+  readonly scheme: 'http' | 'https';
+  host = '';
+  /** Raw path and query as received (forwarded upstream unchanged). */
+  path = '';
+  query = '';
+  /** The normalized path used for every match (routing, path classes). */
+  normPath = '';
+  site: CompiledSite | null = null;
+  /** Response headers added by stages (rate-limit headers), flat [name, value, ...]. */
+  readonly extraHeaders: string[];
+  /** The refusal that decided, if any. */
+  refusal: Refusal | null = null;
+  /** Status sent (0 when the connection was closed without a response). */
+  status = 0;
+  /** Log fields added by stages (e.g. shadow refusals); null until a stage adds one. */
+  notes: Record<string, unknown> | null = null;
+  upstreamMs = -1;
+  bytesIn = 0;
+  bytesOut = 0;
+  finished = false;
+
+  constructor(
+    id: string,
+    req: IncomingMessage,
+    res: ServerResponse | null,
+    socket: Duplex,
+    peerIp: string,
+    scheme: 'http' | 'https',
+    requestIdHeader: string,
+    start: number,
+  ) {
+    this.id = id;
+    this.req = req;
+    this.res = res;
+    this.socket = socket;
+    this.peerIp = peerIp;
+    this.clientIp = peerIp;
+    this.peerTrusted = false;
+    this.scheme = scheme;
+    this.start = start;
+    this.extraHeaders = [requestIdHeader, id];
+  }
+
+  note(key: string, value: unknown): void {
+    (this.notes ??= {})[key] = value;
+  }
+}

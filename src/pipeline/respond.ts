@@ -1,0 +1,118 @@
+/**
+ * Turning a refusal into the one response shape, and finishing an exchange (metrics and
+ * the one log line per request). Every answer the gateway makes itself carries the
+ * site's security headers (or the global ones before a site is known), the request id,
+ * `Cache-Control: no-store` and a JSON body `{"error":{"code","message","request_id"}}`.
+ * Clients get the code and a generic message; the cause goes to the log only.
+ */
+import { STATUS_CODES } from 'node:http';
+import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
+import type { HeaderPolicy } from '../stages/headers/index.js';
+import type { GatewayContext } from './context.js';
+import type { Exchange } from './exchange.js';
+import type { Refusal } from './refusal.js';
+
+export function errorBody(code: ErrorCode, requestId: string): string {
+  return `{"error":{"code":"${code}","message":${JSON.stringify(ERROR_CODES[code].message)},"request_id":"${requestId}"}}`;
+}
+
+/** Header list for a gateway-made answer (without Content-Length/Connection). */
+export function ownHeaders(policy: HeaderPolicy, extra: readonly string[], more: readonly string[] | undefined): string[] {
+  const h = ['Content-Type', 'application/json', 'Cache-Control', 'no-store'];
+  for (let i = 0; i < policy.set.length; i++) h.push(policy.set[i] as string);
+  for (let i = 0; i < extra.length; i++) h.push(extra[i] as string);
+  if (more) for (let i = 0; i < more.length; i++) h.push(more[i] as string);
+  return h;
+}
+
+/** Serializes a complete HTTP/1.1 response for a raw socket (upgrade requests, parser errors). */
+export function rawResponse(status: number, headers: readonly string[], body: string): string {
+  let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  s += `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+  return s;
+}
+
+export function refuse(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, refusal: Refusal): void {
+  ex.refusal = refusal;
+  const siteId = ex.site?.id ?? '-';
+  if (refusal.drop) {
+    // The Atlas behaviour: close with zero bytes written, no status, no error page.
+    ex.status = 0;
+    ctx.metrics.ipDenials.labels(siteId, refusal.rule ?? 'allow').inc();
+    ctx.denials.record(ex.clientIp, siteId, refusal.rule ?? 'allow');
+    ex.socket.destroy();
+    if (ex.res === null) finish(ctx, ex);
+    return;
+  }
+  const status = ERROR_CODES[refusal.code].status;
+  ex.status = status;
+  const body = errorBody(refusal.code, ex.id);
+  const headers = ownHeaders(policy, ex.extraHeaders, refusal.headers);
+  const res = ex.res;
+  if (res === null) {
+    if (ex.socket.writable) ex.socket.end(rawResponse(status, headers, body));
+    else ex.socket.destroy();
+    finish(ctx, ex);
+    return;
+  }
+  if (res.headersSent) {
+    // Too late for a status: the client sees a truncated response, which is honest.
+    res.destroy();
+    return;
+  }
+  headers.push('Content-Length', String(Buffer.byteLength(body)));
+  // An unread request body (413, early refusals of uploads) or a draining gateway: close
+  // the connection rather than reading a body we refused.
+  if (ctx.draining || hasUnreadBody(ex)) headers.push('Connection', 'close');
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+function hasUnreadBody(ex: Exchange): boolean {
+  const req = ex.req;
+  if (req.complete) return false;
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
+
+/** Metrics and the request log line; called exactly once per exchange. */
+export function finish(ctx: GatewayContext, ex: Exchange): void {
+  if (ex.finished) return;
+  ex.finished = true;
+  const ms = performance.now() - ex.start;
+  const siteId = ex.site?.id ?? '-';
+  ctx.metrics.countRequest(siteId, ex.status, ms / 1000);
+  if (ctx.log.isLevelEnabled('info')) {
+    const r = ex.refusal;
+    const line: Record<string, unknown> = {
+      req_id: ex.id,
+      site: siteId,
+      method: ex.req.method,
+      host: ex.host,
+      path: ex.path,
+      status: ex.status,
+      client_ip: ex.clientIp,
+      peer_ip: ex.peerIp,
+      dur_ms: Math.round(ms * 1000) / 1000,
+    };
+    if (ex.upstreamMs >= 0) line.upstream_ms = Math.round(ex.upstreamMs * 1000) / 1000;
+    if (ex.bytesIn > 0) line.bytes_in = ex.bytesIn;
+    if (ex.bytesOut > 0) line.bytes_out = ex.bytesOut;
+    if (r !== null) {
+      line.decision = 'refused';
+      line.stage = r.stage;
+      if (r.rule !== undefined) line.rule = r.rule;
+      line.code = r.code;
+      if (r.cause !== undefined) line.cause = r.cause instanceof Error ? `${r.cause.name}: ${r.cause.message}` : String(r.cause);
+    } else {
+      line.decision = 'allowed';
+    }
+    if (ex.notes !== null) Object.assign(line, ex.notes);
+    // IP-filter drops are logged by the denial log (budgeted), not per request.
+    if (!(r !== null && r.drop)) ctx.log.info(line, 'request');
+  }
+  ctx.inflight--;
+  ctx.metrics.inflight.dec();
+  if (ctx.inflight === 0 && ctx.onIdle !== null) ctx.onIdle();
+}

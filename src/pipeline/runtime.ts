@@ -1,0 +1,96 @@
+/**
+ * A runtime is one compiled generation of the config: router, sites with their stage
+ * lists, the client-IP resolver and the global filter. It is built once (at start and on
+ * each reload) and never changes; a request reads the current runtime once when it
+ * arrives and keeps it to the end, so in-flight requests finish on the config they
+ * started with while new ones use the new generation.
+ */
+import type { Config } from '../config/schema.js';
+import { normalizeHost } from '../config/validate.js';
+import { normalizePath } from '../http/path.js';
+import { createClientIpResolver, type ClientIpResolver } from '../net/client-ip.js';
+import { compileCidrs, type CidrSet } from '../net/ip.js';
+import { compileHeaderPolicy, type HeaderPolicy } from '../stages/headers/index.js';
+import { createIpFilterStage } from '../stages/ip-filter/index.js';
+import type { PoolCache } from '../stages/proxy/pools.js';
+import { createProxy } from '../stages/proxy/index.js';
+import { createRateLimitStage } from '../stages/rate-limit/index.js';
+import { createRequestLimitsStage } from '../stages/request-limits/index.js';
+import type { RateLimitStore } from '../stores/rate-limit/types.js';
+import type { GatewayContext } from './context.js';
+import { createRouter, type CompiledSite, type Router } from './site.js';
+import type { Stage } from './stage.js';
+
+export interface Runtime {
+  readonly generation: number;
+  readonly config: Config;
+  readonly trusted: CidrSet;
+  readonly resolveClientIp: ClientIpResolver;
+  /** Stages that run before routing (the global IP filter). */
+  readonly globalStages: readonly Stage[];
+  readonly router: Router;
+  readonly sites: readonly CompiledSite[];
+  /** Header policy for answers made before a site is known (400, 421). */
+  readonly headers: HeaderPolicy;
+  readonly requestIdHeader: string;
+}
+
+export interface RuntimeDeps {
+  readonly ctx: GatewayContext;
+  readonly pools: PoolCache;
+  readonly rateStore: RateLimitStore;
+  /** Epoch ms clock for the rate limiter (tests inject one). */
+  readonly now?: () => number;
+}
+
+export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
+  const { ctx } = deps;
+  const globalHeaders = compileHeaderPolicy(config.headers);
+  const requestIdHeader = config.http.request_id_header;
+  const sites: CompiledSite[] = [];
+  const entries: Array<{ host: string; site: CompiledSite }> = [];
+  for (const sc of config.sites) {
+    const headers = compileHeaderPolicy(config.headers, sc.headers);
+    // The fixed stage order (docs/lifecycle.md): cheap checks before anything stateful.
+    const stages: Stage[] = [];
+    if (sc.ip_filter) stages.push(createIpFilterStage(sc.ip_filter));
+    stages.push(createRequestLimitsStage({ maxHeaders: config.http.max_headers, maxBodyBytes: sc.max_body_bytes }));
+    const rl = createRateLimitStage({
+      siteId: sc.id,
+      rules: sc.rate_limits,
+      store: deps.rateStore,
+      ipv6Prefix: sc.rate_limit_ipv6_prefix,
+      metrics: ctx.metrics,
+      log: ctx.log,
+      now: deps.now,
+    });
+    if (rl) stages.push(rl);
+    const proxy = createProxy({
+      siteId: sc.id,
+      dispatcher: deps.pools.get(sc.upstream),
+      headers,
+      ctx,
+      maxBodyBytes: sc.max_body_bytes,
+      bodyIdleTimeoutMs: config.http.body_idle_timeout,
+      requestIdHeader,
+    });
+    const norm = normalizePath(sc.path_prefix) ?? '/';
+    const prefix = norm.endsWith('/') ? norm.slice(0, -1) : norm;
+    const site: CompiledSite = Object.freeze({ id: sc.id, config: sc, stages: Object.freeze(stages), headers, proxy, prefix });
+    sites.push(site);
+    for (const h of sc.hosts) entries.push({ host: normalizeHost(h), site });
+  }
+  const globalStages: Stage[] = [];
+  if (config.ip_filter) globalStages.push(createIpFilterStage(config.ip_filter));
+  return Object.freeze({
+    generation,
+    config,
+    trusted: compileCidrs(config.trusted_proxies),
+    resolveClientIp: createClientIpResolver({ trustedProxies: config.trusted_proxies }),
+    globalStages: Object.freeze(globalStages),
+    router: createRouter(entries),
+    sites: Object.freeze(sites),
+    headers: globalHeaders,
+    requestIdHeader,
+  });
+}

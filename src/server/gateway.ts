@@ -1,0 +1,401 @@
+/**
+ * The gateway process: public listeners, the admin listener, config generations
+ * (reload), and graceful shutdown. No security decision is made here; requests go
+ * straight to pipeline/handle.ts with the current runtime.
+ *
+ * Reload (SIGHUP, file change, or `reload()`): the new file is loaded and validated, a
+ * new runtime is compiled, and the reference is swapped in one assignment. Requests
+ * already running keep the runtime they started with; resources only the old generation
+ * used (upstream pools, a replaced store) are released when its last request ends.
+ * Rate-limit counters live in the store, which is kept when its config is unchanged, so
+ * they survive reloads. An invalid file is refused, logged with every problem, counted,
+ * and the last good config keeps serving.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { basename, dirname, resolve } from 'node:path';
+import { createAdminServer } from '../admin/server.js';
+import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { readSecretFile } from '../config/secrets.js';
+import { compileCidrs } from '../net/ip.js';
+import { createDenialLog } from '../observability/denial-log.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
+import type { GatewayContext } from '../pipeline/context.js';
+import { handleRequest, handleUpgrade, peerOf } from '../pipeline/handle.js';
+import { buildRuntime, type Runtime } from '../pipeline/runtime.js';
+import { PoolCache } from '../stages/proxy/pools.js';
+import { createMemoryRateLimitStore, createRedisClient, createRedisRateLimitStore } from '../stores/rate-limit/index.js';
+import type { RateLimitStore } from '../stores/rate-limit/types.js';
+import { VERSION } from '../version.js';
+import { parseListenAddress } from './address.js';
+import { createClientErrorHandler } from './client-errors.js';
+
+export interface GatewayOptions {
+  readonly loaded: LoadedConfig;
+  /** Defaults to a pino logger on stdout at the configured level. */
+  readonly logger?: Logger;
+  /** Watch the config file and reload on change (default true for `run`). */
+  readonly watch?: boolean;
+  /** Epoch-ms clock for the rate limiter (tests). */
+  readonly now?: () => number;
+}
+
+interface Generation {
+  readonly rt: Runtime;
+  inflight: number;
+  retired: boolean;
+  readonly store: StoreHandle;
+}
+
+interface StoreHandle {
+  readonly key: string;
+  readonly store: RateLimitStore;
+  refs: number;
+  close(): Promise<void>;
+}
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly generation: number;
+  readonly error?: string;
+}
+
+function storeKey(config: Config): string {
+  return config.state.store === 'memory' ? 'memory' : JSON.stringify(config.state);
+}
+
+function openStore(config: Config, dir: string): StoreHandle {
+  if (config.state.store === 'memory') {
+    const store = createMemoryRateLimitStore();
+    return { key: 'memory', store, refs: 0, close: () => store.close() };
+  }
+  const r = config.state.redis;
+  if (!r) throw new Error('state.redis missing');
+  const client = createRedisClient({
+    url: r.url,
+    password: r.password_file ? readSecretFile(resolve(dir, r.password_file)) : undefined,
+    commandTimeoutMs: r.command_timeout,
+    connectTimeoutMs: r.connect_timeout,
+  });
+  const store = createRedisRateLimitStore({ client, prefix: `${r.key_prefix}rl:` });
+  return {
+    key: storeKey(config),
+    store,
+    refs: 0,
+    async close() {
+      await store.close();
+      client.disconnect();
+    },
+  };
+}
+
+export class Gateway {
+  readonly ctx: GatewayContext;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  private loaded: LoadedConfig;
+  private gen: Generation;
+  private generation = 1;
+  private readonly pools = new PoolCache();
+  private readonly servers: Server[] = [];
+  private admin: Server | null = null;
+  private watcher: FSWatcher | null = null;
+  private lastHash = '';
+  private closing: Promise<void> | null = null;
+  private readonly now: (() => number) | undefined;
+
+  private constructor(opts: GatewayOptions) {
+    this.loaded = opts.loaded;
+    const config = opts.loaded.config;
+    this.log = opts.logger ?? createLogger({ level: config.log.level });
+    this.metrics = createMetrics({ version: VERSION });
+    this.ctx = {
+      metrics: this.metrics,
+      log: this.log,
+      denials: createDenialLog(this.log, config.log.denial_lines_per_minute),
+      version: VERSION,
+      draining: false,
+      inflight: 0,
+      onIdle: null,
+    };
+    this.now = opts.now;
+    const store = openStore(config, opts.loaded.dir);
+    store.refs++;
+    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now }), inflight: 0, retired: false, store };
+    this.lastHash = hashFile(opts.loaded.file);
+  }
+
+  static async start(opts: GatewayOptions): Promise<Gateway> {
+    const gw = new Gateway(opts);
+    try {
+      await gw.listen();
+    } catch (err) {
+      await gw.close(0);
+      throw err;
+    }
+    for (const w of opts.loaded.warnings) gw.log.warn({ event: 'config_warning', path: w.path }, w.message);
+    if (opts.watch) gw.watchFile();
+    return gw;
+  }
+
+  get runtime(): Runtime {
+    return this.gen.rt;
+  }
+
+  get config(): Config {
+    return this.gen.rt.config;
+  }
+
+  private async listen(): Promise<void> {
+    const config = this.config;
+    const onClientError = createClientErrorHandler(this.ctx, () => this.gen.rt);
+    for (const l of config.listen) {
+      const addr = parseListenAddress(l.address);
+      if (!addr) throw new Error(`bad listen address ${l.address}`);
+      const server = createServer(
+        {
+          maxHeaderSize: config.http.max_header_bytes,
+          headersTimeout: config.http.header_timeout,
+          requestTimeout: config.http.request_timeout,
+          keepAliveTimeout: config.http.keep_alive_timeout,
+          // How often Node checks header/request timeouts; keep it well under the timeouts.
+          connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.http.header_timeout / 4))),
+          requireHostHeader: false,
+          noDelay: true,
+        },
+        (req, res) => this.onRequest(req, res),
+      );
+      // We count headers ourselves (431 from request_limits); max_header_bytes bounds them.
+      server.maxHeadersCount = 0;
+      server.on('upgrade', (req, socket, head) => {
+        const gen = this.enter();
+        socket.once('close', () => this.leave(gen));
+        handleUpgrade(this.ctx, gen.rt, req, socket, head, 'http');
+      });
+      server.on('clientError', onClientError);
+      server.on('connection', (socket: Socket) => this.onConnection(socket));
+      await new Promise<void>((ok, fail) => {
+        server.once('error', fail);
+        server.listen(addr.port, addr.host, () => {
+          server.off('error', fail);
+          ok();
+        });
+      });
+      this.servers.push(server);
+    }
+    if (config.admin.enabled) {
+      const addr = parseListenAddress(config.admin.listen);
+      if (!addr) throw new Error(`bad admin address ${config.admin.listen}`);
+      const admin = createAdminServer({ metrics: this.metrics, notReady: () => this.notReady() });
+      await new Promise<void>((ok, fail) => {
+        admin.once('error', fail);
+        admin.listen(addr.port, addr.host, () => {
+          admin.off('error', fail);
+          ok();
+        });
+      });
+      this.admin = admin;
+    }
+    this.log.info({ event: 'listening', listen: this.addresses().public.map(fmt), admin: this.addresses().admin ? fmt(this.addresses().admin as AddressInfo) : null, version: VERSION }, 'gatehouse listening');
+  }
+
+  /** The global IP filter also applies per connection, so a denied peer gets zero bytes even for malformed requests. */
+  private onConnection(socket: Socket): void {
+    const f = this.config.ip_filter;
+    if (!f) return;
+    const rt = this.gen.rt;
+    const peer = peerOf(socket);
+    if (rt.trusted.has(peer)) return; // the real client is only known from the request
+    const allow = f.allow ? compileCidrsCached(f.allow) : null;
+    const deny = compileCidrsCached(f.deny);
+    const list = deny.has(peer) ? 'deny' : allow !== null && !allow.has(peer) ? 'allow' : null;
+    if (list !== null) {
+      this.metrics.ipDenials.labels('-', list).inc();
+      this.ctx.denials.record(peer, '-', list);
+      socket.destroy();
+    }
+  }
+
+  private onRequest(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
+    const gen = this.enter();
+    res.once('close', () => this.leave(gen));
+    handleRequest(this.ctx, gen.rt, req, res, 'http');
+  }
+
+  private enter(): Generation {
+    const gen = this.gen;
+    gen.inflight++;
+    return gen;
+  }
+
+  private leave(gen: Generation): void {
+    gen.inflight--;
+    if (gen.retired && gen.inflight === 0) this.release(gen);
+  }
+
+  /** Frees what only a retired generation used, once its last request is done. */
+  private release(gen: Generation): void {
+    gen.store.refs--;
+    if (gen.store.refs === 0 && gen.store !== this.gen.store) {
+      gen.store.close().catch((err: unknown) => this.log.warn({ event: 'store_close_failed', err: String(err) }, 'closing a replaced store failed'));
+    }
+    void this.pools.retain(this.gen.rt.config.sites.map((s) => s.upstream));
+  }
+
+  private notReady(): string | null {
+    if (this.ctx.draining) return 'shutting down';
+    if (this.servers.length === 0) return 'not listening';
+    if (!this.gen.store.store.ready()) return 'rate-limit store unreachable';
+    return null;
+  }
+
+  addresses(): { public: AddressInfo[]; admin: AddressInfo | null } {
+    return {
+      public: this.servers.map((s) => s.address() as AddressInfo),
+      admin: this.admin ? (this.admin.address() as AddressInfo) : null,
+    };
+  }
+
+  /** Reloads from the config file. Never throws: failure keeps the last good config. */
+  async reload(reason = 'api'): Promise<ReloadResult> {
+    const file = this.loaded.file;
+    let loaded: LoadedConfig;
+    try {
+      loaded = loadConfig(file);
+      const problems = listenerChanges(this.config, loaded.config);
+      if (problems.length > 0) throw new ConfigError(file, problems.map((message) => ({ path: 'listen', message, severity: 'error' as const })));
+    } catch (err) {
+      return this.reloadFailed(reason, err);
+    }
+    let store = this.gen.store;
+    let rt: Runtime;
+    try {
+      if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
+      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now });
+    } catch (err) {
+      if (store !== this.gen.store) void store.close();
+      return this.reloadFailed(reason, err);
+    }
+    const old = this.gen;
+    store.refs++;
+    this.generation++;
+    this.gen = { rt, inflight: 0, retired: false, store };
+    this.loaded = loaded;
+    this.lastHash = hashFile(file);
+    old.retired = true;
+    if (old.inflight === 0) this.release(old);
+    this.applyServerLimits(loaded.config);
+    this.metrics.configReloads.labels('success').inc();
+    this.metrics.configLastReload.labels('success').set(Date.now() / 1000);
+    for (const w of loaded.warnings) this.log.warn({ event: 'config_warning', path: w.path }, w.message);
+    this.log.info({ event: 'config_reloaded', generation: this.generation, reason }, 'config reloaded');
+    return { ok: true, generation: this.generation };
+  }
+
+  private reloadFailed(reason: string, err: unknown): ReloadResult {
+    this.metrics.configReloads.labels('failure').inc();
+    this.metrics.configLastReload.labels('failure').set(Date.now() / 1000);
+    const problems = err instanceof ConfigError ? err.problems.map((p) => `${p.path}: ${p.message}`) : [String((err as Error)?.message ?? err)];
+    this.log.error({ event: 'config_reload_failed', reason, problems, generation: this.generation }, 'config reload refused; the last good config keeps serving');
+    return { ok: false, generation: this.generation, error: problems.join('; ') };
+  }
+
+  private applyServerLimits(config: Config): void {
+    for (const s of this.servers) {
+      s.headersTimeout = config.http.header_timeout;
+      s.requestTimeout = config.http.request_timeout;
+      s.keepAliveTimeout = config.http.keep_alive_timeout;
+      // Read by Node when it sets up each new connection's parser.
+      (s as Server & { maxHeaderSize?: number }).maxHeaderSize = config.http.max_header_bytes;
+    }
+  }
+
+  /** Watches the config file's directory (editors and ConfigMaps replace files by rename/symlink swap). */
+  private watchFile(): void {
+    const file = this.loaded.file;
+    const name = basename(file);
+    let timer: NodeJS.Timeout | null = null;
+    try {
+      this.watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
+        if (changed !== null && changed !== name && !String(changed).startsWith('..')) return;
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(() => {
+          timer = null;
+          const h = hashFile(file);
+          if (h === this.lastHash || h === '') return;
+          void this.reload('file_change');
+        }, 150);
+        timer.unref();
+      });
+    } catch (err) {
+      this.log.warn({ event: 'config_watch_failed', err: String(err) }, 'cannot watch the config file; reload with SIGHUP');
+    }
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, let in-flight requests finish (new requests on
+   * open keep-alive connections are still served, with `Connection: close`), then close
+   * whatever is left after `graceMs`, and release pools and stores.
+   */
+  close(graceMs = this.config.http.shutdown_grace): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      this.ctx.draining = true;
+      this.watcher?.close();
+      const closed = this.servers.map((s) => new Promise<void>((ok) => s.close(() => ok())));
+      for (const s of this.servers) s.closeIdleConnections();
+      if (this.ctx.inflight > 0) {
+        await new Promise<void>((ok) => {
+          const t = setTimeout(ok, graceMs);
+          t.unref();
+          this.ctx.onIdle = () => {
+            clearTimeout(t);
+            ok();
+          };
+        });
+      }
+      for (const s of this.servers) s.closeAllConnections();
+      await Promise.all(closed);
+      if (this.admin) {
+        this.admin.closeAllConnections();
+        await new Promise<void>((ok) => this.admin?.close(() => ok()));
+      }
+      await this.pools.closeAll(true);
+      await this.gen.store.close().catch(() => undefined);
+      this.ctx.denials.close();
+      this.log.info({ event: 'stopped' }, 'gatehouse stopped');
+      await new Promise<void>((ok) => this.log.flush(() => ok()));
+    })();
+    return this.closing;
+  }
+}
+
+const cidrCache = new WeakMap<readonly string[], ReturnType<typeof compileCidrs>>();
+function compileCidrsCached(list: readonly string[]): ReturnType<typeof compileCidrs> {
+  let c = cidrCache.get(list);
+  if (!c) cidrCache.set(list, (c = compileCidrs(list)));
+  return c;
+}
+
+function listenerChanges(a: Config, b: Config): string[] {
+  const out: string[] = [];
+  if (JSON.stringify(a.listen) !== JSON.stringify(b.listen)) out.push('listen addresses change only on restart');
+  if (JSON.stringify(a.admin) !== JSON.stringify(b.admin)) out.push('the admin listener changes only on restart');
+  return out;
+}
+
+function hashFile(file: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(file)).digest('hex');
+  } catch {
+    return '';
+  }
+}
+
+function fmt(a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}

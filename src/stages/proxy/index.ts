@@ -1,0 +1,241 @@
+/**
+ * The proxy: forwards an admitted exchange to the site's upstream with undici and streams
+ * both bodies without buffering, with backpressure in both directions (a slow client
+ * pauses the upstream read; undici pauses the client read). It is the only writer of
+ * proxied responses; refusals go through pipeline/respond.ts, so both carry the same
+ * security headers.
+ *
+ * Limits enforced while streaming: a request body without a declared length is counted
+ * (413 once it passes the site's limit), and a body that stops arriving for
+ * `http.body_idle_timeout` gets 408 and a closed connection.
+ */
+import type { Duplex } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { ErrorCode } from '../../errors/codes.js';
+import type { GatewayContext } from '../../pipeline/context.js';
+import type { Exchange } from '../../pipeline/exchange.js';
+import { Refusal } from '../../pipeline/refusal.js';
+import { rawResponse, refuse } from '../../pipeline/respond.js';
+import type { SiteProxy } from '../../pipeline/site.js';
+import { buildResponseHeaders, type HeaderPolicy } from '../headers/index.js';
+import { upstreamRequestHeaders } from './request-headers.js';
+
+export const PROXY = 'proxy';
+
+class BodyLimitError extends Error {
+  readonly code = 'body_too_large';
+}
+class BodyTimeoutError extends Error {
+  readonly code = 'request_timeout';
+}
+
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED']);
+
+/** Maps an upstream failure (before any response byte) to the client's error code. */
+export function upstreamErrorCode(err: unknown): ErrorCode {
+  const code = (err as { code?: string } | null)?.code;
+  if (code === 'body_too_large') return 'body_too_large';
+  if (code === 'request_timeout') return 'request_timeout';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'upstream_timeout';
+  if (code !== undefined && UNAVAILABLE.has(code)) return 'upstream_unavailable';
+  return 'upstream_error';
+}
+
+export interface ProxyOptions {
+  readonly siteId: string;
+  readonly dispatcher: Dispatcher;
+  readonly headers: HeaderPolicy;
+  readonly ctx: GatewayContext;
+  readonly maxBodyBytes: number;
+  readonly bodyIdleTimeoutMs: number;
+  readonly requestIdHeader: string;
+}
+
+export function createProxy(opts: ProxyOptions): SiteProxy {
+  const { dispatcher, headers: policy, ctx, siteId, maxBodyBytes, bodyIdleTimeoutMs } = opts;
+  const ridLower = opts.requestIdHeader.toLowerCase();
+  const upstreamErrors = {
+    upstream_unavailable: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_unavailable'),
+    upstream_timeout: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_timeout'),
+    upstream_error: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_error'),
+  };
+
+  function fail(ex: Exchange, err: unknown): void {
+    const code = upstreamErrorCode(err);
+    if (code === 'upstream_unavailable' || code === 'upstream_timeout' || code === 'upstream_error') upstreamErrors[code].inc();
+    const stage = code === 'body_too_large' || code === 'request_timeout' ? 'request_limits' : PROXY;
+    refuse(ctx, ex, policy, new Refusal(code, stage, undefined, undefined, err));
+  }
+
+  function handle(ex: Exchange): void {
+    const req = ex.req;
+    const res = ex.res;
+    if (res === null) return;
+    const t0 = performance.now();
+    const cl = req.headers['content-length'];
+    const hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
+    let controller: Dispatcher.DispatchController | null = null;
+    let bodyTimer: NodeJS.Timeout | null = null;
+    let aborted: Error | null = null;
+    const abort = (err: Error) => {
+      if (aborted !== null) return;
+      aborted = err;
+      if (controller !== null) controller.abort(err);
+    };
+
+    if (hasBody) {
+      const limit = maxBodyBytes;
+      req.on('data', (chunk: Buffer) => {
+        ex.bytesIn += chunk.length;
+        if (ex.bytesIn > limit) abort(new BodyLimitError(`request body exceeded ${limit} bytes`));
+        else if (bodyTimer !== null) bodyTimer.refresh();
+      });
+      if (bodyIdleTimeoutMs > 0) {
+        bodyTimer = setTimeout(() => abort(new BodyTimeoutError(`no request body bytes for ${bodyIdleTimeoutMs} ms`)), bodyIdleTimeoutMs);
+        bodyTimer.unref();
+        req.once('end', () => bodyTimer !== null && clearTimeout(bodyTimer));
+        req.once('close', () => bodyTimer !== null && clearTimeout(bodyTimer));
+      }
+    }
+    // The client went away: stop the upstream exchange too.
+    res.once('close', () => {
+      if (bodyTimer !== null) clearTimeout(bodyTimer);
+      if (!res.writableFinished) abort(new Error('client closed the connection'));
+    });
+
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (aborted !== null) c.abort(aborted);
+      },
+      onResponseStart(c, statusCode, headers) {
+        ex.upstreamMs = performance.now() - t0;
+        ex.status = statusCode;
+        const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
+        if (ctx.draining) list.push('Connection', 'close');
+        try {
+          res.writeHead(statusCode, list);
+        } catch (err) {
+          // An upstream header node refuses to write (invalid characters): don't pass it on.
+          c.abort(err as Error);
+          return;
+        }
+        if (req.method === 'HEAD' || statusCode === 204 || statusCode === 304) res.flushHeaders();
+      },
+      onResponseData(c, chunk) {
+        ex.bytesOut += chunk.length;
+        if (!res.write(chunk)) {
+          c.pause();
+          res.once('drain', () => c.resume());
+        }
+      },
+      onResponseEnd() {
+        res.end();
+      },
+      onResponseError(_c, err) {
+        if (bodyTimer !== null) clearTimeout(bodyTimer);
+        if (res.headersSent) {
+          // Mid-body failure: the status is gone; a truncated response is the honest answer.
+          upstreamErrors.upstream_error.inc();
+          res.destroy();
+          return;
+        }
+        if (res.destroyed) return;
+        fail(ex, aborted ?? err);
+      },
+    };
+
+    try {
+      dispatcher.dispatch(
+        {
+          path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
+          method: req.method as Dispatcher.HttpMethod,
+          headers: upstreamRequestHeaders(ex, ridLower),
+          body: hasBody ? req : null,
+        },
+        handler,
+      );
+    } catch (err) {
+      fail(ex, err);
+    }
+  }
+
+  function upgrade(ex: Exchange, head: Buffer): void {
+    const client = ex.socket;
+    const t0 = performance.now();
+    let done = false;
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        if (client.destroyed) c.abort(new Error('client closed the connection'));
+      },
+      onRequestUpgrade(_c, statusCode, headers, upstream: Duplex) {
+        done = true;
+        ex.upstreamMs = performance.now() - t0;
+        ex.status = statusCode;
+        if (client.destroyed) {
+          upstream.destroy();
+          return;
+        }
+        // 101 keeps its Connection/Upgrade headers: they are the point of the answer.
+        const list: string[] = [];
+        for (const [name, value] of Object.entries(headers)) {
+          if (value === undefined || policy.drop.has(name)) continue;
+          if (Array.isArray(value)) for (const v of value) list.push(name, v);
+          else list.push(name, value);
+        }
+        for (const h of policy.set) list.push(h);
+        for (const h of ex.extraHeaders) list.push(h);
+        let s = 'HTTP/1.1 101 Switching Protocols\r\n';
+        for (let i = 0; i < list.length; i += 2) s += `${list[i]}: ${list[i + 1]}\r\n`;
+        client.write(s + '\r\n');
+        if (head.length > 0) upstream.write(head);
+        upstream.on('data', (d: Buffer) => {
+          ex.bytesOut += d.length;
+        });
+        client.on('data', (d: Buffer) => {
+          ex.bytesIn += d.length;
+        });
+        upstream.pipe(client);
+        client.pipe(upstream);
+        const teardown = () => {
+          upstream.destroy();
+          client.destroy();
+        };
+        upstream.once('error', teardown);
+        client.once('error', teardown);
+        upstream.once('close', teardown);
+        client.once('close', teardown);
+      },
+      onResponseStart(c, statusCode, headers) {
+        // The upstream declined the upgrade: pass its status on, with our headers, and close.
+        done = true;
+        ex.status = statusCode;
+        const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
+        client.end(rawResponse(statusCode, list, ''));
+        c.abort(new Error('upgrade declined'));
+      },
+      onResponseData() {},
+      onResponseEnd() {},
+      onResponseError(_c, err) {
+        if (done) return;
+        done = true;
+        fail(ex, err);
+      },
+    };
+    try {
+      dispatcher.dispatch(
+        {
+          path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
+          method: 'GET',
+          headers: upstreamRequestHeaders(ex, ridLower),
+          upgrade: String(ex.req.headers.upgrade ?? 'websocket'),
+        },
+        handler,
+      );
+    } catch (err) {
+      fail(ex, err);
+    }
+  }
+
+  return { handle, upgrade };
+}

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { rateKey } from './key.js';
+
+describe('rateKey', () => {
+  it('is stable and readable for plain ids', () => {
+    assert.equal(rateKey('site1', 'login', '203.0.113.7'), 'site1:login:203.0.113.7');
+    assert.equal(rateKey('site1', 'login', '203.0.113.7'), rateKey('site1', 'login', '203.0.113.7'));
+  });
+
+  it('escapes the separator, the escape character and Redis hash-tag braces', () => {
+    assert.equal(rateKey('s', 'r', '2001:db8::1'), 's:r:2001%3Adb8%3A%3A1');
+    assert.equal(rateKey('s', 'r', '100%'), 's:r:100%25');
+    assert.equal(rateKey('s', 'r', '{tag}'), 's:r:%7Btag%7D');
+    assert.notEqual(rateKey('a:b', 'c', 'd'), rateKey('a', 'b:c', 'd'));
+    assert.notEqual(rateKey('a', 'b', '%3A'), rateKey('a', 'b', ':'));
+  });
+
+  it('is injective (property)', () => {
+    const part = fc.string({ unit: fc.constantFrom('a', ':', '%', '3', 'A', '{', '}', '7', 'B'), maxLength: 6 });
+    fc.assert(
+      fc.property(fc.tuple(part, part, part), fc.tuple(part, part, part), (x, y) => {
+        if (x[0] === y[0] && x[1] === y[1] && x[2] === y[2]) return;
+        assert.notEqual(rateKey(...x), rateKey(...y));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

@@ -1,0 +1,54 @@
+/**
+ * An ioredis client configured for the request hot path: when Redis is down a decision
+ * must fail FAST (the caller then applies the rule's failure mode, open or closed), never
+ * wait for a reconnect; and the client must come back by itself when Redis does.
+ *
+ *  - enableOfflineQueue: false: a command issued while disconnected is rejected at once
+ *    instead of being queued until the connection returns (which could be never).
+ *  - maxRetriesPerRequest: 0: commands in flight when the connection drops are rejected
+ *    on the first close instead of being retried across reconnects.
+ *  - autoResendUnfulfilledCommands: false: a hit whose promise already failed (and whose
+ *    request was already answered using the failure mode) must not be replayed later.
+ *  - commandTimeout: bounds a command on a connection that is open but unresponsive
+ *    (server paused, network black hole), where no close event would ever arrive.
+ *  - retryStrategy: capped exponential backoff, never giving up: the store recovers
+ *    without anyone creating a new client.
+ *
+ * The password is passed to ioredis as an option and never logged here; errors from
+ * ioredis (ECONNREFUSED host:port, timeouts) do not contain it.
+ */
+import { Redis } from 'ioredis';
+
+export interface RedisClientOptions {
+  /** redis://[user[:password]@]host:port[/db] (or rediss:// for TLS). */
+  url: string;
+  /** Overrides a password in the URL; keep secrets out of URLs that may be logged. */
+  password?: string;
+  /** Per-command timeout (default 500 ms). */
+  commandTimeoutMs?: number;
+  /** TCP/TLS connect timeout (default 2000 ms). */
+  connectTimeoutMs?: number;
+}
+
+/** Reconnect delays: 50, 100, 200, ... ms, capped at 2 s, forever. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(2000, 50 * 2 ** Math.min(Math.max(attempt - 1, 0), 6));
+}
+
+export function createRedisClient(opts: RedisClientOptions): Redis {
+  const client = new Redis(opts.url, {
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: opts.commandTimeoutMs ?? 500,
+    connectTimeout: opts.connectTimeoutMs ?? 2000,
+    retryStrategy: reconnectDelay,
+    lazyConnect: false,
+  });
+  // Without an 'error' listener ioredis prints "[ioredis] Unhandled error event" on every
+  // failed reconnect attempt. Outages are visible through ready() (/readyz) and rejected
+  // decisions; owners that want to log connection errors add their own listener.
+  client.on('error', () => {});
+  return client;
+}
