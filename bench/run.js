@@ -718,10 +718,18 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, not
     L.push(
       `- **(c)/(d) throughput: ${fmt(ratio)}×** (target ≥ 2×: ${ratio >= 2 ? 'met' : 'NOT met'}); per round: ${rounds.map((x) => fmt(x)).join(', ')} (median ${fmt(median(rounds))})`,
     );
+    L.push(
+      `- (d)/(c) gateway CPU per request: ${fmt(med.d.gwUs / med.c.gwUs)}× (${fmt(med.c.gwUs, 1)} vs ${fmt(med.d.gwUs, 1)} µs/req) — what the throughput ratio would be with core 0 fully theirs; less sensitive to other load on the machine`,
+    );
   } else L.push('- (c)/(d) throughput: n/a (needs scenarios c and d)');
   if (have('c')) {
     const at64 = opts.connections === 64 ? '' : ` — measured at ${opts.connections} connections, the target is stated for 64`;
     L.push(`- **(c) p99: ${fmt(med.c.p99)} ms** at ${opts.connections} connections (target ≤ 5 ms: ${med.c.p99 <= 5 ? 'met' : 'NOT met'})${at64}`);
+    if (have('a')) {
+      L.push(
+        `- for scale: (a) direct p99 is ${fmt(med.a.p99)} ms on this rig; with ${opts.connections} closed-loop connections mean latency ≈ connections ÷ req/s (Little's law), so a p99 of 5 ms needs well over ${fmtInt((opts.connections / 5) * 1000)} req/s through the gateway`,
+      );
+    }
   } else L.push('- (c) p99: n/a (needs scenario c)');
   L.push('');
 

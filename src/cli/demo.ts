@@ -28,7 +28,7 @@ export async function run(_args: string[]): Promise<number> {
     upstream.close();
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.file}: invalid\n${formatProblems(err.problems)}\n`);
-      return 2;
+      return 1;
     }
     process.stderr.write(`gatehouse demo: cannot start the gateway: ${(err as Error).message}\n`);
     return 1;

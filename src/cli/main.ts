@@ -1,6 +1,6 @@
 /**
  * `gatehouse <command>`: one file per command; each parses its arguments, calls a module
- * and maps errors to exit codes (0 ok, 1 failure, 2 usage or invalid config).
+ * and maps errors to exit codes: 0 ok, 1 failure (including an invalid config), 2 usage.
  */
 import { VERSION } from '../version.js';
 

@@ -20,7 +20,7 @@ export async function run(args: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.file}: invalid, not starting\n${formatProblems(err.problems)}\n`);
-      return 2;
+      return 1;
     }
     process.stderr.write(`gatehouse run: cannot start: ${(err as Error).message}\n`);
     return 1;
@@ -48,7 +48,7 @@ export function serveUntilSignal(gw: Gateway, onStop?: () => Promise<void>): Pro
         )
         .finally(() => process.off('SIGHUP', onHup));
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   });
 }

@@ -7,9 +7,12 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, siteSchema, type Config, type SiteConfig } from './schema.js';
 import { isSecretKeyName, urlHasInlinePassword } from './secrets.js';
 import { validateConfig } from './validate.js';
+
+/** A config where some parts may have failed their schema (sites left as undefined). */
+export type PartialConfig = Omit<Config, 'sites'> & { sites: ReadonlyArray<SiteConfig | undefined> };
 
 export interface Problem {
   /** Path in the file, e.g. `sites[0].rate_limits[1].window`; `(file)` for the whole file. */
@@ -109,11 +112,66 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     problems.push(...schemaProblems(parsed.error, flagged));
-    throw new ConfigError(abs, problems);
+    // List cross-field problems too, on whatever parts did parse, so one `check` run
+    // shows everything.
+    problems.push(...validateConfig(bestEffort(raw as Record<string, unknown>), dir));
+    throw new ConfigError(abs, dedupe(problems));
   }
   problems.push(...validateConfig(parsed.data, dir));
   if (problems.some((p) => p.severity === 'error')) throw new ConfigError(abs, problems);
   return { config: deepFreeze(parsed.data), file: abs, dir, warnings: problems };
+}
+
+/**
+ * Parses each top-level key (and each site) on its own; a part that fails its schema is
+ * replaced by its default (or left out, for a site) so cross-field validation can still
+ * run on the rest.
+ */
+function bestEffort(raw: Record<string, unknown>): PartialConfig {
+  const out: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(configSchema.shape)) {
+    if (key === 'sites') continue;
+    const r = (schema as z.ZodType).safeParse(raw[key]);
+    if (r.success) out[key] = r.data;
+    else {
+      const d = (schema as z.ZodType).safeParse(undefined);
+      if (d.success) out[key] = d.data;
+    }
+  }
+  out.sites = Array.isArray(raw.sites) ? raw.sites.map((site) => salvageSite(site)) : [];
+  return out as unknown as PartialConfig;
+}
+
+/** A site that fails its schema, field by field (rate-limit rules one by one). */
+function salvageSite(site: unknown): SiteConfig | undefined {
+  const r = siteSchema.safeParse(site);
+  if (r.success) return r.data;
+  if (site === null || typeof site !== 'object' || Array.isArray(site)) return undefined;
+  const raw = site as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(siteSchema.shape)) {
+    if (key === 'rate_limits' && Array.isArray(raw[key])) {
+      const rule = siteSchema.shape.rate_limits.unwrap().element;
+      out[key] = (raw[key] as unknown[]).map((x) => {
+        const p = rule.safeParse(x);
+        return p.success ? p.data : undefined;
+      });
+      continue;
+    }
+    const p = (schema as z.ZodType).safeParse(raw[key]);
+    if (p.success) out[key] = p.data;
+  }
+  return out as unknown as SiteConfig;
+}
+
+function dedupe(problems: Problem[]): Problem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path}\u0000${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 export function loadConfig(file: string): LoadedConfig {

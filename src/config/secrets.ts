@@ -4,7 +4,7 @@
  * writable by group or others — the rule ssh applies to private keys. The value is never
  * logged and never part of an error message; errors name the path only.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 
 export class SecretFileError extends Error {
   readonly code = 'secret_file_unsafe';
@@ -24,6 +24,11 @@ export function checkSecretFile(path: string): string | null {
   const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
   if (uid !== -1 && st.uid !== uid && st.uid !== 0) {
     return `secret file ${path} is owned by uid ${st.uid}, not by the gateway's user or root`;
+  }
+  try {
+    accessSync(path, constants.R_OK);
+  } catch {
+    return `secret file ${path} is not readable by the gateway's user`;
   }
   return null;
 }

@@ -3,23 +3,26 @@
  * syntax, path patterns, addresses, routing collisions) and warnings for settings that
  * are legal but dangerous (trusting every proxy, a public admin listener).
  */
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseCidr } from '../net/ip.js';
 import { normalizePath, validatePathPattern } from '../http/path.js';
 import { isLoopbackHost, parseListenAddress } from '../server/address.js';
-import type { Config, IpFilterConfig } from './schema.js';
-import type { Problem } from './load.js';
+import type { IpFilterConfig } from './schema.js';
+import type { PartialConfig, Problem } from './load.js';
 import { checkSecretFile } from './secrets.js';
 
+/** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
   let host = h.trim().toLowerCase();
   if (host.endsWith('.')) host = host.slice(0, -1);
+  if (host.charCodeAt(0) !== 91 && isIP(host) === 6) host = `[${host}]`;
   return host;
 }
 
 const HOST_PATTERN = /^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$|^[0-9a-f:]+$/;
 
-export function validateConfig(config: Config, dir: string): Problem[] {
+export function validateConfig(config: PartialConfig, dir: string): Problem[] {
   const out: Problem[] = [];
   const err = (path: string, message: string) => out.push({ path, message, severity: 'error' });
   const warn = (path: string, message: string) => out.push({ path, message, severity: 'warning' });
@@ -53,11 +56,16 @@ export function validateConfig(config: Config, dir: string): Problem[] {
     }
   }
 
+  if (config.http.header_timeout > config.http.request_timeout) {
+    err('http.header_timeout', 'must not be longer than http.request_timeout (the whole request, headers included, must arrive within request_timeout)');
+  }
   cidrList('trusted_proxies', config.trusted_proxies);
   config.trusted_proxies.forEach((c, i) => {
     const p = parseCidr(c);
     if (p && p.prefix === 0) {
       warn(`trusted_proxies[${i}]`, `${c} trusts EVERY peer: any client can choose its own IP address via X-Forwarded-For, defeating IP filters and rate limits`);
+    } else if (p && p.coversIpv4) {
+      warn(`trusted_proxies[${i}]`, `${c} contains the IPv4-mapped range ::ffff:0:0/96 and so trusts EVERY IPv4 peer: any IPv4 client can choose its own address via X-Forwarded-For`);
     }
   });
   ipFilter('ip_filter', config.ip_filter);
@@ -81,23 +89,28 @@ export function validateConfig(config: Config, dir: string): Problem[] {
   const siteIds = new Set<string>();
   const routes = new Map<string, string>();
   config.sites.forEach((site, si) => {
+    // A site that failed its schema was reported already.
+    if (site === undefined) return;
     const sp = `sites[${si}]`;
-    if (siteIds.has(site.id)) err(`${sp}.id`, `duplicate site id ${JSON.stringify(site.id)}`);
-    siteIds.add(site.id);
-
-    if (!site.path_prefix.startsWith('/')) err(`${sp}.path_prefix`, 'must start with /');
-    const prefix = normalizePath(site.path_prefix);
+    // Fields may be missing here when the site failed its schema (reported already).
+    if (site.id !== undefined) {
+      if (siteIds.has(site.id)) err(`${sp}.id`, `duplicate site id ${JSON.stringify(site.id)}`);
+      siteIds.add(site.id);
+    }
+    const pathPrefix = site.path_prefix ?? '/';
+    if (!pathPrefix.startsWith('/')) err(`${sp}.path_prefix`, 'must start with /');
+    const prefix = normalizePath(pathPrefix);
     if (prefix === null) err(`${sp}.path_prefix`, 'not a valid path');
-    site.hosts.forEach((h, hi) => {
+    (site.hosts ?? []).forEach((h, hi) => {
       const host = normalizeHost(h);
       if (!HOST_PATTERN.test(host)) err(`${sp}.hosts[${hi}]`, `not a host name: ${JSON.stringify(h)} (no port, no scheme; *.example.com allowed)`);
       const key = `${host} ${prefix}`;
       const other = routes.get(key);
-      if (other !== undefined) err(`${sp}.hosts[${hi}]`, `host ${host} with path_prefix ${site.path_prefix} is already served by ${other}`);
+      if (other !== undefined) err(`${sp}.hosts[${hi}]`, `host ${host} with path_prefix ${pathPrefix} is already served by ${other}`);
       else routes.set(key, `sites[${si}]`);
     });
 
-    site.upstream.urls.forEach((u, ui) => {
+    (site.upstream?.urls ?? []).forEach((u, ui) => {
       const path = `${sp}.upstream.urls[${ui}]`;
       let url: URL;
       try {
@@ -114,7 +127,8 @@ export function validateConfig(config: Config, dir: string): Problem[] {
     ipFilter(`${sp}.ip_filter`, site.ip_filter);
 
     const ruleIds = new Set<string>();
-    site.rate_limits.forEach((r, ri) => {
+    (site.rate_limits ?? []).forEach((r, ri) => {
+      if (r === undefined) return;
       const rp = `${sp}.rate_limits[${ri}]`;
       if (ruleIds.has(r.id)) err(`${rp}.id`, `duplicate rule id ${JSON.stringify(r.id)} in this site`);
       ruleIds.add(r.id);

@@ -240,6 +240,12 @@ function isFastPath(path: string): boolean {
  */
 function foldCase(s: string, nonAscii: boolean): string {
   if (!nonAscii) return s.toLowerCase();
+  // Twice, because one pass is not always a fixed point: `ẞ` → `ß` → `ss`. Two passes are
+  // (checked over every code point), which keeps normalizePath idempotent.
+  return foldOnce(foldOnce(s));
+}
+
+function foldOnce(s: string): string {
   return s.toUpperCase().toLowerCase().replaceAll('\u03c2', '\u03c3');
 }
 
@@ -317,7 +323,12 @@ export function normalizePathSlow(path: string): string | null {
   }
   let result = out.length === 0 ? '/' : '/' + out.join('/') + (trailingSlash ? '/' : '');
   result = foldCase(result, nonAscii);
-  if (hasPercent) result = result.replaceAll('%', '%25');
+  if (hasPercent) {
+    // Folding can turn non-ASCII into hex letters (`ﬀ` → `ff`), so a literal `%` may now
+    // look like an escape (`%ﬀ` → `%ff`). Such a path has no single reading: refuse it.
+    if (nonAscii && hasValidEscape(result)) return null;
+    result = result.replaceAll('%', '%25');
+  }
   return result;
 }
 

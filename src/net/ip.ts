@@ -216,6 +216,16 @@ function formatV4(a: number): string {
   return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
 }
 
+/** Hex text of 0..255 without leading zeros, and zero-padded to two digits. */
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16));
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** Lowercase hex of a 16-bit group without leading zeros (table lookups, no toString). */
+function hexGroup(g: number): string {
+  const hi = g >>> 8;
+  return hi === 0 ? (HEX[g] as string) : (HEX[hi] as string) + (HEX2[g & 255] as string);
+}
+
 /** RFC 5952 text of `G`: lowercase, no leading zeros, longest (first on tie) run of two or more zero groups as `::`. */
 function formatG(): string {
   let bestStart = -1;
@@ -233,16 +243,15 @@ function formatG(): string {
     }
     i = j;
   }
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) {
-      out += '::';
-      i += bestLen - 1;
-      continue;
-    }
-    if (out.length > 0 && !out.endsWith(':')) out += ':';
-    out += (G[i] as number).toString(16);
+  if (bestStart < 0) {
+    let out = hexGroup(G[0] as number);
+    for (let i = 1; i < 8; i++) out += ':' + hexGroup(G[i] as number);
+    return out;
   }
+  let out = '';
+  for (let i = 0; i < bestStart; i++) out += (i === 0 ? '' : ':') + hexGroup(G[i] as number);
+  out += '::';
+  for (let i = bestStart + bestLen; i < 8; i++) out += (i === bestStart + bestLen ? '' : ':') + hexGroup(G[i] as number);
   return out;
 }
 
@@ -258,6 +267,10 @@ function formatG(): string {
  * that take addresses from headers trim first.
  */
 export function normalizeIp(s: string): string | null {
+  // Fast path for what a dual-stack socket reports for every IPv4 peer.
+  if (s.length > 7 && s.charCodeAt(0) === 58 && s.startsWith('::ffff:') && parseV4(s, 7, s.length) >= 0) {
+    return s.slice(7);
+  }
   const kind = classify(s, true);
   if (kind === V4) {
     // Fast path: the plain dotted quad the caller passed in is already canonical.
@@ -374,6 +387,7 @@ export function compileCidrs(list: readonly string[]): CidrSet {
   // An IPv6 entry containing the mapped block contains every IPv4 address as well.
   const allV4 = v4.some((c) => c.prefix === 0) || v6.some((c) => c.coversIpv4);
   const allV6 = v6.some((c) => c.prefix === 0);
+  const total = cidrs.length;
   const n4 = v4.length;
   const n6 = v6.length;
 
@@ -387,10 +401,10 @@ export function compileCidrs(list: readonly string[]): CidrSet {
   }
 
   return {
-    size: cidrs.length,
+    size: total,
     trustsEverything: cidrs.some((c) => c.prefix === 0),
     has(ip: string): boolean {
-      if (typeof ip !== 'string') return false;
+      if (total === 0 || typeof ip !== 'string') return false;
       // Plain IPv4 (the common case): skip the generic classifier.
       if (ip.indexOf(':') < 0) {
         if (n4 === 0 && !allV4) return false;

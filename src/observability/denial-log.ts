@@ -14,6 +14,8 @@ export interface DenialLog {
   record(clientIp: string, site: string, list: string): void;
   /** Writes the pending summary (also on a timer); used at shutdown and by tests. */
   flush(): void;
+  /** Applies a reloaded `log.denial_lines_per_minute` from the next interval on. */
+  setBudget(linesPerMinute: number): void;
   close(): void;
 }
 
@@ -53,6 +55,9 @@ export function createDenialLog(log: Logger, linesPerMinute: number, intervalMs 
       else untracked++;
     },
     flush,
+    setBudget(n) {
+      linesPerMinute = n;
+    },
     close() {
       clearInterval(timer);
       flush();

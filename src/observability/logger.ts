@@ -10,7 +10,7 @@ export type { Logger };
 export function createLogger(opts: { level: string; destination?: NodeJS.WritableStream | number }): Logger {
   const dest =
     opts.destination === undefined
-      ? pino.destination({ dest: 1, sync: false, minLength: 4096 })
+      ? pino.destination({ dest: 1, sync: false })
       : typeof opts.destination === 'number'
         ? pino.destination({ dest: opts.destination, sync: false })
         : opts.destination;

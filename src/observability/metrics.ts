@@ -25,7 +25,7 @@ export interface Metrics {
 
 export function createMetrics(opts: { version: string; defaultMetrics?: boolean }): Metrics {
   const registry = new Registry();
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'gatehouse_process_' });
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'gatehouse_' });
   const requests = new Counter({
     name: 'gatehouse_http_requests_total',
     help: 'Requests answered, by site and status (0 = connection closed without a response).',

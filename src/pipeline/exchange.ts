@@ -25,7 +25,10 @@ export class Exchange {
   peerTrusted: boolean;
   /** Scheme the client used to reach us (http until TLS listeners exist). */
   readonly scheme: 'http' | 'https';
+  /** Normalized host name used for routing (lowercase, no port). */
   host = '';
+  /** The authority as the client sent it (Host header or absolute-form), for X-Forwarded-Host. */
+  authority = '';
   /** Raw path and query as received (forwarded upstream unchanged). */
   path = '';
   query = '';

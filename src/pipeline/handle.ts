@@ -91,6 +91,7 @@ function route(ctx: GatewayContext, rt: Runtime, ex: Exchange, terminal: Termina
   ex.query = target.query;
   let host = target.authority ?? req.headers.host;
   if (host === undefined || host === '') return refuse(ctx, ex, rt.headers, NO_HOST);
+  ex.authority = host;
   // Strip the port: sites are matched by name.
   if (host.charCodeAt(0) === 91 /* [ */) {
     const end = host.indexOf(']');
@@ -106,7 +107,6 @@ function route(ctx: GatewayContext, rt: Runtime, ex: Exchange, terminal: Termina
   const site = rt.router.match(ex.host, norm);
   if (site === null) return refuse(ctx, ex, rt.headers, NO_SITE);
   ex.site = site;
-  if (ctx.draining && ex.res === null) return refuse(ctx, ex, site.headers, SHUTTING_DOWN);
   run(ctx, ex, site.headers, site.stages, 0, () => terminal(ex, site));
 }
 
@@ -129,5 +129,10 @@ export function handleUpgrade(ctx: GatewayContext, rt: Runtime, req: IncomingMes
   const ex = new Exchange(randomUUID(), req, null, socket, peerOf(socket), scheme, rt.requestIdHeader, performance.now());
   socket.once('close', () => finish(ctx, ex));
   socket.on('error', () => socket.destroy());
-  start(ctx, rt, ex, (e, site) => site.proxy.upgrade(e, head));
+  start(ctx, rt, ex, (e, site) => {
+    // A long-lived tunnel is not started while draining (after the site's stages, so a
+    // filtered client still gets a closed connection, not an answer).
+    if (ctx.draining) refuse(ctx, e, site.headers, SHUTTING_DOWN);
+    else site.proxy.upgrade(e, head);
+  });
 }

@@ -1,4 +1,4 @@
-/** Listen addresses in config: `host:port`, `[v6]:port` or `:port` (all interfaces). */
+/** Listen addresses in config: `host:port`, `[v6]:port` or `:port` (all interfaces: host ''). */
 import { isIP } from 'node:net';
 
 export interface ListenAddress {
@@ -21,12 +21,11 @@ export function parseListenAddress(s: string): ListenAddress | null {
     host = s.slice(0, i);
     portText = s.slice(i + 1);
     if (host.includes(':')) return null;
-    if (host === '') host = '0.0.0.0';
   }
   if (!/^\d{1,5}$/.test(portText)) return null;
   const port = Number(portText);
   if (port > 65535) return null;
-  if (host !== 'localhost' && isIP(host) === 0 && !/^[a-z0-9.-]+$/i.test(host)) return null;
+  if (host !== '' && host !== 'localhost' && isIP(host) === 0 && !/^[a-z0-9.-]+$/i.test(host)) return null;
   return { host, port };
 }
 

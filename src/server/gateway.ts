@@ -102,6 +102,8 @@ export class Gateway {
   private generation = 1;
   private readonly pools = new PoolCache();
   private readonly servers: Server[] = [];
+  /** Upgraded (WebSocket) connections: closeAllConnections() does not see them. */
+  private readonly tunnels = new Set<import('node:stream').Duplex>();
   private admin: Server | null = null;
   private watcher: FSWatcher | null = null;
   private lastHash = '';
@@ -171,16 +173,24 @@ export class Gateway {
       );
       // We count headers ourselves (431 from request_limits); max_header_bytes bounds them.
       server.maxHeadersCount = 0;
+      // Expect: 100-continue is answered by the proxy only once every stage admitted the
+      // request; a refused client never sees a 100 (nor any byte, for the IP filter).
+      server.on('checkContinue', (req, res) => this.onRequest(req, res));
       server.on('upgrade', (req, socket, head) => {
         const gen = this.enter();
-        socket.once('close', () => this.leave(gen));
+        this.tunnels.add(socket);
+        socket.once('close', () => {
+          this.tunnels.delete(socket);
+          this.leave(gen);
+        });
         handleUpgrade(this.ctx, gen.rt, req, socket, head, 'http');
       });
       server.on('clientError', onClientError);
       server.on('connection', (socket: Socket) => this.onConnection(socket));
       await new Promise<void>((ok, fail) => {
         server.once('error', fail);
-        server.listen(addr.port, addr.host, () => {
+        // ':port' (host '') listens on every interface, IPv6 and IPv4 where available.
+        server.listen(addr.port, addr.host === '' ? undefined : addr.host, () => {
           server.off('error', fail);
           ok();
         });
@@ -289,6 +299,8 @@ export class Gateway {
     old.retired = true;
     if (old.inflight === 0) this.release(old);
     this.applyServerLimits(loaded.config);
+    this.log.level = loaded.config.log.level;
+    this.ctx.denials.setBudget(loaded.config.log.denial_lines_per_minute);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReload.labels('success').set(Date.now() / 1000);
     for (const w of loaded.warnings) this.log.warn({ event: 'config_warning', path: w.path }, w.message);
@@ -359,6 +371,7 @@ export class Gateway {
         });
       }
       for (const s of this.servers) s.closeAllConnections();
+      for (const t of this.tunnels) t.destroy();
       await Promise.all(closed);
       if (this.admin) {
         this.admin.closeAllConnections();

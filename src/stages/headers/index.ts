@@ -58,6 +58,15 @@ export function compileHeaderPolicy(...levels: ReadonlyArray<HeadersConfig | und
   return Object.freeze({ set: Object.freeze(flat), drop });
 }
 
+/** True when `lower` is a header name in the flat list (case-insensitive); lists are a few entries long. */
+function namedIn(flat: readonly string[], lower: string): boolean {
+  for (let i = 0; i < flat.length; i += 2) {
+    const n = flat[i] as string;
+    if (n.length === lower.length && n.toLowerCase() === lower) return true;
+  }
+  return false;
+}
+
 /**
  * Builds the response header list for a proxied response: the upstream's headers minus
  * hop-by-hop ones (and any named in its Connection header), minus dropped names, then the
@@ -84,6 +93,7 @@ export function buildResponseHeaders(
     if (value === undefined) continue;
     // undici hands us lowercased names.
     if (HOP_BY_HOP.has(name) || policy.drop.has(name)) continue;
+    if (namedIn(extra, name)) continue;
     if (connectionTokens !== null && connectionTokens.has(name)) continue;
     if (typeof value === 'string') out.push(name, value);
     else for (const v of value) out.push(name, v);

@@ -41,6 +41,24 @@ export function upstreamErrorCode(err: unknown): ErrorCode {
   return 'upstream_error';
 }
 
+async function* countedBody(ex: Exchange, limit: number, timer: () => NodeJS.Timeout | null, abort: (err: Error) => void): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of ex.req as AsyncIterable<Buffer>) {
+      ex.bytesIn += chunk.length;
+      if (ex.bytesIn > limit) {
+        const err = new BodyLimitError(`request body exceeded ${limit} bytes`);
+        abort(err);
+        throw err;
+      }
+      timer()?.refresh();
+      yield chunk;
+    }
+  } finally {
+    const t = timer();
+    if (t !== null) clearTimeout(t);
+  }
+}
+
 export interface ProxyOptions {
   readonly siteId: string;
   readonly dispatcher: Dispatcher;
@@ -83,19 +101,20 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
       if (controller !== null) controller.abort(err);
     };
 
+    // The body goes upstream through a counting iterator, not a 'data' listener: a
+    // listener would switch the request to flowing mode and lose chunks that arrive
+    // before undici starts reading. The iterator enforces the size limit on bodies
+    // without a declared length and the idle timeout between chunks.
+    let body: AsyncIterable<Buffer> | null = null;
     if (hasBody) {
-      const limit = maxBodyBytes;
-      req.on('data', (chunk: Buffer) => {
-        ex.bytesIn += chunk.length;
-        if (ex.bytesIn > limit) abort(new BodyLimitError(`request body exceeded ${limit} bytes`));
-        else if (bodyTimer !== null) bodyTimer.refresh();
-      });
       if (bodyIdleTimeoutMs > 0) {
-        bodyTimer = setTimeout(() => abort(new BodyTimeoutError(`no request body bytes for ${bodyIdleTimeoutMs} ms`)), bodyIdleTimeoutMs);
+        bodyTimer = setTimeout(() => {
+          // 408 with Connection: close (the body is unread), see respond.ts.
+          abort(new BodyTimeoutError(`no request body bytes for ${bodyIdleTimeoutMs} ms`));
+        }, bodyIdleTimeoutMs);
         bodyTimer.unref();
-        req.once('end', () => bodyTimer !== null && clearTimeout(bodyTimer));
-        req.once('close', () => bodyTimer !== null && clearTimeout(bodyTimer));
       }
+      body = countedBody(ex, maxBodyBytes, () => bodyTimer, abort);
     }
     // The client went away: stop the upstream exchange too.
     res.once('close', () => {
@@ -145,13 +164,16 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
       },
     };
 
+    // Admitted: now the client may send its body (Expect: 100-continue).
+    if (hasBody && req.headers.expect !== undefined && req.headers.expect.toLowerCase() === '100-continue') res.writeContinue();
     try {
       dispatcher.dispatch(
         {
           path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
           method: req.method as Dispatcher.HttpMethod,
           headers: upstreamRequestHeaders(ex, ridLower),
-          body: hasBody ? req : null,
+          // undici streams any async iterable; its DispatchOptions type only lists Readable.
+          body: body as unknown as import('node:stream').Readable | null,
         },
         handler,
       );
@@ -211,6 +233,8 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         done = true;
         ex.status = statusCode;
         const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
+        // The upstream's body is not relayed; rawResponse writes its own Content-Length.
+        for (let i = list.length - 2; i >= 0; i -= 2) if ((list[i] as string).toLowerCase() === 'content-length') list.splice(i, 2);
         client.end(rawResponse(statusCode, list, ''));
         c.abort(new Error('upgrade declined'));
       },

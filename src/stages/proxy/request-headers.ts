@@ -47,7 +47,7 @@ export function upstreamRequestHeaders(ex: Exchange, requestIdHeaderLower: strin
   }
   out.push('x-forwarded-for', xff === undefined ? ex.peerIp : `${xff}, ${ex.peerIp}`);
   out.push('x-forwarded-proto', xfp ?? ex.scheme);
-  out.push('x-forwarded-host', xfh ?? ex.host);
+  out.push('x-forwarded-host', xfh ?? ex.authority);
   if (forwarded !== undefined) out.push('forwarded', forwarded);
   out.push(requestIdHeaderLower, ex.id);
   return out;

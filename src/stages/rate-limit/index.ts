@@ -71,7 +71,11 @@ export function createRateLimitStage(opts: RateLimitStageOptions): Stage | null 
   function decided(ex: Exchange, applied: CompiledRule[], mask: number, d: RateDecision): StageResult {
     let policy = policyByMask.get(mask);
     if (policy === undefined) {
-      policy = applied.map((r) => r.policy).join(', ');
+      // Shadow rules never apply to the client, so they are not advertised.
+      policy = applied
+        .filter((r) => r.enforce)
+        .map((r) => r.policy)
+        .join(', ');
       policyByMask.set(mask, policy);
     }
     // RateLimit reports the enforced rule closest to exhaustion.
@@ -90,12 +94,14 @@ export function createRateLimitStage(opts: RateLimitStageOptions): Stage | null 
           if (s > retryAfter) retryAfter = s;
         } else {
           metrics.rateLimitRefusals.labels(siteId, rule.id, 'shadow').inc();
-          ex.note('rate_limit_shadow', rule.id);
+          const shadow = (ex.notes?.rate_limit_shadow as string[] | undefined) ?? [];
+          shadow.push(rule.id);
+          ex.note('rate_limit_shadow', shadow);
         }
       }
       if (rule.enforce && (tightest < 0 || o.remaining < (d.rules[tightest] as { remaining: number }).remaining)) tightest = i;
     }
-    ex.extraHeaders.push('RateLimit-Policy', policy);
+    if (policy !== '') ex.extraHeaders.push('RateLimit-Policy', policy);
     if (tightest >= 0) {
       const o = d.rules[tightest] as { remaining: number; resetMs: number };
       const r = applied[tightest] as CompiledRule;

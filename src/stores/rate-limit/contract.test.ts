@@ -216,7 +216,7 @@ function contract(name: string, makeStore: MakeStore): void {
 
     check('keys are isolated', async (s) => {
       const a = rule(rateKey('site', 'rule', 'a:b'), 1, 1000);
-      const b = rule(rateKey('site', 'rule:a', 'b'), 1, 1000);
+      const b = rule(rateKey('site', 'rule:a', 'b'), 1, 1000); // 'site:rule%3Aa:b' vs 'site:rule:a:b'
       const c = rule(rateKey('site2', 'rule', 'a:b'), 1, 1000);
       assert.notEqual(a.key, b.key);
       assert.equal((await one(s, a, T0)).allowed, true);

@@ -1,15 +1,17 @@
 /**
- * Store keys for rate-limit counters.
+ * Store keys for rate-limit counters: `site:rule:client`.
  *
- * `rateKey(site, rule, client)` joins the three parts with ':' after escaping, inside
- * each part, the characters that could make two different triples produce the same key:
- * the separator ':' and the escape character '%' itself (percent-encoding, so the mapping
- * is injective: "a:b" + "c" and "a" + "b:c" never collide). '{' and '}' are escaped as
- * well because Redis Cluster treats a "{...}" substring as a hash tag; a client-supplied
- * value (an IP, a user id, a header) must never be able to pick the slot.
+ * Unambiguous: inside the site id and the rule id, the separator ':' and the escape
+ * character '%' are percent-encoded ('%3A', '%25'), so neither contains a raw ':'. The key
+ * therefore splits uniquely at its first two ':' and everything after the second one is
+ * the client key, taken VERBATIM (IPv6 addresses keep their colons). That makes the
+ * mapping injective ("a:b" + "c" never collides with "a" + "b:c") and gives the property
+ * the rate-limit stage relies on to build keys with one concatenation per request:
  *
- * The common case (plain ids, IPs without ':') takes the fast path with no allocation
- * beyond the final string. IPv6 addresses contain ':' and are escaped, which is fine.
+ *   rateKey(site, rule, client) === rateKey(site, rule, '') + client
+ *
+ * '{' and '}' are escaped in the site and rule ids as well ('%7B', '%7D') so that
+ * configuration ids never form a Redis Cluster hash tag by accident.
  *
  * The Redis store prepends its own prefix (default 'gatehouse:rl:'); the memory store
  * uses the key as is.
@@ -36,5 +38,5 @@ function escapePart(s: string): string {
 }
 
 export function rateKey(siteId: string, ruleId: string, clientKey: string): string {
-  return `${escapePart(siteId)}:${escapePart(ruleId)}:${escapePart(clientKey)}`;
+  return `${escapePart(siteId)}:${escapePart(ruleId)}:${clientKey}`;
 }

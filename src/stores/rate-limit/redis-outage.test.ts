@@ -98,7 +98,23 @@ describe('redis rate-limit store during a Redis outage', () => {
     assert.equal(store.ready(), true);
     assert.equal((await store.hit(hits, T0)).rules[0]!.remaining, 999);
 
-    // 2. Down: every decision rejects quickly (never hangs), and ready() goes false.
+    // 2. Hung (the process is paused, the TCP connection stays open, no close event will
+    // ever come): the command timeout bounds the decision.
+    server.kill('SIGSTOP');
+    try {
+      const started = Date.now();
+      await assert.rejects(async () => store.hit(hits, T0 + 1), /timed out/i);
+      const took = Date.now() - started;
+      assert.ok(took < 2000, `hit took ${took} ms to reject while Redis was paused`);
+    } finally {
+      server.kill('SIGCONT');
+    }
+    // The timed-out command was still in the socket, so Redis executed it after resuming:
+    // a decision that timed out MAY have been recorded (counted against the client, i.e.
+    // the strict side). Replies stay in order, so this decision sees it.
+    assert.equal((await store.hit(hits, T0 + 1)).rules[0]!.remaining, 997);
+
+    // 3. Down: every decision rejects quickly (never hangs), and ready() goes false.
     await stopRedis(server);
     for (let i = 0; i < 5; i++) {
       const started = Date.now();
@@ -110,7 +126,7 @@ describe('redis rate-limit store during a Redis outage', () => {
     while (store.ready() && Date.now() < downDeadline) await new Promise((r) => setTimeout(r, 20));
     assert.equal(store.ready(), false);
 
-    // 3. Back (a new, empty server on the same port, which also has no script cached, so
+    // 4. Back (a new, empty server on the same port, which also has no script cached, so
     // this exercises the NOSCRIPT -> EVAL fallback): the same client and store recover.
     server = await startRedis(port);
     const upDeadline = Date.now() + 15_000;
