@@ -97,10 +97,10 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   const abs = resolve(file);
   const dir = dirname(abs);
   const problems: Problem[] = [];
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   for (const e of doc.errors) {
     const pos = e.linePos?.[0];
-    problems.push({ path: pos ? `(yaml line ${pos.line} col ${pos.col})` : '(yaml)', message: e.message.split('\n')[0] ?? e.message, severity: 'error' });
+    problems.push({ path: pos ? `(yaml line ${pos.line} col ${pos.col})` : '(yaml)', message: (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ''), severity: 'error' });
   }
   if (problems.length > 0) throw new ConfigError(abs, problems);
   const raw: unknown = doc.toJS({ maxAliasCount: 100 });

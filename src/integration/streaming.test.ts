@@ -15,9 +15,6 @@ import { baseConfig, parseHead, rawExchange, request, SECURITY_HEADERS, startGat
 const MiB = 1024 * 1024;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Same bug as in limits.test.ts: see the report (src/stages/proxy/index.ts, handle()). */
-const BODY_BUG = 'request bodies are dropped: proxy handle() consumes req via a data listener before undici reads it';
-
 function assertErrorAnswer(status: number, headers: Record<string, string | string[] | undefined>, body: string, expectStatus: number, code: string): void {
   assert.equal(status, expectStatus, `status (body: ${body})`);
   for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(headers[k], v, `security header ${k}`);
@@ -164,7 +161,7 @@ describe('streaming: no buffering, backpressure, upstream failures, response hea
     await up.close();
   });
 
-  it('streams a 64 MiB upload: the upstream sees the first chunk before the client has written the rest, and gets every byte', { todo: BODY_BUG }, async () => {
+  it('streams a 64 MiB upload: the upstream sees the first chunk before the client has written the rest, and gets every byte', async () => {
     const TOTAL = 64 * MiB;
     const clientHash = createHash('sha256');
     const reply = deferred<{ status: number; body: string }>();
