@@ -107,8 +107,10 @@ export const configSchema = z.strictObject({
     .strictObject({
       listen: z.string().default('127.0.0.1:9090'),
       enabled: z.boolean().default(true),
+      /** Bearer token for the admin API, read from a file (mode 0600). Without it the API is refused. */
+      token_file: z.string().optional(),
     })
-    .default({ listen: '127.0.0.1:9090', enabled: true }),
+    .prefault({}),
   /** Peers whose X-Forwarded-For is believed (right-to-left walk). Empty: trust nobody. */
   trusted_proxies: z.array(z.string()).default([]),
   /** Applied to every request before routing, with the same semantics as a site's. */

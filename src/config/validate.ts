@@ -59,6 +59,10 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
   if (config.http.header_timeout > config.http.request_timeout) {
     err('http.header_timeout', 'must not be longer than http.request_timeout (the whole request, headers included, must arrive within request_timeout)');
   }
+  if (config.admin.token_file) {
+    const problem = checkSecretFile(resolve(dir, config.admin.token_file));
+    if (problem) err('admin.token_file', problem);
+  }
   cidrList('trusted_proxies', config.trusted_proxies);
   config.trusted_proxies.forEach((c, i) => {
     const p = parseCidr(c);

@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   missing_host: { status: 400, message: 'The request has no Host header.' },
   request_timeout: { status: 408, message: 'The request was not received in time.' },
   body_too_large: { status: 413, message: 'The request body is too large.' },
+  admin_unauthorized: { status: 401, message: 'Admin API authentication failed.' },
+  admin_auth_not_configured: { status: 403, message: 'The admin API is disabled: no admin authentication is configured.' },
   not_found: { status: 404, message: 'No such endpoint.' },
   method_not_allowed: { status: 405, message: 'Method not allowed.' },
   misdirected_request: { status: 421, message: 'No site is served for this host.' },

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Identity } from './identity.js';
 import type { Refusal } from './refusal.js';
 import type { CompiledSite } from './site.js';
 
@@ -35,6 +36,8 @@ export class Exchange {
   /** The normalized path used for every match (routing, path classes). */
   normPath = '';
   site: CompiledSite | null = null;
+  /** Set by the token stage once a credential is verified; null for anonymous requests. */
+  identity: Identity | null = null;
   /** Response headers added by stages (rate-limit headers), flat [name, value, ...]. */
   readonly extraHeaders: string[];
   /** The refusal that decided, if any. */

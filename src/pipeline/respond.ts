@@ -10,6 +10,7 @@ import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
 import type { HeaderPolicy } from '../stages/headers/index.js';
 import type { GatewayContext } from './context.js';
 import type { Exchange } from './exchange.js';
+import type { ExchangeObserver } from './observer.js';
 import type { Refusal } from './refusal.js';
 
 export function errorBody(code: ErrorCode, requestId: string): string {
@@ -108,9 +109,24 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
     } else {
       line.decision = 'allowed';
     }
+    const id = ex.identity;
+    if (id !== null) {
+      line.subject = id.subject;
+      line.identity_type = id.type;
+      if (id.agent !== null) line.agent = id.agent;
+      if (id.domain !== null) line.domain = id.domain;
+    }
     if (ex.notes !== null) Object.assign(line, ex.notes);
     // IP-filter drops are logged by the denial log (budgeted), not per request.
     if (!(r !== null && r.drop)) ctx.log.info(line, 'request');
+  }
+  for (let i = 0; i < ctx.observers.length; i++) {
+    const o = ctx.observers[i] as ExchangeObserver;
+    try {
+      o.finished(ex, ms);
+    } catch (err) {
+      ctx.log.error({ event: 'observer_failed', observer: o.id, err: String(err) }, 'exchange observer failed');
+    }
   }
   ctx.inflight--;
   ctx.metrics.inflight.dec();

@@ -16,7 +16,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
-import { createAdminServer } from '../admin/server.js';
+import { createAdminServer, type AdminRoute } from '../admin/server.js';
 import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
@@ -109,6 +109,9 @@ export class Gateway {
   private lastHash = '';
   private closing: Promise<void> | null = null;
   private readonly now: (() => number) | undefined;
+  /** Admin API routes registered by modules (revocation, identities, audit). */
+  readonly adminRoutes: AdminRoute[] = [];
+  private adminToken: string | null = null;
 
   private constructor(opts: GatewayOptions) {
     this.loaded = opts.loaded;
@@ -120,6 +123,7 @@ export class Gateway {
       log: this.log,
       denials: createDenialLog(this.log, config.log.denial_lines_per_minute),
       version: VERSION,
+      observers: [],
       draining: false,
       inflight: 0,
       onIdle: null,
@@ -129,6 +133,7 @@ export class Gateway {
     store.refs++;
     this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now }), inflight: 0, retired: false, store };
     this.lastHash = hashFile(opts.loaded.file);
+    this.adminToken = readAdminToken(opts.loaded);
   }
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
@@ -200,7 +205,12 @@ export class Gateway {
     if (config.admin.enabled) {
       const addr = parseListenAddress(config.admin.listen);
       if (!addr) throw new Error(`bad admin address ${config.admin.listen}`);
-      const admin = createAdminServer({ metrics: this.metrics, notReady: () => this.notReady() });
+      const admin = createAdminServer({
+        metrics: this.metrics,
+        notReady: () => this.notReady(),
+        routes: () => this.adminRoutes,
+        token: () => this.adminToken,
+      });
       await new Promise<void>((ok, fail) => {
         admin.once('error', fail);
         admin.listen(addr.port, addr.host, () => {
@@ -300,6 +310,7 @@ export class Gateway {
     if (old.inflight === 0) this.release(old);
     this.applyServerLimits(loaded.config);
     this.log.level = loaded.config.log.level;
+    this.adminToken = readAdminToken(loaded);
     this.ctx.denials.setBudget(loaded.config.log.denial_lines_per_minute);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReload.labels('success').set(Date.now() / 1000);
@@ -394,10 +405,15 @@ function compileCidrsCached(list: readonly string[]): ReturnType<typeof compileC
   return c;
 }
 
+function readAdminToken(loaded: LoadedConfig): string | null {
+  const f = loaded.config.admin.token_file;
+  return f ? readSecretFile(resolve(loaded.dir, f)) : null;
+}
+
 function listenerChanges(a: Config, b: Config): string[] {
   const out: string[] = [];
   if (JSON.stringify(a.listen) !== JSON.stringify(b.listen)) out.push('listen addresses change only on restart');
-  if (JSON.stringify(a.admin) !== JSON.stringify(b.admin)) out.push('the admin listener changes only on restart');
+  if (a.admin.listen !== b.admin.listen || a.admin.enabled !== b.admin.enabled) out.push('the admin listener changes only on restart');
   return out;
 }
 
