@@ -192,7 +192,11 @@ export async function spawnGateway(config: unknown): Promise<{ child: ChildProce
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`gateway did not start:\n${out}`)), 15000);
+    const t = setTimeout(() => {
+      // Never leave a half-started gateway behind (it would keep the test file alive).
+      child.kill('SIGKILL');
+      reject(new Error(`gateway did not start:\n${out}`));
+    }, 15000);
     const check = () => {
       for (const line of out.split('\n')) {
         if (line.includes('"event":"listening"')) {
@@ -219,7 +223,7 @@ export async function spawnGateway(config: unknown): Promise<{ child: ChildProce
     output: () => out,
     stop: (signal = 'SIGTERM') =>
       new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
         child.once('exit', (code) => resolve(code));
         child.kill(signal);
       }),
