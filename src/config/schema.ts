@@ -93,6 +93,16 @@ const listener = z.strictObject({
   address: z.string(),
 });
 
+const postgres = z.strictObject({
+  /** postgres://user@host:port/database — no password here: use password_file. */
+  url: z.string().default('postgres://postgres@127.0.0.1:5432/postgres'),
+  password_file: z.string().optional(),
+  max_connections: z.number().int().min(1).max(200).default(10),
+  connect_timeout: duration('5s'),
+  /** Schema that holds gatehouse's tables (created if missing). */
+  schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lowercase SQL identifier').default('gatehouse'),
+});
+
 const redis = z.strictObject({
   url: z.string().default('redis://127.0.0.1:6379/0'),
   password_file: z.string().optional(),
@@ -129,8 +139,13 @@ export const configSchema = z.strictObject({
     .prefault({}),
   state: z
     .strictObject({
+      /** Rate-limit counters (and, later, revocations): in-process, or Redis for many instances. */
       store: z.enum(['memory', 'redis']).default('memory'),
+      /** Directory for embedded state files (SQLite databases, spools); relative to the config file. */
+      dir: z.string().default('.gatehouse'),
       redis: redis.optional(),
+      /** Shared PostgreSQL connection for the distributed identity and audit stores. */
+      postgres: postgres.optional(),
     })
     .prefault({}),
   log: z
@@ -150,3 +165,5 @@ export type SiteConfig = z.output<typeof siteSchema>;
 export type RateRuleConfig = SiteConfig['rate_limits'][number];
 export type IpFilterConfig = z.output<typeof ipFilter>;
 export type HeadersConfig = z.output<typeof headersBlock>;
+export type PostgresConfig = z.output<typeof postgres>;
+export type RedisConfig = z.output<typeof redis>;

@@ -81,6 +81,18 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
     const problem = checkSecretFile(resolve(dir, config.state.redis.password_file));
     if (problem) err('state.redis.password_file', problem);
   }
+  if (config.state.postgres?.password_file) {
+    const problem = checkSecretFile(resolve(dir, config.state.postgres.password_file));
+    if (problem) err('state.postgres.password_file', problem);
+  }
+  if (config.state.postgres) {
+    try {
+      const u = new URL(config.state.postgres.url);
+      if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') err('state.postgres.url', 'must be a postgres:// URL');
+    } catch {
+      err('state.postgres.url', 'not a URL');
+    }
+  }
   if (config.state.redis) {
     try {
       const u = new URL(config.state.redis.url);
