@@ -99,6 +99,8 @@ export class Gateway {
   readonly log: Logger;
   private loaded: LoadedConfig;
   private gen: Generation;
+  /** Generations with requests still running (the current one included). */
+  private readonly live = new Set<Generation>();
   private generation = 1;
   private readonly pools = new PoolCache();
   private readonly servers: Server[] = [];
@@ -132,6 +134,7 @@ export class Gateway {
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
     this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now }), inflight: 0, retired: false, store };
+    this.live.add(this.gen);
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
   }
@@ -259,11 +262,14 @@ export class Gateway {
 
   /** Frees what only a retired generation used, once its last request is done. */
   private release(gen: Generation): void {
+    if (!this.live.delete(gen)) return;
     gen.store.refs--;
     if (gen.store.refs === 0 && gen.store !== this.gen.store) {
       gen.store.close().catch((err: unknown) => this.log.warn({ event: 'store_close_failed', err: String(err) }, 'closing a replaced store failed'));
     }
-    void this.pools.retain(this.gen.rt.config.sites.map((s) => s.upstream));
+    // Keep every pool a live generation still uses (several reloads can overlap).
+    const keep = [...this.live].flatMap((g) => g.rt.config.sites.map((s) => s.upstream));
+    void this.pools.retain(keep);
   }
 
   private notReady(): string | null {
@@ -304,6 +310,7 @@ export class Gateway {
     store.refs++;
     this.generation++;
     this.gen = { rt, inflight: 0, retired: false, store };
+    this.live.add(this.gen);
     this.loaded = loaded;
     this.lastHash = hashFile(file);
     old.retired = true;
@@ -389,7 +396,8 @@ export class Gateway {
         await new Promise<void>((ok) => this.admin?.close(() => ok()));
       }
       await this.pools.closeAll(true);
-      await this.gen.store.close().catch(() => undefined);
+      const stores = new Set([...this.live].map((g) => g.store));
+      await Promise.all([...stores].map((st) => st.close().catch(() => undefined)));
       this.ctx.denials.close();
       this.log.info({ event: 'stopped' }, 'gatehouse stopped');
       await new Promise<void>((ok) => this.log.flush(() => ok()));
