@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { it } from 'node:test';
+import { BIN, request, SECURITY_HEADERS } from '../testing/harness.js';
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+it('`gatehouse demo` (npm start) serves the bundled example: proxied answers, login limit, metrics, clean exit', async (t) => {
+  for (const port of [8080, 9090, 3900]) {
+    if (!(await portFree(port))) {
+      // The demo uses fixed ports by design (the README's URLs); in CI they are free.
+      if (process.env.CI) assert.fail(`port ${port} is taken`);
+      t.skip(`port ${port} is taken`);
+      return;
+    }
+  }
+  const child = spawn(process.execPath, [BIN, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`demo did not start:\n${err}\n${out}`)), 15_000);
+      const poll = setInterval(() => {
+        if (out.includes('"event":"listening"')) {
+          clearTimeout(timer);
+          clearInterval(poll);
+          resolve();
+        }
+      }, 50);
+    });
+    assert.match(err, /Try:/, 'prints what to try');
+    const home = await request('http://127.0.0.1:8080/');
+    assert.equal(home.status, 200);
+    assert.match(home.body, /hello from the demo upstream/);
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(home.headers[k], v);
+    assert.equal(home.headers['server'], undefined);
+    const statuses: number[] = [];
+    for (let i = 0; i < 11; i++) statuses.push((await request('http://127.0.0.1:8080/login')).status);
+    assert.deepEqual(statuses, [...Array(10).fill(200), 429]);
+    const metrics = await (await fetch('http://127.0.0.1:9090/metrics')).text();
+    assert.match(metrics, /gatehouse_http_requests_total\{site="demo",status="429"\} 1/);
+  } finally {
+    const code = await new Promise<number | null>((resolve) => {
+      if (child.exitCode !== null) return resolve(child.exitCode);
+      child.once('exit', (c) => resolve(c));
+      child.kill('SIGTERM');
+    });
+    assert.equal(code, 0, `demo exit code\n${err}`);
+  }
+});
