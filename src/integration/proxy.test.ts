@@ -114,6 +114,16 @@ describe('proxy: forwarding and headers', () => {
     assert.match(text, /"code":"bad_request"/);
   });
 
+  it('answers 400 (never proxies) for two Host headers or a malformed Host', async () => {
+    const before = up.seen.length;
+    for (const head of ['Host: 127.0.0.1\r\nHost: strict.test', 'Host: 127.0.0.1 x', 'Host: a/b']) {
+      const r = await rawExchange(gw.port, `GET / HTTP/1.1\r\n${head}\r\nConnection: close\r\n\r\n`);
+      assert.match(r.bytes.toString(), /^HTTP\/1\.1 400 /, head);
+      assert.match(r.bytes.toString(), /"code":"bad_request"/);
+    }
+    assert.equal(up.seen.length, before);
+  });
+
   it('accepts absolute-form targets and routes by their authority', async () => {
     const r = await rawExchange(gw.port, 'GET http://strict.test/abs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
     const text = r.bytes.toString();

@@ -35,6 +35,22 @@ export function peerOf(socket: Duplex): string {
 const BAD_TARGET = new Refusal('bad_request', 'request', 'target');
 const BAD_PATH = new Refusal('bad_request', 'request', 'path');
 const NO_HOST = new Refusal('missing_host', 'request', 'host');
+const BAD_HOST = new Refusal('bad_request', 'request', 'host');
+/** RFC 3986 reg-name / IPv4 (after the port is stripped), or a bracketed IPv6 literal. */
+const HOST_SYNTAX = /^(?:[a-z0-9._~!$&'()*+,;=%-]+|\[[0-9a-f:.]+\])$/;
+
+/** More than one Host header is a 400 (RFC 9112 §3.2): which one would the upstream believe? */
+function hasDuplicateHost(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}
 const NO_SITE = new Refusal('misdirected_request', 'routing');
 const SHUTTING_DOWN = new Refusal('shutting_down', 'server');
 
@@ -91,6 +107,7 @@ function route(ctx: GatewayContext, rt: Runtime, ex: Exchange, terminal: Termina
   ex.query = target.query;
   let host = target.authority ?? req.headers.host;
   if (host === undefined || host === '') return refuse(ctx, ex, rt.headers, NO_HOST);
+  if (hasDuplicateHost(req.rawHeaders)) return refuse(ctx, ex, rt.headers, BAD_HOST);
   ex.authority = host;
   // Strip the port: sites are matched by name.
   if (host.charCodeAt(0) === 91 /* [ */) {
@@ -101,6 +118,7 @@ function route(ctx: GatewayContext, rt: Runtime, ex: Exchange, terminal: Termina
     if (colon >= 0) host = host.slice(0, colon);
   }
   ex.host = normalizeHost(host);
+  if (!HOST_SYNTAX.test(ex.host)) return refuse(ctx, ex, rt.headers, BAD_HOST);
   const norm = normalizePath(target.path);
   if (norm === null) return refuse(ctx, ex, rt.headers, BAD_PATH);
   ex.normPath = norm;
