@@ -68,6 +68,7 @@ function sendError(res: ServerResponse, code: ErrorCode, extra: Record<string, s
     res.destroy();
     return;
   }
+  if (!res.req.complete) extra = { ...extra, Connection: 'close' };
   res.writeHead(ERROR_CODES[code].status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', ...extra });
   res.end(errorBody(code, '-'));
 }
@@ -91,8 +92,10 @@ function readJson(req: IncomingMessage): Promise<unknown> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
+        // Stop buffering; the answer closes the connection (the rest is never read).
+        req.removeAllListeners('data');
+        req.pause();
         reject(new AdminError('body_too_large'));
-        req.destroy();
         return;
       }
       chunks.push(c);
@@ -119,6 +122,8 @@ export function createAdminServer(deps: AdminDeps): Server {
     }
     const path = url.pathname;
     const method = req.method ?? 'GET';
+    const builtin = path === '/metrics' || path === '/healthz' || path === '/readyz';
+    if (builtin && method !== 'GET' && method !== 'HEAD') return sendError(res, 'method_not_allowed', { Allow: 'GET, HEAD' });
     if (method === 'GET' || method === 'HEAD') {
       if (path === '/metrics') {
         deps.metrics.registry.metrics().then(

@@ -52,7 +52,7 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
     if (!a) err('admin.listen', `not a listen address: ${JSON.stringify(config.admin.listen)}`);
     else {
       if (a.port !== 0 && listens.has(`${a.host}:${a.port}`)) err('admin.listen', 'the admin listener may not share an address with a public listener');
-      if (!isLoopbackHost(a.host)) warn('admin.listen', `the admin listener is bound to ${a.host}, not loopback: /metrics and the admin API are reachable from the network`);
+      if (!isLoopbackHost(a.host)) warn('admin.listen', `the admin listener is bound to ${a.host === '' ? 'every interface' : a.host}, not loopback: /metrics and the admin API are reachable from the network`);
     }
   }
 

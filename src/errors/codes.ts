@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   admin_auth_not_configured: { status: 403, message: 'The admin API is disabled: no admin authentication is configured.' },
   not_found: { status: 404, message: 'No such endpoint.' },
   method_not_allowed: { status: 405, message: 'Method not allowed.' },
+  expectation_failed: { status: 417, message: 'The request states an expectation the gateway cannot meet.' },
   misdirected_request: { status: 421, message: 'No site is served for this host.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
   rate_limited: { status: 429, message: 'Too many requests; retry later.' },

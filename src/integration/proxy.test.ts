@@ -168,3 +168,26 @@ describe('client IP through trusted proxies', () => {
     assert.equal(line?.client_ip, '203.0.113.5');
   });
 });
+
+describe('Expect handling', () => {
+  it('sends 100 Continue only after admission; other expectations get 417 after the filters', async () => {
+    const up = await startUpstream();
+    const open = await startGateway(baseConfig(up.url));
+    const closed = await startGateway(baseConfig(up.url, { ip_filter: { allow: ['10.0.0.0/8'] } }));
+    try {
+      const ok = await rawExchange(open.port, 'POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n', 1000);
+      assert.match(ok.bytes.toString(), /^HTTP\/1\.1 100 Continue\r\n/);
+      const weird = await rawExchange(open.port, 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: teapot\r\nConnection: close\r\n\r\n');
+      assert.match(weird.bytes.toString(), /^HTTP\/1\.1 417 /);
+      assert.match(weird.bytes.toString(), /"code":"expectation_failed"/);
+      for (const expect of ['100-continue', 'teapot']) {
+        const denied = await rawExchange(closed.port, `POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nExpect: ${expect}\r\n\r\n`);
+        assert.equal(denied.bytes.length, 0, `a filtered client gets zero bytes (Expect: ${expect})`);
+      }
+    } finally {
+      await open.close();
+      await closed.close();
+      await up.close();
+    }
+  });
+});

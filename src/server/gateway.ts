@@ -64,8 +64,9 @@ export interface ReloadResult {
   readonly error?: string;
 }
 
+/** Only the settings the rate-limit store depends on: other `state` keys don't reopen it. */
 function storeKey(config: Config): string {
-  return config.state.store === 'memory' ? 'memory' : JSON.stringify(config.state);
+  return config.state.store === 'memory' ? 'memory' : JSON.stringify({ store: config.state.store, redis: config.state.redis });
 }
 
 function openStore(config: Config, dir: string): StoreHandle {
@@ -184,6 +185,9 @@ export class Gateway {
       // Expect: 100-continue is answered by the proxy only once every stage admitted the
       // request; a refused client never sees a 100 (nor any byte, for the IP filter).
       server.on('checkContinue', (req, res) => this.onRequest(req, res));
+      // Any other Expect value: Node would answer 417 before the IP filter; the proxy
+      // answers it instead, after every stage (docs/lifecycle.md).
+      server.on('checkExpectation', (req, res) => this.onRequest(req, res));
       server.on('upgrade', (req, socket, head) => {
         const gen = this.enter();
         this.tunnels.add(socket);

@@ -21,6 +21,7 @@ import { buildResponseHeaders, type HeaderPolicy } from '../headers/index.js';
 import { upstreamRequestHeaders } from './request-headers.js';
 
 export const PROXY = 'proxy';
+const EXPECTATION_FAILED = new Refusal('expectation_failed', PROXY, 'expect');
 
 class BodyLimitError extends Error {
   readonly code = 'body_too_large';
@@ -164,8 +165,12 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
       },
     };
 
-    // Admitted: now the client may send its body (Expect: 100-continue).
-    if (hasBody && req.headers.expect !== undefined && req.headers.expect.toLowerCase() === '100-continue') res.writeContinue();
+    const expect = req.headers.expect;
+    if (expect !== undefined) {
+      // Admitted: now the client may send its body. Any other expectation cannot be met.
+      if (expect.toLowerCase() !== '100-continue') return refuse(ctx, ex, policy, EXPECTATION_FAILED);
+      if (hasBody) res.writeContinue();
+    }
     try {
       dispatcher.dispatch(
         {
