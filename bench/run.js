@@ -10,6 +10,12 @@
 //      triggers, default security headers)
 //   d  fastify 5 + @fastify/http-proxy + @fastify/rate-limit + @fastify/helmet doing (c)'s work
 //
+// Two phases:
+//   1. closed loop (wrk -c64: 64 requests always in flight): throughput. Its latency is queueing.
+//   2. fixed rate (a, c, d; --no-fixed-rate to skip): the same 64 connections, but requests are
+//      offered at a fixed rate (--rate, default 50 % of the lower of (c)'s and (d)'s phase-1
+//      throughput), so the gateway is not saturated: latency the gateway adds at that load.
+//
 // Pinning: the gateway under test (b, c, d) on core 0; the upstream and the load generator on core 1.
 // Prints a Markdown report to stdout and writes it to bench/results/edge-<timestamp>.md.
 // Progress goes to stderr. See bench/README.md.
@@ -25,6 +31,8 @@ const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
 const RESULTS_DIR = path.join(BENCH_DIR, 'results');
 const BENCH_DEPS = ['fastify', '@fastify/http-proxy', '@fastify/rate-limit', '@fastify/helmet', 'autocannon'];
+
+const FIXED_RATE_SCENARIOS = ['a', 'c', 'd'];
 
 const SCENARIOS = {
   a: { key: 'a', label: 'a) direct (upstream)', kind: 'upstream' },
@@ -44,6 +52,11 @@ const HELP = `usage: node bench/run.js [options]
   --timeout N        wrk per-request timeout in seconds (default 5)
   --log-level L      gatehouse log.level for b and c (default warn)
   --tool T           wrk | autocannon | auto (default auto: wrk, installed with apt if missing)
+  --no-fixed-rate    skip the fixed-rate latency phase
+  --rate N           offered req/s in the fixed-rate phase (default 0 = automatic: 50 % of the
+                     lower of the (c) and (d) median closed-loop throughputs, rounded down to 100)
+  --rate-tool T      fixed-rate load generator: wrk | autocannon | auto (default auto: wrk with a
+                     paced Lua script; autocannon -R if wrk cannot pace — see bench/README.md)
   --no-pin           do not pin processes to cores with taskset
   --no-install       never install anything (fail instead)
   --no-build         never (re)build gatehouse (dist/) before running b/c
@@ -65,13 +78,16 @@ function parseArgs(argv) {
     timeout: 5,
     'log-level': 'warn',
     tool: 'auto',
+    'fixed-rate': true,
+    rate: 0,
+    'rate-tool': 'auto',
     pin: true,
     install: true,
     build: true,
     'keep-tmp': false,
     help: false,
   };
-  const numeric = new Set(['duration', 'connections', 'runs', 'warmup', 'threads', 'timeout']);
+  const numeric = new Set(['duration', 'connections', 'runs', 'warmup', 'threads', 'timeout', 'rate']);
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i];
     if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)} (see --help)`);
@@ -86,6 +102,7 @@ function parseArgs(argv) {
     else if (a === 'no-pin') opts.pin = false;
     else if (a === 'no-install') opts.install = false;
     else if (a === 'no-build') opts.build = false;
+    else if (a === 'no-fixed-rate') opts['fixed-rate'] = false;
     else if (a === 'keep-tmp') opts['keep-tmp'] = true;
     else if (a in opts && typeof opts[a] !== 'boolean') {
       if (val === undefined) {
@@ -111,6 +128,7 @@ function parseArgs(argv) {
   opts.list = [...new Set(list)];
   if (opts.list.length === 0) throw new Error('no scenarios selected');
   if (!['wrk', 'autocannon', 'auto'].includes(opts.tool)) throw new Error('--tool must be wrk, autocannon or auto');
+  if (!['wrk', 'autocannon', 'auto'].includes(opts['rate-tool'])) throw new Error('--rate-tool must be wrk, autocannon or auto');
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(opts['log-level'])) {
     throw new Error(`bad --log-level ${JSON.stringify(opts['log-level'])}`);
   }
@@ -514,6 +532,7 @@ function parseAutocannon(text) {
     rps: j.requests.total / (j.duration || 1),
     p50: j.latency.p50,
     p99: j.latency.p99,
+    p999: j.latency.p99_9,
     requests: j.requests.total,
     bytesPerResp: j.requests.total > 0 ? j.throughput.total / j.requests.total : NaN,
     non2xx: j.non2xx || 0,
@@ -522,22 +541,115 @@ function parseAutocannon(text) {
   };
 }
 
-let LOAD = null; // { tool, bin, version }
+// Fixed-rate phase with wrk: wrk -c64 with this script sends each request at its slot in a fixed
+// schedule (one slot every 1/rate s per wrk thread). wrk calls delay() whenever a connection is
+// free to send; the connection claims the next unclaimed slot and waits for it (wrk timers have
+// 1 ms granularity). A free connection whose slot is already more than 2 ms past counts as a late
+// send: at that moment all connections were busy, which is where coordinated omission starts (its
+// latency is measured from the actual send, not from the slot). done() prints one JSON line with
+// the percentiles wrk's --latency does not print (p99.9) and the late-send count.
+const PACED_LUA = `-- written by bench/run.js: fixed-rate pacing for wrk (arg 1 = req/s per wrk thread)
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } gh_bench_timespec;
+int clock_gettime(int clk_id, gh_bench_timespec *tp);
+]]
+local ts = ffi.new("gh_bench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
+end
+
+local interval_us = nil
+local next_us = nil
+scheduled = 0
+late = 0
+
+function init(args)
+  interval_us = 1e6 / tonumber(args[1])
+end
+
+function delay()
+  local t = now_us()
+  if next_us == nil then next_us = t end
+  local slot = next_us
+  next_us = next_us + interval_us
+  scheduled = scheduled + 1
+  local d = slot - t
+  if d < -2000 then late = late + 1 end
+  if d <= 0 then return 0 end
+  return math.floor(d / 1000)
+end
+
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+
+function done(summary, latency, requests)
+  local s, l = 0, 0
+  for _, t in ipairs(threads) do
+    s = s + t:get("scheduled")
+    l = l + t:get("late")
+  end
+  io.write(string.format('GATEHOUSE_BENCH {"requests":%d,"duration_us":%d,"bytes":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"scheduled":%d,"late":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,"status":%d}\\n',
+    summary.requests, summary.duration, summary.bytes,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max, s, l,
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout, summary.errors.status))
+end
+`;
+
+/** Parses the GATEHOUSE_BENCH line the paced wrk script prints. Latencies in milliseconds. */
+function parsePaced(text) {
+  const m = /^GATEHOUSE_BENCH (\{.*\})\s*$/m.exec(text);
+  if (!m) throw new Error('no GATEHOUSE_BENCH line');
+  const j = JSON.parse(m[1]);
+  const socketErrors = j.connect + j.read + j.write + j.timeout;
+  return {
+    rps: j.duration_us > 0 ? (j.requests * 1e6) / j.duration_us : NaN,
+    p50: j.p50_us / 1000,
+    p99: j.p99_us / 1000,
+    p999: j.p999_us / 1000,
+    max: j.max_us / 1000,
+    requests: j.requests,
+    bytesPerResp: j.requests > 0 ? j.bytes / j.requests : NaN,
+    non2xx: j.status,
+    socketErrors,
+    socketDetail: `connect ${j.connect}, read ${j.read}, write ${j.write}, timeout ${j.timeout}`,
+    scheduled: j.scheduled,
+    late: j.late,
+  };
+}
+
+let LOAD = null; // closed-loop phase: { tool, bin, version }
+let RATE_LOAD = null; // fixed-rate phase: { tool: 'wrk' | 'autocannon', bin, version, script }
 let OPTS = null;
 
-function loadCommand(url, seconds) {
+function loadCommand(url, seconds, rate) {
+  if (rate) {
+    if (RATE_LOAD.tool === 'wrk') {
+      const perThread = String(rate / OPTS.threads);
+      return wrapCommand(1, RATE_LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--timeout', `${OPTS.timeout}s`, '-s', RATE_LOAD.script, url, '--', perThread]);
+    }
+    // -C: record raw latencies. autocannon's own correction assumes an interval of
+    // ceil(1 / per-connection rate) = 1 ms and would add made-up samples (see bench/README.md).
+    return wrapCommand(1, process.execPath, [RATE_LOAD.bin, '-c', String(OPTS.connections), '-R', String(rate), '-C', '-d', String(seconds), '-t', String(OPTS.timeout), '-j', url]);
+  }
   if (LOAD.tool === 'wrk') {
     return wrapCommand(1, LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--latency', '--timeout', `${OPTS.timeout}s`, url]);
   }
   return wrapCommand(1, process.execPath, [LOAD.bin, '-c', String(OPTS.connections), '-d', String(seconds), '-t', String(OPTS.timeout), '-j', url]);
 }
 
-/** One bounded load run against url. Returns parsed numbers plus CPU accounting. */
-function runLoad(url, seconds, gatewayPid) {
+/**
+ * One bounded load run against url: closed loop, or at a fixed rate (req/s) when rate is given.
+ * Returns parsed numbers plus CPU accounting.
+ */
+function runLoad(url, seconds, gatewayPid, rate = 0) {
   return new Promise((resolve, reject) => {
-    const full = loadCommand(url, seconds);
+    const full = loadCommand(url, seconds, rate);
+    const tool = rate ? RATE_LOAD.tool : LOAD.tool;
+    const paced = rate && tool === 'wrk';
     const child = spawn(full[0], full.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    const rec = { label: LOAD.tool, child, exited: null };
+    const rec = { label: tool, child, exited: null };
     children.add(rec);
     let out = '';
     let err = '';
@@ -565,21 +677,22 @@ function runLoad(url, seconds, gatewayPid) {
       const wall = (Date.now() - t0) / 1000;
       const cores1 = readCoreTimes();
       const gw1 = gatewayPid ? procCpuSeconds(gatewayPid) : NaN;
-      if (code !== 0 && !(LOAD.tool === 'wrk' && out.includes('Requests/sec'))) {
-        reject(new Error(`${LOAD.tool} failed (code ${code}, signal ${signal}): ${err || out}`));
+      if (code !== 0 && !(tool === 'wrk' && out.includes('Requests/sec'))) {
+        reject(new Error(`${tool} failed (code ${code}, signal ${signal}): ${err || out}`));
         return;
       }
       let r;
       try {
-        r = LOAD.tool === 'wrk' ? parseWrk(out) : parseAutocannon(out);
+        r = paced ? parsePaced(out) : tool === 'wrk' ? parseWrk(out) : parseAutocannon(out);
       } catch (e) {
-        reject(new Error(`cannot parse ${LOAD.tool} output: ${e.message}\n${out}`));
+        reject(new Error(`cannot parse ${tool} output: ${e.message}\n${out}\n${err}`));
         return;
       }
       if (!Number.isFinite(r.rps)) {
-        reject(new Error(`cannot parse ${LOAD.tool} output:\n${out}\n${err}`));
+        reject(new Error(`cannot parse ${tool} output:\n${out}\n${err}`));
         return;
       }
+      r.offered = rate || NaN;
       r.core0 = coreBusy(cores0, cores1, '0');
       r.core1 = coreBusy(cores0, cores1, '1');
       const gwCpu = gw1 - gw0;
@@ -589,6 +702,44 @@ function runLoad(url, seconds, gatewayPid) {
       resolve(r);
     });
   });
+}
+
+/**
+ * Picks the fixed-rate load generator: wrk with the paced Lua script (needs wrk built with LuaJIT,
+ * as Debian's is), checked with a 1 s paced run against probeUrl; else autocannon -R.
+ */
+async function setupRateTool(opts, probeUrl, notes) {
+  const choice = opts['rate-tool'];
+  const acPkg = path.join(BENCH_DIR, 'node_modules', 'autocannon', 'package.json');
+  const autocannon = () => ({
+    tool: 'autocannon',
+    bin: path.join(BENCH_DIR, 'node_modules', 'autocannon', 'autocannon.js'),
+    version: `autocannon ${JSON.parse(fs.readFileSync(acPkg, 'utf8')).version} -R (-C: raw latencies)`,
+  });
+  if (choice !== 'autocannon') {
+    const wrk = LOAD.tool === 'wrk' ? LOAD.bin : which('wrk');
+    let why = 'wrk is not available';
+    if (wrk) {
+      const script = path.join(tmpDir, 'paced.lua');
+      fs.writeFileSync(script, PACED_LUA);
+      const wrkVersion = LOAD.tool === 'wrk' ? LOAD.version : 'wrk';
+      RATE_LOAD = { tool: 'wrk', bin: wrk, version: `${wrkVersion} with a fixed-rate Lua script (bench/run.js)`, script };
+      try {
+        const r = await runLoad(probeUrl, 1, null, 200);
+        if (r.requests > 0) return;
+        why = 'the paced probe completed no request';
+      } catch (e) {
+        why = `the paced wrk probe failed: ${e.message.split('\n').slice(0, 3).join(' ')}`;
+      }
+    }
+    if (choice === 'wrk') throw new Error(`--rate-tool wrk: ${why}`);
+    notes.push(`fixed-rate phase: ${why}; fell back to autocannon -R, which sends each connection's quota in a burst at the start of every second — its fixed-rate latencies are close to closed-loop ones (see bench/README.md)`);
+    progress(`fixed-rate phase: ${why}; using autocannon -R`);
+  }
+  RATE_LOAD = autocannon();
+  if (choice === 'autocannon') {
+    notes.push('fixed-rate phase with autocannon -R (--rate-tool autocannon): each connection sends its per-second quota back to back at the start of every second, so the gateway is saturated for part of each second and the latencies are close to closed-loop ones; 1 ms resolution (see bench/README.md)');
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -642,7 +793,7 @@ async function sanityCheck(target, upstreamBody) {
 // ---------------------------------------------------------------------------------------------
 // report
 
-function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, notes, buildNote, pinning }) {
+function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fixed, notes, buildNote, pinning }) {
   const cpuModel = (() => {
     try {
       const m = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
@@ -677,6 +828,20 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, not
     };
   }
   const direct = med.a && results.a.length ? med.a.rps : NaN;
+  const fmed = {};
+  for (const k of fixed.list) {
+    const rs = fixed.results[k];
+    fmed[k] = {
+      rps: median(rs.map((r) => r.rps)),
+      p50: median(rs.map((r) => r.p50)),
+      p99: median(rs.map((r) => r.p99)),
+      p999: median(rs.map((r) => r.p999)),
+      gwUs: median(rs.map((r) => r.gwCpuUsPerReq)),
+      latePct: median(rs.map((r) => (r.scheduled > 0 ? (100 * r.late) / r.scheduled : NaN))),
+      errors: rs.reduce((s, r) => s + r.non2xx + r.socketErrors, 0),
+    };
+  }
+  const haveFixed = (k) => fixed.results[k] && fixed.results[k].length > 0;
 
   const L = [];
   L.push(`# gatehouse edge benchmark — ${startedAt.toISOString()}`);
@@ -688,9 +853,14 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, not
   L.push(`- node ${process.version}, nproc ${nproc}, ${cpuModel}, Linux ${os.release()}`);
   L.push(`- gatehouse commit ${commit}; ${buildNote}`);
   L.push(`- load generator: ${LOAD.version}${LOAD.tool === 'wrk' ? ` (-t${opts.threads} -c${opts.connections} -d${opts.duration}s --latency --timeout ${opts.timeout}s)` : ` (-c ${opts.connections} -d ${opts.duration})`}`);
-  L.push(`- ${opts.runs} run(s) × ${opts.duration}s per scenario, interleaved ${opts.list.join(',')}; warm-up ${opts.warmup}s per server; gatehouse log.level ${opts['log-level']}`);
+  if (fixed.list.length) {
+    L.push(`- fixed-rate phase: ${RATE_LOAD.version}, ${fmtInt(fixed.rate)} req/s offered over ${opts.connections} connections (${fixed.rateNote}), -d${opts.duration}s`);
+  } else L.push(`- fixed-rate phase: ${opts['fixed-rate'] ? 'not run (needs scenario a, c or d)' : 'skipped (--no-fixed-rate)'}`);
+  L.push(`- ${opts.runs} run(s) × ${opts.duration}s per scenario and phase, interleaved ${opts.list.join(',')}; warm-up ${opts.warmup}s per server; gatehouse log.level ${opts['log-level']}`);
   L.push(`- pinning: ${pinning}`);
   L.push(`- wall time ${elapsedS.toFixed(0)}s`);
+  L.push('');
+  L.push(`### Closed loop: throughput (${opts.connections} requests always in flight)`);
   L.push('');
   L.push('| scenario | median req/s | ratio to direct | median p99 ms | per-run req/s | per-run p99 ms |');
   L.push('| --- | ---: | ---: | ---: | --- | --- |');
@@ -706,6 +876,33 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, not
     );
   }
   L.push('');
+  L.push('The closed-loop p99 is queueing: with every connection always busy, mean latency ≈ connections ÷ req/s (Little\'s law), however fast each request is handled.');
+  L.push('');
+
+  if (fixed.list.length) {
+    L.push(`### Fixed rate: latency at ${fmtInt(fixed.rate)} req/s offered, ${opts.connections} connections`);
+    L.push('');
+    L.push('| scenario | offered req/s | achieved req/s | median p50 ms | median p99 ms | median p99.9 ms | gateway CPU µs/req | late sends | per-run p99 ms |');
+    L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+    for (const k of fixed.list) {
+      const rs = fixed.results[k];
+      if (!rs.length) {
+        L.push(`| ${targets[k].label} | ${fmtInt(fixed.rate)} | n/a | n/a | n/a | n/a | n/a | n/a | no runs |`);
+        continue;
+      }
+      const m = fmed[k];
+      L.push(
+        `| ${targets[k].label} | ${fmtInt(fixed.rate)} | ${fmtInt(m.rps)} | ${fmt(m.p50)} | ${fmt(m.p99)} | ${fmt(m.p999)} | ${k === 'a' ? '—' : fmt(m.gwUs, 1)} | ${Number.isFinite(m.latePct) ? fmt(m.latePct, 1) + ' %' : 'n/a'} | ${rs.map((r) => fmt(r.p99)).join(', ')} |`,
+      );
+    }
+    L.push('');
+    L.push(
+      RATE_LOAD.tool === 'wrk'
+        ? 'Latency runs from the moment a request is written to its last response byte. *Late sends*: requests sent more than 2 ms after their slot because all connections were busy — their wait is not in the latency (coordinated omission); near 0 % means every request went out on time and the percentiles are what an open-loop client would see. p99.9 rests on ~0.1 % of the samples (a few dozen per run): read it as an order of magnitude.'
+        : 'autocannon -R sends each connection\'s per-second quota back to back at the start of every second: the gateway is saturated for part of each second, so these latencies are close to closed-loop ones and over-state the unsaturated latency; autocannon records whole milliseconds and measures from the actual send (coordinated omission). Late sends are not tracked.',
+    );
+    L.push('');
+  }
 
   // Headline figures.
   L.push('## Headline');
@@ -722,18 +919,39 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, not
       `- (d)/(c) gateway CPU per request: ${fmt(med.d.gwUs / med.c.gwUs)}× (${fmt(med.c.gwUs, 1)} vs ${fmt(med.d.gwUs, 1)} µs/req) — what the throughput ratio would be with core 0 fully theirs; less sensitive to other load on the machine`,
     );
   } else L.push('- (c)/(d) throughput: n/a (needs scenarios c and d)');
+  const at64 = opts.connections === 64 ? '' : ` — measured at ${opts.connections} connections, the target is stated for 64`;
+  if (fixed.list.length) {
+    const rateText = `${fmtInt(fixed.rate)} req/s fixed rate, ${opts.connections} connections`;
+    for (const k of ['c', 'd', 'a']) {
+      if (!fixed.list.includes(k)) continue;
+      if (!haveFixed(k)) {
+        L.push(`- (${k}) p99 at ${rateText}: n/a (no runs)`);
+        continue;
+      }
+      const m = fmed[k];
+      const target = k === 'c' ? ` (target ≤ 5 ms: ${m.p99 <= 5 ? 'met' : 'NOT met'})${at64}` : k === 'd' ? ' (for comparison)' : ' (the rig\'s own floor)';
+      const bold = k === 'c' ? '**' : '';
+      const achieved = m.rps < 0.95 * fixed.rate ? ` — only ${fmtInt(m.rps)} req/s achieved` : '';
+      L.push(`- ${bold}(${k}) p99 at ${rateText}: ${fmt(m.p99)} ms${bold}${target}; p50 ${fmt(m.p50)} ms, p99.9 ${fmt(m.p999)} ms${achieved}`);
+    }
+    if (haveFixed('a') && (haveFixed('c') || haveFixed('d'))) {
+      const added = ['c', 'd'].filter(haveFixed).map((k) => `(${k}) ${fmt(fmed[k].p50 - fmed.a.p50)} ms at p50, ${fmt(fmed[k].p99 - fmed.a.p99)} ms at p99`);
+      L.push(`- latency added over (a) at that rate (difference of medians): ${added.join('; ')}`);
+    }
+  } else L.push(`- fixed-rate p99: n/a (${opts['fixed-rate'] ? 'needs scenario a, c or d' : '--no-fixed-rate'})`);
   if (have('c')) {
-    const at64 = opts.connections === 64 ? '' : ` — measured at ${opts.connections} connections, the target is stated for 64`;
-    L.push(`- **(c) p99: ${fmt(med.c.p99)} ms** at ${opts.connections} connections (target ≤ 5 ms: ${med.c.p99 <= 5 ? 'met' : 'NOT met'})${at64}`);
+    L.push(
+      `- (c) closed-loop p99: ${fmt(med.c.p99)} ms at ${opts.connections} connections — queueing-dominated, not the gateway's added latency (target ≤ 5 ms: ${med.c.p99 <= 5 ? 'met' : 'NOT met'} in closed loop)${at64}`,
+    );
     if (have('a')) {
       L.push(
-        `- for scale: (a) direct p99 is ${fmt(med.a.p99)} ms on this rig; with ${opts.connections} closed-loop connections mean latency ≈ connections ÷ req/s (Little's law), so a p99 of 5 ms needs well over ${fmtInt((opts.connections / 5) * 1000)} req/s through the gateway`,
+        `- for scale: (a) direct closed-loop p99 is ${fmt(med.a.p99)} ms on this rig; with ${opts.connections} closed-loop connections mean latency ≈ connections ÷ req/s (Little's law), so a closed-loop p99 of 5 ms needs well over ${fmtInt((opts.connections / 5) * 1000)} req/s through the gateway`,
       );
     }
-  } else L.push('- (c) p99: n/a (needs scenario c)');
+  } else L.push('- (c) closed-loop p99: n/a (needs scenario c)');
   L.push('');
 
-  L.push('## Diagnostics (medians)');
+  L.push('## Diagnostics (closed loop, medians)');
   L.push('');
   L.push('| scenario | p50 ms | bytes/response | gateway CPU % | gateway CPU µs/req | core 0 busy % | core 1 busy % | non-2xx | socket errors |');
   L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
@@ -789,7 +1007,9 @@ async function main() {
 
   // Watchdog: the whole run is bounded in time.
   const perRun = opts.duration + 1;
-  const estimate = 30 + opts.list.length * (opts.warmup + 1) + opts.runs * opts.list.length * perRun;
+  const fixedList = opts['fixed-rate'] ? opts.list.filter((k) => FIXED_RATE_SCENARIOS.includes(k)) : [];
+  const estimate =
+    30 + opts.list.length * (opts.warmup + 1) + opts.runs * opts.list.length * perRun + (fixedList.length ? 3 + opts.runs * fixedList.length * perRun : 0);
   const limitS = Math.ceil(estimate * 1.5 + 120);
   progress(`estimated run time ~${estimate}s (hard limit ${limitS}s)`);
   const watchdog = setTimeout(() => {
@@ -887,6 +1107,46 @@ async function main() {
     }
   }
 
+  // Fixed-rate phase: a, c, d at one offered rate, interleaved, on the servers already warm.
+  const fixed = { rate: NaN, rateNote: '', list: [], results: Object.fromEntries(opts.list.map((k) => [k, []])) };
+  const fixedActive = fixedList.filter((k) => active.includes(k));
+  if (opts['fixed-rate'] && fixedActive.length === 0) notes.push('fixed-rate phase skipped: it runs scenarios a, c and d, and none of them is selected or available');
+  if (fixedActive.length) {
+    const medRps = (k) => (results[k] && results[k].length ? median(results[k].map((r) => r.rps)) : NaN);
+    if (opts.rate > 0) {
+      fixed.rate = opts.rate;
+      fixed.rateNote = '--rate';
+    } else {
+      // 50 % of the lower of (c) and (d), so both can sustain it; failing those, of whatever ran.
+      const basis = ['c', 'd'].filter((k) => Number.isFinite(medRps(k)));
+      const from = basis.length ? basis : ['b', 'a'].filter((k) => Number.isFinite(medRps(k))).slice(0, 1);
+      const lowest = Math.min(...from.map(medRps));
+      fixed.rate = Math.max(100, Math.floor((0.5 * lowest) / 100) * 100);
+      fixed.rateNote = `50 % of the lower median closed-loop throughput of ${from.map((k) => `(${k}) ${fmtInt(medRps(k))}`).join(' and ')}, rounded down to 100`;
+    }
+    fixed.list = fixedActive;
+    await setupRateTool(opts, `http://127.0.0.1:${upstreamPort}/`, notes);
+    progress(`fixed-rate phase: ${fmtInt(fixed.rate)} req/s offered, ${opts.connections} connections, ${RATE_LOAD.version} (${fixed.rateNote})`);
+    for (let i = 1; i <= opts.runs; i++) {
+      for (const k of fixedActive) {
+        const t = targets[k];
+        if (t.rec.exited) {
+          throw new Error(`${t.label} died during the run (${JSON.stringify(t.rec.exited)}); log tail:\n${tail(t.rec.logFile)}`);
+        }
+        const r = await runLoad(t.url, opts.duration, gatewayPid(k), fixed.rate);
+        fixed.results[k].push(r);
+        progress(
+          `fixed-rate run ${i}/${opts.runs} ${t.label}: ${fmtInt(r.rps)} of ${fmtInt(fixed.rate)} req/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, p99.9 ${fmt(r.p999)} ms` +
+            (k === 'a' ? '' : `, gateway ${fmt(r.gwCpuUsPerReq, 1)} µs/req`) +
+            (Number.isFinite(r.late) && r.late ? `, ${r.late} late sends` : '') +
+            `, core 0/1 busy ${fmt(r.core0, 0)}/${fmt(r.core1, 0)} %` +
+            (r.non2xx || r.socketErrors ? `, non-2xx ${r.non2xx}, ${r.socketDetail}` : ''),
+        );
+        await sleep(500);
+      }
+    }
+  }
+
   // Per-request logging check: with log.level warn a gatehouse log file should stay small.
   for (const k of active) {
     const t = targets[k];
@@ -910,9 +1170,22 @@ async function main() {
     const total = results[k].reduce((s, r) => s + r.non2xx + r.socketErrors, 0);
     if (total > 0) notes.push(`${targets[k].label}: ${total} non-2xx responses or socket errors over all runs — its numbers are suspect`);
   }
+  for (const k of fixed.list) {
+    const rs = fixed.results[k];
+    const label = `fixed rate, ${targets[k].label}`;
+    // (a) leaves core 0 to others; only the gateways' latencies suffer from what else runs there.
+    const other = median(rs.map((r) => r.core0 - (Number.isFinite(r.gwCpuPct) ? r.gwCpuPct : 0)));
+    if (k !== 'a' && other > 15) notes.push(`${label}: core 0 was ~${fmt(other, 0)} % busy with something other than the gateway under test — its latencies include that interference`);
+    const total = rs.reduce((s, r) => s + r.non2xx + r.socketErrors, 0);
+    if (total > 0) notes.push(`${label}: ${total} non-2xx responses or socket errors over all runs — its numbers are suspect`);
+    const achieved = median(rs.map((r) => r.rps));
+    if (achieved < 0.95 * fixed.rate) notes.push(`${label}: achieved ${fmtInt(achieved)} of ${fmtInt(fixed.rate)} req/s offered — the target (or the rig) could not keep up, so this is not an unsaturated measurement`);
+    const latePct = median(rs.map((r) => (r.scheduled > 0 ? (100 * r.late) / r.scheduled : NaN)));
+    if (latePct > 1) notes.push(`${label}: ${fmt(latePct, 1)} % of requests were sent more than 2 ms after their slot (all ${opts.connections} connections busy) — its percentiles under-state the latency an open-loop client would see (coordinated omission)`);
+  }
 
   const elapsedS = (Date.now() - startedAt.getTime()) / 1000;
-  const report = buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, notes, buildNote, pinning });
+  const report = buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fixed, notes, buildNote, pinning });
   process.stdout.write(report + '\n');
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `edge-${startedAt.toISOString().replace(/[:.]/g, '-')}.md`);
