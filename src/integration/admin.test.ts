@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';
-import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../config/load.js';
 import { baseConfig, rawExchange, request, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { tryConnect } from '../testing/assert.js';
 
 const T0 = Date.UTC(2030, 0, 1);
 
@@ -36,25 +36,6 @@ function parseMetrics(text: string): Sample[] {
 function value(samples: Sample[], name: string, labels: Record<string, string>): number | undefined {
   const s = samples.find((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
   return s?.value;
-}
-
-function tryConnect(host: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, host);
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve('timeout');
-    }, 3000);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve('connected');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(t);
-      resolve(e.code ?? e.message);
-    });
-  });
 }
 
 describe('admin listener', () => {
@@ -154,7 +135,7 @@ describe('admin listener', () => {
       .filter((i) => i !== undefined && i.family === 'IPv4' && !i.internal)
       .map((i) => (i as { address: string }).address);
     if (external.length === 0) t.diagnostic('no non-loopback IPv4 interface: reachability check skipped');
-    for (const ip of external) assert.equal(await tryConnect(ip, admin.port), 'ECONNREFUSED', `admin port on ${ip}`);
+    for (const ip of external) assert.equal(await tryConnect(admin.port, ip), 'ECONNREFUSED', `admin port on ${ip}`);
   });
 
   it('proxies /metrics and /healthz on the PUBLIC listener to the upstream (never gatehouse’s own)', async () => {

@@ -9,34 +9,10 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { baseConfig, parseHead, rawExchange, request, SECURITY_HEADERS, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { assertErrorAnswer, until } from '../testing/assert.js';
 
 const LIMIT = 64 * 1024;
 const CHUNK = 16 * 1024;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** Asserts the gateway's own error shape: status, security headers, no-store, JSON body whose request id matches the header. */
-function assertErrorAnswer(status: number, headers: Record<string, string | string[] | undefined>, body: string, expectStatus: number, code: string): void {
-  assert.equal(status, expectStatus, `status (body: ${body})`);
-  for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(headers[k], v, `security header ${k}`);
-  assert.equal(headers['cache-control'], 'no-store');
-  assert.equal(headers['content-type'], 'application/json');
-  const rid = headers['x-request-id'];
-  assert.match(String(rid), UUID, 'X-Request-Id');
-  const parsed = JSON.parse(body) as { error: { code: string; message: string; request_id: string } };
-  assert.equal(parsed.error.code, code);
-  assert.equal(typeof parsed.error.message, 'string');
-  assert.ok(parsed.error.message.length > 0);
-  assert.equal(parsed.error.request_id, rid);
-}
-
-async function until(cond: () => boolean, timeoutMs: number, stepMs = 5): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return true;
-}
 
 /** A raw client connection that records what the server sends and whether it closed. */
 interface RawConn {

@@ -4,20 +4,11 @@
  * its real answer, then exits 0; afterwards nothing listens on the port.
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { baseConfig, request, spawnGateway, startUpstream, type Upstream } from '../testing/harness.js';
+import { tryConnect, until } from '../testing/assert.js';
 
 type Spawned = Awaited<ReturnType<typeof spawnGateway>>;
-
-async function until(cond: () => boolean, timeoutMs: number, stepMs = 10): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return true;
-}
 
 async function untilAsync(cond: () => Promise<boolean>, timeoutMs: number, stepMs = 20): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -26,26 +17,6 @@ async function untilAsync(cond: () => Promise<boolean>, timeoutMs: number, stepM
     await new Promise((r) => setTimeout(r, stepMs));
   }
   return true;
-}
-
-/** Resolves with the connect error code, or 'connected'. */
-function tryConnect(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve('timeout');
-    }, 5000);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve('connected');
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(t);
-      resolve(e.code ?? e.message);
-    });
-  });
 }
 
 describe('shutdown', () => {

@@ -11,20 +11,9 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { baseConfig, parseHead, rawExchange, request, SECURITY_HEADERS, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { UUID, assertErrorAnswer, until } from '../testing/assert.js';
 
 const MiB = 1024 * 1024;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-function assertErrorAnswer(status: number, headers: Record<string, string | string[] | undefined>, body: string, expectStatus: number, code: string): void {
-  assert.equal(status, expectStatus, `status (body: ${body})`);
-  for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(headers[k], v, `security header ${k}`);
-  assert.equal(headers['cache-control'], 'no-store');
-  assert.equal(headers['content-type'], 'application/json');
-  assert.match(String(headers['x-request-id']), UUID);
-  const parsed = JSON.parse(body) as { error: { code: string; message: string; request_id: string } };
-  assert.equal(parsed.error.code, code);
-  assert.equal(parsed.error.request_id, headers['x-request-id']);
-}
 
 /** Block `i` of a deterministic pseudo-random stream (1 MiB blocks). */
 const BASE = createHash('sha256').update('gatehouse').digest();
@@ -45,15 +34,6 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]).finally(() => clearTimeout(t));
-}
-
-async function until(cond: () => boolean, timeoutMs: number, stepMs = 10): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return true;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -9,9 +9,9 @@ import type { IncomingMessage } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { baseConfig, parseHead, rawExchange, SECURITY_HEADERS, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { UUID, until } from '../testing/assert.js';
 
 const T0 = Date.UTC(2030, 0, 1);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function upgradeRequest(host: string, path = '/echo'): string {
   return (
@@ -52,15 +52,6 @@ function closeWs(ws: WebSocket): Promise<void> {
     ws.close();
     setTimeout(() => ws.terminate(), 2000).unref();
   });
-}
-
-async function until(cond: () => boolean, timeoutMs: number, stepMs = 5): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-  return true;
 }
 
 describe('websocket: upgrades through the gateway', () => {
