@@ -42,7 +42,18 @@ function tlsConnector(u: UpstreamConfig, provider: UpstreamTlsProvider | null): 
       connector = buildConnector({ ...(m.options as buildConnector.BuildOptions), timeout: u.connect_timeout, rejectUnauthorized: true });
       stamp = m.stamp;
     }
-    connector({ ...opts, servername: (m.options.servername as string | undefined) ?? undefined }, cb);
+    connector({ ...opts, servername: (m.options.servername as string | undefined) ?? undefined }, (...result) => {
+      const socket = result[1];
+      // A TLS 1.3 peer refuses a client certificate with an alert after the handshake; undici
+      // would report the 'end' that follows as "other side closed". Ending the socket at the
+      // alert keeps the TLS error as the cause (→ upstream_tls_error, not upstream_unavailable).
+      if (socket) {
+        socket.prependListener('error', (e: NodeJS.ErrnoException) => {
+          if (e.code?.startsWith('ERR_SSL_')) socket.destroy();
+        });
+      }
+      cb(...result);
+    });
   };
 }
 
