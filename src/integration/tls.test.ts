@@ -32,10 +32,11 @@ describe('TLS listener with certificates from the internal CA', () => {
   let gw: TestGateway;
   let port: number;
   let httpsPort: number;
+  let config: { sites: unknown[] } & Record<string, unknown>;
   before(async () => {
     ca = await createTestCa();
     up = await startUpstream();
-    gw = await startGateway({
+    config = {
       listen: [{ address: '127.0.0.1:0', redirect_https: true }, { address: '127.0.0.1:0', tls: { internal_ca: true } }],
       admin: { listen: '127.0.0.1:0' },
       // 6 s certificates, renewed at 4 s: the renewal happens during the test.
@@ -46,7 +47,8 @@ describe('TLS listener with certificates from the internal CA', () => {
         { id: 'app', hosts: ['app.test', 'localhost', '127.0.0.1'], upstream: { urls: [up.url] } },
         { id: 'wild', hosts: ['*.wild.test'], upstream: { urls: [up.url] } },
       ],
-    });
+    };
+    gw = await startGateway(config);
     port = gw.port;
     httpsPort = (gw.gw.addresses().public[1] as AddressInfo).port;
   });
@@ -115,6 +117,29 @@ describe('TLS listener with certificates from the internal CA', () => {
     const t = Number(expiry?.split(' ')[1]);
     assert.ok(t * 1000 > Date.now() && t * 1000 < Date.now() + 7000, `expiry ${t}`);
     assert.ok(gw.logs.some((l) => l.event === 'tls_certificate_renewed' && l.name === 'site/app'));
+  });
+
+  it('a reload that adds a site issues its certificate while running; a removed site name stops handshaking', async () => {
+    assert.equal((await handshake(httpsPort, 'new.test', ca.rootPem)).ok, false);
+    const next = { ...config, sites: [...config.sites.slice(0, 1), { id: 'new', hosts: ['new.test'], upstream: { urls: [up.url] } }] };
+    gw.write(next);
+    assert.equal((await gw.gw.reload()).ok, true);
+    await waitFor('certificate for the new site', async () => {
+      const h = await handshake(httpsPort, 'new.test', ca.rootPem);
+      h.socket.destroy();
+      return h.ok ? true : null;
+    });
+    assert.equal((await httpsGet(httpsPort, { ca: ca.rootPem, servername: 'new.test' })).status, 200);
+    const gone = await handshake(httpsPort, 'a.wild.test', ca.rootPem);
+    assert.equal(gone.ok, false);
+    assert.equal(gone.cert, null);
+    gw.write(config);
+    assert.equal((await gw.gw.reload()).ok, true);
+    await waitFor('wildcard certificate again', async () => {
+      const h = await handshake(httpsPort, 'a.wild.test', ca.rootPem);
+      h.socket.destroy();
+      return h.ok ? true : null;
+    });
   });
 
   it('the HTTP listener answers 308 to the HTTPS listener, keeping path and query, with the security headers', async () => {
