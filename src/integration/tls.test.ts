@@ -8,6 +8,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { WebSocket, WebSocketServer } from 'ws';
 import { request, SECURITY_HEADERS, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
 import { createTestCa, handshake, httpsGet, requestOn, type TestCa } from '../testing/tls.js';
 
@@ -68,6 +69,25 @@ describe('TLS listener with certificates from the internal CA', () => {
     const w = await httpsGet(httpsPort, { ca: ca.rootPem, servername: 'a.wild.test' });
     assert.equal(w.status, 200);
     assert.notEqual(w.serial, r.serial, 'each site has its own certificate');
+  });
+
+  it('WebSocket over TLS (wss://) is proxied, and the upstream sees X-Forwarded-Proto https', async () => {
+    const wss = new WebSocketServer({ noServer: true });
+    const onUpgrade = (req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) =>
+      wss.handleUpgrade(req, socket, head, (ws) => ws.send(String(req.headers['x-forwarded-proto'])));
+    up.server.on('upgrade', onUpgrade);
+    try {
+      const ws = new WebSocket(`wss://127.0.0.1:${httpsPort}/ws`, { ca: ca.rootPem, headers: { host: 'app.test' } }); // no SNI (IP URL): the default certificate, with an IP SAN
+      const msg = await new Promise<string>((resolve, reject) => {
+        ws.once('message', (d) => resolve(String(d)));
+        ws.once('error', reject);
+      });
+      assert.equal(msg, 'https');
+      ws.terminate();
+    } finally {
+      up.server.off('upgrade', onUpgrade);
+      wss.close();
+    }
   });
 
   it('TLS 1.2 negotiates an ECDHE AEAD suite; TLS 1.1 and non-forward-secret or CBC suites are refused', async () => {

@@ -155,11 +155,6 @@ export class TlsManager implements UpstreamTlsProvider {
     this.issue = opts.issue ?? issueCertificate;
   }
 
-  /** True when any listener serves TLS or any upstream is https:// (nothing to do otherwise). */
-  static needed(config: Config): boolean {
-    return config.ca !== undefined || config.listen.some((l) => l.tls) || config.sites.some((s) => s.upstream.urls.some((u) => u.startsWith('https://')));
-  }
-
   /** Loads the CA and every certificate the config needs; throws when one cannot be had. */
   async start(): Promise<void> {
     await this.loadCaIfChanged();
@@ -177,6 +172,8 @@ export class TlsManager implements UpstreamTlsProvider {
     return {
       ...TLS_BASE_OPTIONS,
       ...(def ? { cert: def.chainPem, key: def.keyPem } : {}),
+      // A client that stalls the handshake is cut off like one that stalls its headers (Node's default is 120 s).
+      handshakeTimeout: Math.min(this.config.http.header_timeout, 120_000),
       SNICallback: (servername, cb) => {
         const c = this.lookup(l, servername);
         if (c) cb(null, c.context);
