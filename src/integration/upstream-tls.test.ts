@@ -48,6 +48,7 @@ describe('upstream TLS and mTLS', () => {
         site('cafile', foreign.url, { server_name: 'upstream.internal', ca_file: otherRoot }),
         site('cafileonly', mtls.url, { server_name: 'upstream.internal', ca_file: otherRoot, client_cert: 'internal' }),
         site('expired', expired.url, { server_name: 'upstream.internal' }),
+        { id: 'twohosts', hosts: ['one.test', 'two.test'], upstream: { urls: [foreign.url], max_connections: 4, tls: { server_name: 'upstream.internal', ca_file: otherRoot } } },
       ],
     });
   });
@@ -83,6 +84,21 @@ describe('upstream TLS and mTLS', () => {
     const only = await get('cafileonly');
     assert.equal(only.status, 502, 'ca_file alone does not trust the internal root');
     assert.equal(JSON.parse(only.body).error.code, 'upstream_tls_error');
+  });
+
+  it('requests for several host names of one site share pooled TLS connections (no reconnect per Host)', async () => {
+    let handshakes = 0;
+    const count = () => handshakes++;
+    foreign.server.on('secureConnection', count);
+    try {
+      for (let i = 0; i < 6; i++) {
+        const r = await request(`${gw.url}/`, { headers: { host: i % 2 === 0 ? 'one.test' : 'two.test' } });
+        assert.equal(r.status, 200);
+      }
+      assert.equal(handshakes, 1, 'one upstream TLS connection for all six requests');
+    } finally {
+      foreign.server.off('secureConnection', count);
+    }
   });
 
   it('an expired upstream certificate → 502 upstream_tls_error', async () => {

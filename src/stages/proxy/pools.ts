@@ -57,6 +57,25 @@ function tlsConnector(u: UpstreamConfig, provider: UpstreamTlsProvider | null): 
   };
 }
 
+/**
+ * undici derives each request's SNI name from its Host header and reconnects whenever it
+ * differs from the connection's: a site with several host names would handshake anew on
+ * every switch. The connector above decides the name anyway, so every request of an
+ * https:// upstream carries one fixed token and keeps its pooled TLS connection.
+ */
+function fixedServername(d: Dispatcher, u: UpstreamConfig): Dispatcher {
+  const servername = u.tls?.server_name ?? 'gatehouse-upstream';
+  // `servername` is a request option of undici's Request that its DispatchOptions type omits.
+  const dispatch: Dispatcher['dispatch'] = (opts, handler) => d.dispatch({ ...opts, servername } as Dispatcher.DispatchOptions, handler);
+  return new Proxy(d, {
+    get(target, key) {
+      if (key === 'dispatch') return dispatch;
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 function poolOptions(u: UpstreamConfig, tls: UpstreamTlsProvider | null): Pool.Options {
   return {
     connections: u.max_connections,
@@ -84,6 +103,7 @@ export class PoolCache {
     if (d === undefined) {
       const opts = poolOptions(u, this.tls);
       d = u.urls.length === 1 ? new Pool(u.urls[0] as string, opts) : new BalancedPool(u.urls, opts);
+      if (u.urls.some((url) => url.startsWith('https:'))) d = fixedServername(d, u);
       this.pools.set(key, d);
     }
     return d;
