@@ -119,12 +119,15 @@ export async function initCa(opts: InitOptions): Promise<CaPaths> {
   if (opts.password.length < 8) throw new CaError('the CA password must be at least 8 characters');
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   const now = opts.now ?? new Date();
-  const cn = opts.commonName ?? 'gatehouse internal';
+  // Only characters that need no escaping in a distinguished name.
+  const cn = (opts.commonName ?? 'gatehouse internal').replace(/[^A-Za-z0-9 ._-]/g, '').trim() || 'gatehouse internal';
+  // Backdated like leaves, so a peer whose clock is a little behind accepts a CA made a moment ago.
+  const start = new Date(now.getTime() - BACKDATE_MS);
   const rootKeys = await generateKeys();
   const root = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${cn} root CA`,
-    notBefore: now,
+    notBefore: start,
     notAfter: new Date(now.getTime() + ROOT_LIFETIME_MS),
     signingAlgorithm: SIGN,
     keys: rootKeys,
@@ -139,7 +142,7 @@ export async function initCa(opts: InitOptions): Promise<CaPaths> {
     serialNumber: serial(),
     subject: `CN=${cn} intermediate CA`,
     issuer: root.subject,
-    notBefore: now,
+    notBefore: start,
     notAfter: new Date(now.getTime() + INTERMEDIATE_LIFETIME_MS),
     signingAlgorithm: SIGN,
     signingKey: rootKeys.privateKey,
