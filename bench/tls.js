@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -86,12 +87,15 @@ async function keepAlive(origin, connect) {
 }
 
 async function fresh(port, tls, ca) {
+  // One client context for all connections: building one per request (parsing the CA) would
+  // measure the load generator. agent: false means no session resumption: full handshakes.
+  const secureContext = createSecureContext({ ca });
   let done = 0;
   const end = Date.now() + DURATION_MS;
   const one = () =>
     new Promise((ok, fail) => {
       const opts = { host: '127.0.0.1', port, path: '/', headers: { host: HOST, connection: 'close' }, agent: false };
-      const req = tls ? httpsRequest({ ...opts, ca, servername: HOST }, onRes) : httpRequest(opts, onRes);
+      const req = tls ? httpsRequest({ ...opts, secureContext, servername: HOST }, onRes) : httpRequest(opts, onRes);
       function onRes(res) {
         res.resume();
         res.on('end', () => (res.statusCode === 200 ? ok() : fail(new Error(`status ${res.statusCode}`))));
