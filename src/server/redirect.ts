@@ -62,9 +62,11 @@ function served(rt: Runtime, host: string): boolean {
 }
 
 /** Path and query of the request target (origin-form, or the path of an absolute-form URL). */
-function pathAndQuery(url: string | undefined): string {
+export function pathAndQuery(url: string | undefined): string {
   if (!url || url === '*') return '/';
   if (url.startsWith('/')) return url.startsWith('//') ? '/' + url.replace(/^\/+/, '') : url;
+  // Only absolute-form http(s) targets carry a path worth keeping; anything else redirects to /.
+  if (!/^https?:\/\//i.test(url)) return '/';
   try {
     const u = new URL(url);
     return u.pathname + u.search;
