@@ -74,6 +74,19 @@ const upstream = z.strictObject({
   idle_timeout: duration('5m'),
   keep_alive_timeout: duration('4s'),
   max_connections: z.number().int().min(1).max(100_000).default(256),
+  /** Verification of https:// upstreams (docs/tls.md); the internal root is trusted by default when a `ca` block exists. */
+  tls: z
+    .strictObject({
+      /** PEM bundle of trusted roots; replaces the default trust pool. */
+      ca_file: z.string().optional(),
+      /** Trust the internal CA's root (default: true when a `ca` block exists). */
+      internal_ca: z.boolean().optional(),
+      /** Name checked against the upstream certificate's SANs and sent as SNI (default: the URL's host). */
+      server_name: z.string().optional(),
+      /** Present a client certificate (mTLS): issued and renewed by the internal CA, or from files. */
+      client_cert: z.union([z.literal('internal'), z.strictObject({ cert_file: z.string(), key_file: z.string() })]).optional(),
+    })
+    .optional(),
 });
 
 export const siteSchema = z.strictObject({
@@ -91,6 +104,16 @@ export const siteSchema = z.strictObject({
 
 const listener = z.strictObject({
   address: z.string(),
+  /** Serve HTTPS: certificate files (reloaded when they change) or certificates from the internal CA. */
+  tls: z
+    .strictObject({
+      cert_file: z.string().optional(),
+      key_file: z.string().optional(),
+      internal_ca: z.boolean().default(false),
+    })
+    .optional(),
+  /** A plain-HTTP listener that answers every request with 308 to the HTTPS listener. */
+  redirect_https: z.boolean().optional(),
 });
 
 const postgres = z.strictObject({
@@ -156,6 +179,24 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   headers: headersBlock.optional(),
+  /** The internal CA (created with `gatehouse ca init`) the gateway issues its certificates from. */
+  ca: z
+    .strictObject({
+      dir: z.string(),
+      password_file: z.string(),
+      lifetime: duration('24h').pipe(z.number().int().min(3000, 'lifetime must be at least 3s').max(397 * 86_400_000, 'lifetime must be at most 397d')),
+    })
+    .optional(),
+  tls: z
+    .strictObject({
+      /** How often certificate files are checked for changes (and the expiry gauges refreshed). */
+      check_interval: duration('10s').pipe(z.number().int().min(100, 'check_interval must be at least 100ms')),
+      /** A certificate with less than this left is flagged by gatehouse_tls_certificate_expiring. */
+      expiry_warning: duration('6h'),
+      /** Longest wait between two attempts of a failing renewal (the backoff doubles from 1s up to this). */
+      retry_max: duration('5m').pipe(z.number().int().min(1000, 'retry_max must be at least 1s')),
+    })
+    .prefault({}),
   sites: z.array(siteSchema).min(1, 'at least one site is required'),
 });
 
@@ -167,3 +208,5 @@ export type IpFilterConfig = z.output<typeof ipFilter>;
 export type HeadersConfig = z.output<typeof headersBlock>;
 export type PostgresConfig = z.output<typeof postgres>;
 export type RedisConfig = z.output<typeof redis>;
+export type ListenerConfig = Config['listen'][number];
+export type UpstreamConfig = SiteConfig['upstream'];

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   internal_error: { status: 500, message: 'The gateway failed to handle the request.' },
   upstream_unavailable: { status: 502, message: 'The upstream service is unavailable.' },
   upstream_error: { status: 502, message: 'The upstream service failed to answer.' },
+  upstream_tls_error: { status: 502, message: 'The upstream service could not be verified.' },
   rate_limit_unavailable: { status: 503, message: 'The rate limiter cannot decide right now.' },
   shutting_down: { status: 503, message: 'The gateway is shutting down.' },
   upstream_timeout: { status: 504, message: 'The upstream service did not answer in time.' },

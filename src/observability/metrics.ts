@@ -19,6 +19,11 @@ export interface Metrics {
   readonly configLastReload: Gauge<'result'>;
   readonly inflight: Gauge;
   readonly info: Gauge<'version'>;
+  readonly tlsCertExpiry: Gauge<'name'>;
+  readonly tlsCertExpiring: Gauge<'name'>;
+  readonly tlsRenewals: Counter<'name'>;
+  readonly tlsRenewalFailures: Counter<'name'>;
+  readonly tlsHandshakeFailures: Counter<'reason'>;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -93,6 +98,37 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     registers: [registry],
   });
   info.set({ version: opts.version }, 1);
+  // TLS (docs/tls.md). `name` is the certificate's id: site/<site id>, upstream-client, file/<cert_file>.
+  const tlsCertExpiry = new Gauge({
+    name: 'gatehouse_tls_certificate_expiry_timestamp_seconds',
+    help: 'Unix time at which the certificate in use expires, by certificate name.',
+    labelNames: ['name'] as const,
+    registers: [registry],
+  });
+  const tlsCertExpiring = new Gauge({
+    name: 'gatehouse_tls_certificate_expiring',
+    help: '1 when the certificate in use expires within tls.expiry_warning (renewal is failing or a file was not replaced), else 0.',
+    labelNames: ['name'] as const,
+    registers: [registry],
+  });
+  const tlsRenewals = new Counter({
+    name: 'gatehouse_tls_certificate_renewals_total',
+    help: 'Certificates renewed (internal CA) or reloaded from changed files, by certificate name.',
+    labelNames: ['name'] as const,
+    registers: [registry],
+  });
+  const tlsRenewalFailures = new Counter({
+    name: 'gatehouse_tls_certificate_renewal_failures_total',
+    help: 'Failed renewals or reloads of changed certificate files (the old certificate keeps serving; retried with backoff).',
+    labelNames: ['name'] as const,
+    registers: [registry],
+  });
+  const tlsHandshakeFailures = new Counter({
+    name: 'gatehouse_tls_handshake_failures_total',
+    help: 'TLS handshakes that failed on a public listener, by reason (unknown_server_name, protocol, other).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
 
   // prom-client's labels() hashes label values on every call; cache the children.
   const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
@@ -126,6 +162,11 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     configLastReload,
     inflight,
     info,
+    tlsCertExpiry,
+    tlsCertExpiring,
+    tlsRenewals,
+    tlsRenewalFailures,
+    tlsHandshakeFailures,
     countRequest,
   };
 }

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { createAdminServer, type AdminRoute } from '../admin/server.js';
@@ -33,6 +34,8 @@ import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import { VERSION } from '../version.js';
 import { parseListenAddress } from './address.js';
 import { createClientErrorHandler } from './client-errors.js';
+import { createRedirector } from './redirect.js';
+import { TlsManager } from './tls.js';
 
 export interface GatewayOptions {
   readonly loaded: LoadedConfig;
@@ -115,6 +118,8 @@ export class Gateway {
   /** Admin API routes registered by modules (revocation, identities, audit). */
   readonly adminRoutes: AdminRoute[] = [];
   private adminToken: string | null = null;
+  /** Certificates for HTTPS listeners and trust material for https:// upstreams (docs/tls.md). */
+  readonly tls: TlsManager;
 
   private constructor(opts: GatewayOptions) {
     this.loaded = opts.loaded;
@@ -132,6 +137,8 @@ export class Gateway {
       onIdle: null,
     };
     this.now = opts.now;
+    this.tls = new TlsManager({ config, dir: opts.loaded.dir, metrics: this.metrics, log: this.log });
+    this.pools.setTls(this.tls);
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
     this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now }), inflight: 0, retired: false, store };
@@ -143,6 +150,7 @@ export class Gateway {
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(opts);
     try {
+      await gw.tls.start();
       await gw.listen();
     } catch (err) {
       await gw.close(0);
@@ -164,11 +172,12 @@ export class Gateway {
   private async listen(): Promise<void> {
     const config = this.config;
     const onClientError = createClientErrorHandler(this.ctx, () => this.gen.rt);
+    const redirect = createRedirector(this.ctx, () => this.gen.rt, () => this.httpsPort());
     for (const l of config.listen) {
       const addr = parseListenAddress(l.address);
       if (!addr) throw new Error(`bad listen address ${l.address}`);
-      const server = createServer(
-        {
+      const scheme = l.tls ? 'https' : 'http';
+      const serverOptions = {
           maxHeaderSize: config.http.max_header_bytes,
           headersTimeout: config.http.header_timeout,
           requestTimeout: config.http.request_timeout,
@@ -177,25 +186,28 @@ export class Gateway {
           connectionsCheckingInterval: Math.max(250, Math.min(5000, Math.floor(config.http.header_timeout / 4))),
           requireHostHeader: false,
           noDelay: true,
-        },
-        (req, res) => this.onRequest(req, res),
-      );
+        };
+      const onRequest = l.redirect_https ? redirect.request : (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => this.onRequest(req, res, scheme);
+      // An HTTPS listener is the same server with TLS underneath: same handlers, same limits.
+      const server = (l.tls ? createHttpsServer({ ...serverOptions, ...this.tls.serverOptions(l) }, onRequest) : createServer(serverOptions, onRequest)) as Server;
+      if (l.tls) this.tls.attach(server as unknown as import('node:https').Server, l);
       // We count headers ourselves (431 from request_limits); max_header_bytes bounds them.
       server.maxHeadersCount = 0;
       // Expect: 100-continue is answered by the proxy only once every stage admitted the
       // request; a refused client never sees a 100 (nor any byte, for the IP filter).
-      server.on('checkContinue', (req, res) => this.onRequest(req, res));
+      server.on('checkContinue', onRequest);
       // Any other Expect value: Node would answer 417 before the IP filter; the proxy
       // answers it instead, after every stage (docs/lifecycle.md).
-      server.on('checkExpectation', (req, res) => this.onRequest(req, res));
+      server.on('checkExpectation', onRequest);
       server.on('upgrade', (req, socket, head) => {
+        if (l.redirect_https) return redirect.upgrade(req, socket);
         const gen = this.enter();
         this.tunnels.add(socket);
         socket.once('close', () => {
           this.tunnels.delete(socket);
           this.leave(gen);
         });
-        handleUpgrade(this.ctx, gen.rt, req, socket, head, 'http');
+        handleUpgrade(this.ctx, gen.rt, req, socket, head, scheme);
       });
       server.on('clientError', onClientError);
       server.on('connection', (socket: Socket) => this.onConnection(socket));
@@ -247,10 +259,17 @@ export class Gateway {
     }
   }
 
-  private onRequest(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void {
+  private onRequest(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, scheme: 'http' | 'https'): void {
     const gen = this.enter();
     res.once('close', () => this.leave(gen));
-    handleRequest(this.ctx, gen.rt, req, res, 'http');
+    handleRequest(this.ctx, gen.rt, req, res, scheme);
+  }
+
+  /** The port of the first HTTPS listener, the target of redirect_https. */
+  private httpsPort(): number | null {
+    const i = this.config.listen.findIndex((l) => l.tls);
+    const a = i >= 0 ? this.servers[i]?.address() : null;
+    return a && typeof a === 'object' ? a.port : null;
   }
 
   private enter(): Generation {
@@ -322,6 +341,7 @@ export class Gateway {
     this.applyServerLimits(loaded.config);
     this.log.level = loaded.config.log.level;
     this.adminToken = readAdminToken(loaded);
+    void this.tls.update(loaded.config, loaded.dir);
     this.ctx.denials.setBudget(loaded.config.log.denial_lines_per_minute);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReload.labels('success').set(Date.now() / 1000);
@@ -380,6 +400,7 @@ export class Gateway {
     this.closing = (async () => {
       this.ctx.draining = true;
       this.watcher?.close();
+      this.tls.close();
       const closed = this.servers.map((s) => new Promise<void>((ok) => s.close(() => ok())));
       for (const s of this.servers) s.closeIdleConnections();
       if (this.ctx.inflight > 0) {

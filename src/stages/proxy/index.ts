@@ -30,6 +30,25 @@ class BodyTimeoutError extends Error {
   readonly code = 'request_timeout';
 }
 
+/** Certificate verification and handshake failures of https:// upstreams (node:tls / OpenSSL codes). */
+const TLS_FAILURES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 const UNAVAILABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED']);
 
 /** Maps an upstream failure (before any response byte) to the client's error code. */
@@ -38,6 +57,7 @@ export function upstreamErrorCode(err: unknown): ErrorCode {
   if (code === 'body_too_large') return 'body_too_large';
   if (code === 'request_timeout') return 'request_timeout';
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'upstream_timeout';
+  if (code !== undefined && (TLS_FAILURES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'))) return 'upstream_tls_error';
   if (code !== undefined && UNAVAILABLE.has(code)) return 'upstream_unavailable';
   return 'upstream_error';
 }
@@ -77,11 +97,12 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     upstream_unavailable: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_unavailable'),
     upstream_timeout: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_timeout'),
     upstream_error: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_error'),
+    upstream_tls_error: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_tls_error'),
   };
 
   function fail(ex: Exchange, err: unknown): void {
     const code = upstreamErrorCode(err);
-    if (code === 'upstream_unavailable' || code === 'upstream_timeout' || code === 'upstream_error') upstreamErrors[code].inc();
+    if (code === 'upstream_unavailable' || code === 'upstream_timeout' || code === 'upstream_error' || code === 'upstream_tls_error') upstreamErrors[code].inc();
     const stage = code === 'body_too_large' || code === 'request_timeout' ? 'request_limits' : PROXY;
     refuse(ctx, ex, policy, new Refusal(code, stage, undefined, undefined, err));
   }

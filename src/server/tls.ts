@@ -1,0 +1,491 @@
+/**
+ * TLS for the gateway: the certificates its HTTPS listeners present (from files, or
+ * issued by the internal CA for the site host names), their renewal while running, and
+ * the trust material for https:// upstreams (docs/tls.md).
+ *
+ * Renewal model: an internal certificate is renewed at two thirds of its lifetime, in
+ * this process. The new SecureContext replaces the old one in the map the SNICallback
+ * reads (and, for clients without SNI, in the server's default context); connections
+ * already established keep the context they were made with, so nothing is dropped. A
+ * failed renewal is logged, counted, and retried with exponential backoff (1 s doubling
+ * up to tls.retry_max); the expiring gauge turns 1 within tls.expiry_warning of the end.
+ * Certificate files are checked every tls.check_interval (mtime and size) and reloaded
+ * when they change; a pair that does not load keeps the old one serving.
+ *
+ * An SNI name that no certificate covers fails the handshake before any certificate is
+ * sent: the gateway never shows a certificate for a name it does not serve.
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { createSecureContext, type ConnectionOptions, type SecureContext, type TlsOptions } from 'node:tls';
+import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js';
+import { readSecretFile } from '../config/secrets.js';
+import { normalizeHost } from '../config/validate.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { issueCertificate, loadCa, type Ca, type IssueOptions, type Issued } from '../pki/ca.js';
+import type { UpstreamTlsMaterial, UpstreamTlsProvider } from '../stages/proxy/pools.js';
+
+/**
+ * Forward-secret AEAD suites only: TLS 1.3's three, and ECDHE with AES-GCM or
+ * ChaCha20-Poly1305 for TLS 1.2 (ECDSA first: the internal CA issues P-256 keys).
+ */
+export const TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+export const TLS_BASE_OPTIONS = {
+  minVersion: 'TLSv1.2',
+  ciphers: TLS_CIPHERS,
+  honorCipherOrder: true,
+  ecdhCurve: 'X25519:prime256v1:secp384r1',
+} as const satisfies TlsOptions;
+
+const UNKNOWN_SNI = 'unknown server name';
+/** The serial of the certificate a server currently shows clients without SNI. */
+const kDefault = Symbol('gatehouse.tls.default');
+/** setTimeout's limit; longer waits are re-armed when they fire. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The exponential backoff of a failing renewal: 1 s, 2 s, 4 s, ... up to `maxMs`. */
+export function renewalBackoff(attempt: number, maxMs: number): number {
+  return Math.min(maxMs, 1000 * 2 ** Math.min(30, Math.max(0, attempt - 1)));
+}
+
+interface CertState {
+  readonly name: string;
+  context: SecureContext;
+  chainPem: string;
+  keyPem: string;
+  serial: string;
+  notAfter: number;
+  leaf: X509Certificate;
+}
+
+interface InternalCert extends CertState {
+  readonly spec: IssueOptions;
+  readonly specKey: string;
+  issuedAt: number;
+  timer: NodeJS.Timeout | null;
+  failures: number;
+}
+
+interface FileCert extends CertState {
+  readonly certPath: string;
+  readonly keyPath: string;
+  stamp: string;
+}
+
+interface Attached {
+  readonly server: HttpsServer;
+  readonly listener: ListenerConfig;
+}
+
+export interface TlsManagerOptions {
+  readonly config: Config;
+  readonly dir: string;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Tests inject a failing issuer to exercise backoff. */
+  readonly issue?: (ca: Ca, opts: IssueOptions) => Promise<Issued>;
+}
+
+function fileStamp(path: string): string {
+  try {
+    const st = statSync(path);
+    return `${st.mtimeMs}:${st.size}:${st.ino}`;
+  } catch {
+    return 'missing';
+  }
+}
+
+function contextFor(chainPem: string, keyPem: string): SecureContext {
+  return createSecureContext({ ...TLS_BASE_OPTIONS, cert: chainPem, key: keyPem });
+}
+
+/** The certificate a site needs: its host names as DNS SANs, IP hosts as IP SANs. */
+function siteSpec(site: Config['sites'][number], lifetimeMs: number): IssueOptions {
+  const dns: string[] = [];
+  const ips: string[] = [];
+  for (const h of site.hosts) {
+    const host = normalizeHost(h).replace(/^\[|\]$/g, '');
+    if (isIP(host)) ips.push(host);
+    else dns.push(host);
+  }
+  const name = dns[0] ?? ips[0] ?? site.id;
+  return { name, dnsNames: dns, ips, lifetimeMs, server: true, client: false };
+}
+
+export class TlsManager implements UpstreamTlsProvider {
+  private config: Config;
+  private dir: string;
+  private readonly metrics: Metrics;
+  private readonly log: Logger;
+  private readonly issue: (ca: Ca, opts: IssueOptions) => Promise<Issued>;
+  private ca: Ca | null = null;
+  private caKey = '';
+  private readonly siteCerts = new Map<string, InternalCert>();
+  private exact = new Map<string, InternalCert>();
+  private wildcard = new Map<string, InternalCert>();
+  private readonly fileCerts = new Map<string, FileCert>();
+  private clientCert: InternalCert | null = null;
+  /** Bumped whenever upstream TLS material changes (new client certificate, CA reloaded). */
+  private upstreamVersion = 0;
+  private readonly upstreamCache = new Map<string, UpstreamTlsMaterial>();
+  private readonly attached: Attached[] = [];
+  private tick: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  constructor(opts: TlsManagerOptions) {
+    this.config = opts.config;
+    this.dir = opts.dir;
+    this.metrics = opts.metrics;
+    this.log = opts.log;
+    this.issue = opts.issue ?? issueCertificate;
+  }
+
+  /** Loads the CA and every certificate the config needs; throws when one cannot be had. */
+  async start(): Promise<void> {
+    await this.loadCaIfChanged();
+    for (const l of this.config.listen) {
+      if (l.tls && !l.tls.internal_ca && l.tls.cert_file && l.tls.key_file) this.loadFileCert(l.tls.cert_file, l.tls.key_file, true);
+    }
+    await this.syncInternal(true);
+    this.tick = setInterval(() => this.onTick(), this.config.tls.check_interval);
+    this.tick.unref();
+  }
+
+  /** Options for https.createServer for one listener: protocol limits, the default certificate, the SNI lookup. */
+  serverOptions(l: ListenerConfig): TlsOptions {
+    const def = this.defaultCert(l);
+    return {
+      ...TLS_BASE_OPTIONS,
+      ...(def ? { cert: def.chainPem, key: def.keyPem } : {}),
+      // A client that stalls the handshake is cut off like one that stalls its headers (Node's default is 120 s).
+      handshakeTimeout: Math.min(this.config.http.header_timeout, 120_000),
+      SNICallback: (servername, cb) => {
+        const c = this.lookup(l, servername);
+        if (c) cb(null, c.context);
+        else {
+          this.metrics.tlsHandshakeFailures.labels('unknown_server_name').inc();
+          this.log.debug({ event: 'tls_unknown_server_name', server_name: servername.slice(0, 255) }, 'TLS handshake refused: no certificate for this name');
+          cb(new Error(UNKNOWN_SNI), undefined);
+        }
+      },
+    };
+  }
+
+  attach(server: HttpsServer, l: ListenerConfig): void {
+    this.attached.push({ server, listener: l });
+    server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+      if (err.message === UNKNOWN_SNI) return; // counted in the SNICallback
+      this.metrics.tlsHandshakeFailures.labels(err.code?.startsWith('ERR_SSL_') ? 'protocol' : 'other').inc();
+    });
+  }
+
+  /** Certificate matching an SNI name for this listener, or null (the handshake fails). */
+  private lookup(l: ListenerConfig, servername: string): CertState | null {
+    const name = servername.toLowerCase().replace(/\.$/, '');
+    if (l.tls?.internal_ca) {
+      const c = this.exact.get(name);
+      if (c) return c;
+      const dot = name.indexOf('.');
+      return dot > 0 ? (this.wildcard.get(name.slice(dot + 1)) ?? null) : null;
+    }
+    const f = l.tls?.cert_file && l.tls.key_file ? this.fileCerts.get(this.fileKey(l.tls.cert_file, l.tls.key_file)) : undefined;
+    if (f && f.leaf.checkHost(name, { subject: 'never' }) !== undefined) return f;
+    return null;
+  }
+
+  /** What a client without SNI (an IP-address URL) is shown. */
+  private defaultCert(l: ListenerConfig): CertState | null {
+    if (l.tls?.internal_ca) {
+      const first = this.config.sites[0];
+      return first ? (this.siteCerts.get(first.id) ?? null) : null;
+    }
+    if (l.tls?.cert_file && l.tls.key_file) return this.fileCerts.get(this.fileKey(l.tls.cert_file, l.tls.key_file)) ?? null;
+    return null;
+  }
+
+  /** After a reload: a new CA block, new or changed sites, a newly needed client certificate. */
+  async update(config: Config, dir: string): Promise<void> {
+    this.config = config;
+    this.dir = dir;
+    try {
+      if (await this.loadCaIfChanged()) {
+        this.upstreamVersion++;
+        this.upstreamCache.clear();
+      }
+      await this.syncInternal(false);
+    } catch (err) {
+      this.log.error({ event: 'tls_update_failed', err: (err as Error).message }, 'TLS material for the new config could not be prepared; existing certificates keep serving');
+    }
+  }
+
+  private async loadCaIfChanged(): Promise<boolean> {
+    const c = this.config.ca;
+    const key = c ? JSON.stringify([resolve(this.dir, c.dir), resolve(this.dir, c.password_file)]) : '';
+    if (key === this.caKey) return false;
+    this.ca = c ? await loadCa(resolve(this.dir, c.dir), readSecretFile(resolve(this.dir, c.password_file))) : null;
+    this.caKey = key;
+    return true;
+  }
+
+  /** Issues what is missing, drops what is no longer configured. `strict`: throw (at start) rather than log. */
+  private async syncInternal(strict: boolean): Promise<void> {
+    const config = this.config;
+    const lifetime = config.ca?.lifetime ?? 0;
+    const wantSites = config.listen.some((l) => l.tls?.internal_ca) && this.ca !== null;
+    const wanted = new Map<string, IssueOptions>();
+    if (wantSites) for (const s of config.sites) wanted.set(s.id, siteSpec(s, lifetime));
+    for (const [id, c] of this.siteCerts) {
+      const w = wanted.get(id);
+      if (!w || JSON.stringify(w) !== c.specKey) {
+        this.drop(c);
+        this.siteCerts.delete(id);
+      }
+    }
+    for (const [id, spec] of wanted) {
+      if (this.siteCerts.has(id)) continue;
+      try {
+        this.siteCerts.set(id, await this.issueNew(`site/${id}`, spec));
+      } catch (err) {
+        if (strict) throw err;
+        this.metrics.tlsRenewalFailures.labels(`site/${id}`).inc();
+        this.log.error({ event: 'tls_issue_failed', name: `site/${id}`, err: (err as Error).message }, 'cannot issue a certificate for a site; its names fail the TLS handshake');
+      }
+    }
+    this.reindex();
+    const wantClient = this.ca !== null && config.sites.some((s) => s.upstream.tls?.client_cert === 'internal');
+    const clientSpec: IssueOptions = { name: 'gatehouse', lifetimeMs: lifetime, server: false, client: true };
+    if (this.clientCert && (!wantClient || this.clientCert.specKey !== JSON.stringify(clientSpec))) {
+      this.drop(this.clientCert);
+      this.clientCert = null;
+    }
+    if (wantClient && !this.clientCert) {
+      this.clientCert = await this.issueNew('upstream-client', clientSpec);
+      this.upstreamVersion++;
+    }
+    // Listeners created before a site certificate existed get their no-SNI default now.
+    for (const a of this.attached) this.refreshDefault(a);
+  }
+
+  private reindex(): void {
+    const exact = new Map<string, InternalCert>();
+    const wildcard = new Map<string, InternalCert>();
+    for (const s of this.config.sites) {
+      const c = this.siteCerts.get(s.id);
+      if (!c) continue;
+      for (const h of s.hosts) {
+        const host = normalizeHost(h);
+        if (host.startsWith('*.')) wildcard.set(host.slice(2), c);
+        else if (!isIP(host.replace(/^\[|\]$/g, ''))) exact.set(host, c);
+      }
+    }
+    this.exact = exact;
+    this.wildcard = wildcard;
+  }
+
+  private async issueNew(name: string, spec: IssueOptions): Promise<InternalCert> {
+    if (!this.ca) throw new Error('no internal CA configured');
+    const issued = await this.issue(this.ca, spec);
+    const c: InternalCert = {
+      name,
+      spec,
+      specKey: JSON.stringify(spec),
+      context: contextFor(issued.chainPem, issued.keyPem),
+      chainPem: issued.chainPem,
+      keyPem: issued.keyPem,
+      serial: issued.serial,
+      notAfter: issued.notAfter.getTime(),
+      issuedAt: issued.issuedAt.getTime(),
+      leaf: new X509Certificate(issued.certPem),
+      timer: null,
+      failures: 0,
+    };
+    this.observe(c);
+    this.log.info({ event: 'tls_certificate_issued', name, serial: c.serial, not_after: issued.notAfter.toISOString() }, 'certificate issued by the internal CA');
+    this.scheduleRenewal(c);
+    return c;
+  }
+
+  private scheduleRenewal(c: InternalCert): void {
+    const renewAt = c.issuedAt + ((c.notAfter - c.issuedAt) * 2) / 3;
+    this.arm(c, renewAt - Date.now());
+  }
+
+  private arm(c: InternalCert, delayMs: number): void {
+    if (c.timer) clearTimeout(c.timer);
+    if (this.closed) return;
+    const delay = Math.max(0, delayMs);
+    c.timer = setTimeout(() => {
+      c.timer = null;
+      if (delay > MAX_TIMER_MS) this.arm(c, delay - MAX_TIMER_MS);
+      else void this.renew(c);
+    }, Math.min(delay, MAX_TIMER_MS));
+    c.timer.unref();
+  }
+
+  private async renew(c: InternalCert): Promise<void> {
+    if (this.closed || !this.isCurrent(c)) return;
+    try {
+      if (!this.ca) throw new Error('no internal CA configured');
+      const issued = await this.issue(this.ca, c.spec);
+      if (this.closed || !this.isCurrent(c)) return;
+      // Swap in place: the SNICallback reads c.context for every new handshake; connections
+      // made with the previous context keep it until they close.
+      c.context = contextFor(issued.chainPem, issued.keyPem);
+      c.chainPem = issued.chainPem;
+      c.keyPem = issued.keyPem;
+      c.serial = issued.serial;
+      c.notAfter = issued.notAfter.getTime();
+      c.issuedAt = issued.issuedAt.getTime();
+      c.leaf = new X509Certificate(issued.certPem);
+      c.failures = 0;
+      this.observe(c);
+      this.metrics.tlsRenewals.labels(c.name).inc();
+      if (c === this.clientCert) this.upstreamVersion++;
+      for (const a of this.attached) this.refreshDefault(a);
+      this.log.info({ event: 'tls_certificate_renewed', name: c.name, serial: c.serial, not_after: issued.notAfter.toISOString() }, 'certificate renewed');
+      this.scheduleRenewal(c);
+    } catch (err) {
+      c.failures++;
+      const retry = renewalBackoff(c.failures, this.config.tls.retry_max);
+      this.metrics.tlsRenewalFailures.labels(c.name).inc();
+      this.observe(c);
+      this.log.error(
+        { event: 'tls_renewal_failed', name: c.name, attempt: c.failures, retry_in_ms: retry, not_after: new Date(c.notAfter).toISOString(), err: (err as Error).message },
+        'certificate renewal failed; the current certificate keeps serving, retrying',
+      );
+      this.arm(c, retry);
+    }
+  }
+
+  private isCurrent(c: InternalCert): boolean {
+    return c === this.clientCert || this.siteCerts.get(c.name.slice('site/'.length)) === c;
+  }
+
+  private drop(c: InternalCert): void {
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = null;
+    this.metrics.tlsCertExpiry.remove(c.name);
+    this.metrics.tlsCertExpiring.remove(c.name);
+  }
+
+  private fileKey(certFile: string, keyFile: string): string {
+    return `${resolve(this.dir, certFile)}\n${resolve(this.dir, keyFile)}`;
+  }
+
+  /** Loads (or reloads) a certificate file pair. At start a failure throws; later it is logged and the old pair kept. */
+  private loadFileCert(certFile: string, keyFile: string, strict: boolean): void {
+    const key = this.fileKey(certFile, keyFile);
+    const certPath = resolve(this.dir, certFile);
+    const keyPath = resolve(this.dir, keyFile);
+    const name = `file/${certFile}`;
+    const stamp = `${fileStamp(certPath)}|${fileStamp(keyPath)}`;
+    const old = this.fileCerts.get(key);
+    if (old && old.stamp === stamp) return;
+    try {
+      const chainPem = readFileSync(certPath, 'utf8');
+      const keyPem = readSecretFile(keyPath);
+      // createSecureContext refuses a key that does not match the certificate.
+      const context = contextFor(chainPem, keyPem);
+      const leaf = new X509Certificate(chainPem);
+      const c: FileCert = { name, certPath, keyPath, stamp, context, chainPem, keyPem, serial: leaf.serialNumber.toUpperCase(), notAfter: Date.parse(leaf.validTo), leaf };
+      this.fileCerts.set(key, c);
+      this.observe(c);
+      if (old) {
+        this.metrics.tlsRenewals.labels(name).inc();
+        for (const a of this.attached) this.refreshDefault(a);
+        this.log.info({ event: 'tls_certificate_reloaded', name, serial: c.serial, not_after: leaf.validTo }, 'certificate file changed; new handshakes use it');
+      }
+    } catch (err) {
+      if (strict) throw new Error(`cannot load ${certFile} / ${keyFile}: ${(err as Error).message}`);
+      if (old) old.stamp = stamp; // do not retry the same broken files on every tick
+      this.metrics.tlsRenewalFailures.labels(name).inc();
+      this.log.error({ event: 'tls_certificate_reload_failed', name, err: (err as Error).message }, 'changed certificate files do not load; the previous certificate keeps serving');
+    }
+  }
+
+  private refreshDefault(a: Attached): void {
+    const def = this.defaultCert(a.listener);
+    if (!def) return;
+    const s = a.server as HttpsServer & { [kDefault]?: string };
+    if (s[kDefault] === def.serial) return;
+    s[kDefault] = def.serial;
+    a.server.setSecureContext({ ...TLS_BASE_OPTIONS, cert: def.chainPem, key: def.keyPem });
+  }
+
+  private observe(c: CertState): void {
+    this.metrics.tlsCertExpiry.labels(c.name).set(c.notAfter / 1000);
+    this.metrics.tlsCertExpiring.labels(c.name).set(c.notAfter - Date.now() < this.config.tls.expiry_warning ? 1 : 0);
+  }
+
+  private onTick(): void {
+    for (const l of this.config.listen) {
+      if (l.tls && !l.tls.internal_ca && l.tls.cert_file && l.tls.key_file) this.loadFileCert(l.tls.cert_file, l.tls.key_file, false);
+    }
+    for (const c of this.fileCerts.values()) this.observe(c);
+    for (const c of this.siteCerts.values()) this.observe(c);
+    if (this.clientCert) this.observe(this.clientCert);
+  }
+
+  /** Trust material for new connections to an https:// upstream (pools.ts asks at every connect). */
+  upstreamTls(u: UpstreamConfig): UpstreamTlsMaterial {
+    const t = u.tls;
+    const clientFiles = typeof t?.client_cert === 'object' ? t.client_cert : null;
+    const caFile = t?.ca_file !== undefined ? resolve(this.dir, t.ca_file) : null;
+    let stamp = `${this.upstreamVersion}`;
+    // Files are stat()ed per new connection (not per request), so a replaced CA bundle or
+    // client certificate reaches the next connection.
+    if (caFile) stamp += `|${fileStamp(caFile)}`;
+    if (clientFiles) stamp += `|${fileStamp(resolve(this.dir, clientFiles.cert_file))}|${fileStamp(resolve(this.dir, clientFiles.key_file))}`;
+    const key = JSON.stringify(t ?? null);
+    const cached = this.upstreamCache.get(key);
+    if (cached && cached.stamp === stamp) return cached;
+    const options: ConnectionOptions = { minVersion: 'TLSv1.2', rejectUnauthorized: true };
+    const ca: string[] = [];
+    if (caFile) ca.push(readFileSync(caFile, 'utf8'));
+    // The internal root is the default pool when a CA is configured and no ca_file replaces it.
+    if ((t?.internal_ca ?? caFile === null) && this.ca) ca.push(this.ca.rootPem);
+    if (ca.length > 0) options.ca = ca;
+    if (t?.server_name) options.servername = t.server_name;
+    if (t?.client_cert === 'internal') {
+      if (!this.clientCert) throw Object.assign(new Error('no internal client certificate'), { code: 'ERR_TLS_CLIENT_CERT_UNAVAILABLE' });
+      options.cert = this.clientCert.chainPem;
+      options.key = this.clientCert.keyPem;
+    } else if (clientFiles) {
+      options.cert = readFileSync(resolve(this.dir, clientFiles.cert_file), 'utf8');
+      options.key = readSecretFile(resolve(this.dir, clientFiles.key_file));
+    }
+    const m: UpstreamTlsMaterial = { stamp, options };
+    this.upstreamCache.set(key, m);
+    return m;
+  }
+
+  /** Serial of the certificate currently presented for a name (tests, the admin API). */
+  currentSerial(name: string): string | null {
+    if (name === 'upstream-client') return this.clientCert?.serial ?? null;
+    if (name.startsWith('site/')) return this.siteCerts.get(name.slice(5))?.serial ?? null;
+    for (const c of this.fileCerts.values()) if (c.name === name) return c.serial;
+    return null;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.tick) clearInterval(this.tick);
+    for (const c of this.siteCerts.values()) if (c.timer) clearTimeout(c.timer);
+    if (this.clientCert?.timer) clearTimeout(this.clientCert.timer);
+  }
+}
