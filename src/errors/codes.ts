@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   upstream_unavailable: { status: 502, message: 'The upstream service is unavailable.' },
   upstream_error: { status: 502, message: 'The upstream service failed to answer.' },
   rate_limit_unavailable: { status: 503, message: 'The rate limiter cannot decide right now.' },
+  audit_unavailable: { status: 503, message: 'The request cannot be audited right now.' },
   shutting_down: { status: 503, message: 'The gateway is shutting down.' },
   upstream_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
   // Never sent to a client: the connection is closed with zero bytes written. Listed so

@@ -30,6 +30,7 @@ import { buildRuntime, type Runtime } from '../pipeline/runtime.js';
 import { PoolCache } from '../stages/proxy/pools.js';
 import { createMemoryRateLimitStore, createRedisClient, createRedisRateLimitStore } from '../stores/rate-limit/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
+import { AuditGate, AuditService } from '../audit/service.js';
 import { VERSION } from '../version.js';
 import { parseListenAddress } from './address.js';
 import { createClientErrorHandler } from './client-errors.js';
@@ -112,6 +113,9 @@ export class Gateway {
   /** Admin API routes registered by modules (revocation, identities, audit). */
   readonly adminRoutes: AdminRoute[] = [];
   private adminToken: string | null = null;
+  /** The audit trail (null when `audit.enabled` is false); its gate stage exists from the first runtime on. */
+  audit: AuditService | null = null;
+  private readonly auditGate = new AuditGate();
 
   private constructor(opts: GatewayOptions) {
     this.loaded = opts.loaded;
@@ -124,6 +128,8 @@ export class Gateway {
       denials: createDenialLog(this.log, config.log.denial_lines_per_minute),
       version: VERSION,
       observers: [],
+      beforeRespond: null,
+      onConnectionDrop: null,
       draining: false,
       inflight: 0,
       onIdle: null,
@@ -131,7 +137,7 @@ export class Gateway {
     this.now = opts.now;
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
-    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now }), inflight: 0, retired: false, store };
+    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate }), inflight: 0, retired: false, store };
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
   }
@@ -139,6 +145,11 @@ export class Gateway {
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(opts);
     try {
+      if (opts.loaded.config.audit.enabled) {
+        gw.audit = await AuditService.open(opts.loaded, gw.ctx);
+        gw.auditGate.service = gw.audit;
+        gw.adminRoutes.push(...gw.audit.routes);
+      }
       await gw.listen();
     } catch (err) {
       await gw.close(0);
@@ -236,6 +247,7 @@ export class Gateway {
     if (list !== null) {
       this.metrics.ipDenials.labels('-', list).inc();
       this.ctx.denials.record(peer, '-', list);
+      if (this.ctx.onConnectionDrop !== null) this.ctx.onConnectionDrop(peer, list);
       socket.destroy();
     }
   }
@@ -270,6 +282,7 @@ export class Gateway {
     if (this.ctx.draining) return 'shutting down';
     if (this.servers.length === 0) return 'not listening';
     if (!this.gen.store.store.ready()) return 'rate-limit store unreachable';
+    if (this.audit !== null && !this.audit.accepting) return 'audit trail cannot keep records';
     return null;
   }
 
@@ -295,7 +308,7 @@ export class Gateway {
     let rt: Runtime;
     try {
       if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
-      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now });
+      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate });
     } catch (err) {
       if (store !== this.gen.store) void store.close();
       return this.reloadFailed(reason, err);
@@ -311,6 +324,7 @@ export class Gateway {
     this.applyServerLimits(loaded.config);
     this.log.level = loaded.config.log.level;
     this.adminToken = readAdminToken(loaded);
+    this.audit?.reload(loaded);
     this.ctx.denials.setBudget(loaded.config.log.denial_lines_per_minute);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReload.labels('success').set(Date.now() / 1000);
@@ -390,6 +404,7 @@ export class Gateway {
       }
       await this.pools.closeAll(true);
       await this.gen.store.close().catch(() => undefined);
+      await this.audit?.close().catch((err: unknown) => this.log.error({ event: 'audit_close_failed', err: String(err) }, 'audit trail not closed cleanly'));
       this.ctx.denials.close();
       this.log.info({ event: 'stopped' }, 'gatehouse stopped');
       await new Promise<void>((ok) => this.log.flush(() => ok()));
