@@ -346,6 +346,10 @@ export class AuditWriter {
     }
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.immediate !== null) clearImmediate(this.immediate);
+    // A clean stop hands back the unused reservation (everything handed out is sealed and in
+    // the store or the spool): the next start declares no gap.
+    this.state.reserved = this.chain.seq;
+    saveStreamState(this.o.stateDir, this.state);
   }
 }
 
