@@ -11,7 +11,7 @@
  *
  * Exit codes: 0 ok, 1 problems found (or an error), 2 usage.
  */
-import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -118,7 +118,7 @@ async function exportCmd(v: Record<string, string | boolean | undefined>): Promi
     process.stdout.write(`exported ${n.records} record(s) and ${n.checkpoints} checkpoint(s) to ${v.out}\n`);
     if (loaded.config.audit.checkpoint_key_file !== undefined) {
       const k = loadAuditKeys(loaded.config.audit, loaded.dir);
-      const pem = createPublicKey(k.signer?.publicKey as KeyObject).export({ format: 'pem', type: 'spki' }) as string;
+      const pem = (k.signer?.publicKey as KeyObject).export({ format: 'pem', type: 'spki' }) as string;
       process.stdout.write(`verify offline with the checkpoint public key:\n${pem}`);
     }
     return 0;
