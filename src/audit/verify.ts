@@ -88,7 +88,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
   let cpIdx = 0;
 
   let expected = 1;
-  let prev = genesis(stream);
+  let prevHex = genesis(stream).toString('hex');
   const merkle = new MerkleAccumulator();
   const seen = new Set<number>();
   const skipped = new Set<number>();
@@ -96,14 +96,14 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
   // between "modified" (the link breaks) and "wrong_key" (it holds).
   let pendingMac: { seq: number; hash: string; detail: string } | null = null;
 
-  const checkCheckpoints = (seq: number, hash: Buffer) => {
+  const checkCheckpoints = (seq: number, hash: string) => {
     while (cpIdx < cps.length && (cps[cpIdx] as Checkpoint).seq < seq) {
       // The chain skipped a checkpointed seq; deletion/reordering is reported elsewhere.
       cpIdx++;
     }
     while (cpIdx < cps.length && (cps[cpIdx] as Checkpoint).seq === seq) {
       const c = cps[cpIdx++] as Checkpoint;
-      if (c.head_hash !== hash.toString('hex')) problem(seq, 'modified', `record ${seq} does not match the head hash of the signed checkpoint at seq ${seq}`);
+      if (c.head_hash !== hash) problem(seq, 'modified', `record ${seq} does not match the head hash of the signed checkpoint at seq ${seq}`);
       else if (c.merkle_root !== merkle.root().toString('hex')) problem(seq, 'modified', `the Merkle root over records 1..${seq} does not match the signed checkpoint at seq ${seq}: an earlier record was rewritten`);
     }
   };
@@ -127,7 +127,8 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     const storedPrev = Buffer.from(r.prev_hash, 'hex');
     const storedMac = Buffer.from(r.mac, 'hex');
     const h = recordHash(storedPrev, canon, storedMac);
-    const selfConsistent = h.toString('hex') === r.hash;
+    const hHex = h.toString('hex');
+    const selfConsistent = hHex === r.hash;
 
     if (pendingMac !== null) {
       const p: { seq: number; hash: string; detail: string } = pendingMac;
@@ -151,12 +152,12 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     }
     if (seq > expected) {
       const first = expected;
-      if (r.kind === 'restart' && r.lost_to === seq - 1 && r.count === seq - first && r.prev_hash === prev.toString('hex')) {
+      if (r.kind === 'restart' && r.lost_to === seq - 1 && r.count === seq - first && r.prev_hash === prevHex) {
         problem(first, 'gap', `seqs ${first}..${seq - 1} were assigned but never stored (at most ${seq - first} records lost in a crash), declared by the restart record at seq ${seq}`);
       } else {
         for (let s = first; s < seq && skipped.size < 1_000_000; s++) skipped.add(s);
       }
-    } else if (r.prev_hash !== prev.toString('hex')) {
+    } else if (r.prev_hash !== prevHex) {
       problem(seq - 1 >= 1 ? seq - 1 : seq, 'modified', seq === 1 ? 'record 1 does not start from the genesis hash' : `record ${seq - 1} does not hash to record ${seq}'s prev_hash`);
     }
 
@@ -174,10 +175,10 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
 
     seen.add(seq);
     merkle.push(h);
-    prev = h;
+    prevHex = hHex;
     expected = seq + 1;
     rep.lastSeq = seq;
-    checkCheckpoints(seq, h);
+    checkCheckpoints(seq, hHex);
   }
   if (pendingMac !== null) {
     const p = pendingMac as { seq: number; hash: string; detail: string };
