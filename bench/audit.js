@@ -11,6 +11,7 @@
 // Reports medians and every run. The per-request cost on the proxy pipeline is measured by
 // `node bench/run.js --scenarios c,e` (gateway CPU µs/request with and without audit).
 import crypto from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
