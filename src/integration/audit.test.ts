@@ -145,3 +145,31 @@ describe('audit trail (async mode, SQLite)', () => {
     assert.match(failed.stdout, /modified/);
   });
 });
+
+describe('audit trail (sync mode, SQLite)', () => {
+  it('a response is sent only after its record is durable: every answered request is already in the store', async () => {
+    const up = await startUpstream();
+    const files = auditFiles();
+    // A flush interval far longer than the test: only the sync path can make records durable in time.
+    const gw = await startGateway(
+      baseConfig(up.url, { rate_limits: [{ id: 'one', limit: 2, window: '1m' }] }, { state: { dir: files.stateDir }, audit: files.block({ mode: 'sync', flush_interval: '10s' }) }),
+    );
+    try {
+      const store = gw.gw.audit?.store;
+      assert.ok(store);
+      for (let i = 0; i < 3; i++) {
+        const r = await request(`${gw.url}/sync/${i}`);
+        assert.equal(r.status, i < 2 ? 200 : 429);
+        const recs: ChainedRecord[] = await store.query({ limit: 1000 });
+        const rec: ChainedRecord | undefined = recs.find((x) => x.request_id === r.headers['x-request-id']);
+        assert.ok(rec, `record of request ${i} is durable before its response`);
+        assert.equal(rec.status, r.status);
+        assert.equal(rec.bytes_out, null, 'sync records are made at decision time');
+      }
+    } finally {
+      await gw.close();
+      await up.close();
+      rmSync(files.dir, { recursive: true, force: true });
+    }
+  });
+});
