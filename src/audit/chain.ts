@@ -8,6 +8,14 @@ import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
 import type { AuditBody, ChainedRecord } from './record.js';
 
+/** The stored JSON of records sealed in this process (saves a JSON.stringify per record). */
+const dataOf = new WeakMap<ChainedRecord, string>();
+
+/** The JSON a store keeps for a record: all canonical members plus prev_hash, mac, hash. */
+export function recordData(r: ChainedRecord): string {
+  return dataOf.get(r) ?? JSON.stringify(r);
+}
+
 export class Chain {
   readonly stream: string;
   /** Seq of the last sealed record (0 before the first). */
@@ -34,6 +42,8 @@ export class Chain {
     r.prev_hash = this.prev.toString('hex');
     r.mac = m.toString('hex');
     r.hash = h.toString('hex');
+    // The stored form: the canonical JSON plus the three chain members (no second stringify).
+    dataOf.set(r, `${canon.slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${r.mac}","hash":"${r.hash}"}`);
     this.prev = h;
     this.seq = seq;
     this.merkle.push(h);

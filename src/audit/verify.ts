@@ -121,9 +121,15 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
       problem(typeof r?.seq === 'number' ? r.seq : expected, 'malformed', `record: ${bad}`);
       continue;
     }
+    let canon: string;
+    try {
+      canon = canonical(r);
+    } catch (err) {
+      problem(r.seq, 'malformed', `record ${r.seq}: ${(err as Error).message}`);
+      continue;
+    }
     rep.records++;
     const seq = r.seq;
-    const canon = canonical(r);
     const storedPrev = Buffer.from(r.prev_hash, 'hex');
     const storedMac = Buffer.from(r.mac, 'hex');
     const h = recordHash(storedPrev, canon, storedMac);

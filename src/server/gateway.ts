@@ -325,6 +325,7 @@ export class Gateway {
     this.log.level = loaded.config.log.level;
     this.adminToken = readAdminToken(loaded);
     this.audit?.reload(loaded);
+    if (this.audit === null && loaded.config.audit.enabled) this.log.warn({ event: 'audit_restart_required' }, 'audit.enabled takes effect on restart');
     this.ctx.denials.setBudget(loaded.config.log.denial_lines_per_minute);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReload.labels('success').set(Date.now() / 1000);

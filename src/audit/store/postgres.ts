@@ -8,6 +8,7 @@
  * the gateway with a role that has no other privilege (docs/audit.md).
  */
 import type { Sql } from '../../stores/postgres-client.js';
+import { recordData } from '../chain.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
 import type { AuditStore, RecordQuery, StoredCheckpoint } from './types.js';
@@ -66,7 +67,7 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
     async append(records, cps) {
       await sql.begin(async (tx) => {
         if (records.length > 0) {
-          const rows = records.map((r) => ({ stream: r.stream, seq: r.seq, time: r.time, subject: r.subject, decision: r.decision, hash: r.hash, data: JSON.stringify(r) }));
+          const rows = records.map((r) => ({ stream: r.stream, seq: r.seq, time: r.time, subject: r.subject, decision: r.decision, hash: r.hash, data: recordData(r) }));
           // Chunks keep the bind-parameter count under PostgreSQL's 65535.
           for (let i = 0; i < rows.length; i += 5000) await tx`INSERT INTO ${t('audit_records')} ${tx(rows.slice(i, i + 5000), 'stream', 'seq', 'time', 'subject', 'decision', 'hash', 'data')}`;
         }

@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { recordData } from '../chain.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
 import type { AuditStore, RecordQuery, StoredCheckpoint, StreamHead } from './types.js';
@@ -51,7 +52,7 @@ export function createSqliteAuditStore(file: string): AuditStore {
   const insRecord = db.prepare('INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
   const insCp = db.prepare('INSERT INTO audit_checkpoints (stream, seq, data, frontier) VALUES (?, ?, ?, ?)');
   const appendTx = db.transaction((records: readonly ChainedRecord[], cps: readonly StoredCheckpoint[]) => {
-    for (const r of records) insRecord.run(r.stream, r.seq, r.time, r.subject, r.decision, r.hash, JSON.stringify(r));
+    for (const r of records) insRecord.run(r.stream, r.seq, r.time, r.subject, r.decision, r.hash, recordData(r));
     for (const c of cps) insCp.run(c.checkpoint.stream, c.checkpoint.seq, JSON.stringify(c.checkpoint), JSON.stringify(c.frontier));
   });
   const headQ = db.prepare('SELECT seq, hash FROM audit_records WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
