@@ -36,6 +36,8 @@ export interface Tamper {
 export interface TestStore {
   readonly store: AuditStore;
   readonly tamper: Tamper;
+  /** PostgreSQL only: the test's schema. */
+  readonly schema?: string;
   /** Opens another store object on the same database (a second process, a restart). */
   reopen(): AuditStore;
   cleanup(): Promise<void>;
@@ -145,6 +147,7 @@ export const makePostgres: MakeStore = async (t) => {
   return {
     store,
     tamper,
+    schema,
     reopen: () => createPostgresAuditStore(postgres(POSTGRES_URL, { max: 4, onnotice: () => undefined }), schema),
     async cleanup() {
       await store.close().catch(() => undefined);

@@ -173,3 +173,29 @@ describe('audit trail (sync mode, SQLite)', () => {
     }
   });
 });
+
+describe('audit key rotation through a config reload', () => {
+  it('records after the reload carry the new key id; the whole stream verifies with the keyring', async () => {
+    const up = await startUpstream();
+    const files = auditFiles();
+    const config = (keys: unknown[]) => baseConfig(up.url, {}, { state: { dir: files.stateDir }, audit: { ...files.block(), keys } });
+    const gw = await startGateway(config([{ id: 'k1', file: files.k1 }]));
+    try {
+      assert.equal((await request(`${gw.url}/before`)).status, 200);
+      await gw.gw.audit?.writer.flush();
+      gw.write(config([{ id: 'k1', file: files.k1 }, { id: 'k2', file: files.k2, active: true }]));
+      assert.equal((await gw.gw.reload('test')).ok, true);
+      assert.equal((await request(`${gw.url}/after`)).status, 200);
+      await gw.gw.audit?.writer.flush();
+      const recs = (await gw.gw.audit?.store.query({ limit: 100 })) ?? [];
+      assert.equal(recs.find((r) => r.path === '/before')?.kid, 'k1');
+      assert.equal(recs.find((r) => r.path === '/after')?.kid, 'k2');
+    } finally {
+      await gw.close();
+      await up.close();
+    }
+    const v = await run(process.execPath, [BIN, 'audit', 'verify', '--config', gw.file]);
+    assert.match(v.stdout, /OK: 1 stream/);
+    rmSync(files.dir, { recursive: true, force: true });
+  });
+});

@@ -179,3 +179,33 @@ function contract(name: string, make: MakeStore): void {
 
 contract('sqlite', makeSqlite);
 contract('postgres', makePostgres);
+
+describe('audit store: PostgreSQL writer role', () => {
+  it('the <schema>_audit_writer role may insert and read, but not update, delete, truncate or switch the triggers off', async (t) => {
+    const ts = await makePostgres(t);
+    if (ts === undefined) return;
+    const { default: postgres } = await import('postgres');
+    const { POSTGRES_URL } = await import('../../testing/services.js');
+    const sql = postgres(POSTGRES_URL, { max: 1, onnotice: () => undefined });
+    try {
+      const schema = ts.schema as string;
+      const { records } = buildChain(S, 2, K, testSigner(), []);
+      await ts.store.append(records, []);
+      const asWriter = (stmt: string) =>
+        sql.begin(async (tx) => {
+          await tx.unsafe(`SET LOCAL ROLE ${schema}_audit_writer`);
+          return tx.unsafe(stmt);
+        });
+      const n = await asWriter(`SELECT count(*)::int AS n FROM ${schema}.audit_records`);
+      assert.equal((n[0] as unknown as { n: number }).n, 2);
+      await assert.rejects(asWriter(`ALTER TABLE ${schema}.audit_records DISABLE TRIGGER USER`), /must be owner/);
+      await assert.rejects(asWriter(`UPDATE ${schema}.audit_records SET data = '{}'`), /permission denied|append-only/);
+      await assert.rejects(asWriter(`DELETE FROM ${schema}.audit_records`), /permission denied|append-only/);
+      await assert.rejects(asWriter(`TRUNCATE ${schema}.audit_records`), /permission denied|append-only/);
+      await asWriter(`INSERT INTO ${schema}.audit_records (stream, seq, time, hash, data) VALUES ('x', 1, 't', 'h', '{}')`);
+    } finally {
+      await sql.end({ timeout: 2 });
+      await ts.cleanup();
+    }
+  });
+});
