@@ -19,6 +19,7 @@
 // Pinning: the gateway under test (b, c, d) on core 0; the upstream and the load generator on core 1.
 // Prints a Markdown report to stdout and writes it to bench/results/edge-<timestamp>.md.
 // Progress goes to stderr. See bench/README.md.
+import crypto from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -39,6 +40,7 @@ const SCENARIOS = {
   b: { key: 'b', label: 'b) gatehouse proxy only', kind: 'gatehouse', edge: false },
   c: { key: 'c', label: 'c) gatehouse full edge', kind: 'gatehouse', edge: true },
   d: { key: 'd', label: 'd) fastify edge', kind: 'fastify' },
+  e: { key: 'e', label: 'e) gatehouse full edge + audit', kind: 'gatehouse', edge: true, audit: true },
 };
 
 const HELP = `usage: node bench/run.js [options]
@@ -46,7 +48,7 @@ const HELP = `usage: node bench/run.js [options]
   --duration N       seconds per measured run (default 10)
   --connections N    concurrent keep-alive connections (default 64)
   --runs N           measured runs per scenario, interleaved (default 3)
-  --scenarios LIST   comma-separated subset of a,b,c,d (default a,b,c,d)
+  --scenarios LIST   comma-separated subset of a,b,c,d,e (default a,b,c,d; e = c + audit trail)
   --warmup N         warm-up seconds per server before measuring (default 2; 0 = none)
   --threads N        wrk threads (default 1)
   --timeout N        wrk per-request timeout in seconds (default 5)
@@ -124,7 +126,7 @@ function parseArgs(argv) {
     .split(',')
     .map((s) => s.trim().toLowerCase())
     .filter(Boolean);
-  for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use a,b,c,d)`);
+  for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use a,b,c,d,e)`);
   opts.list = [...new Set(list)];
   if (opts.list.length === 0) throw new Error('no scenarios selected');
   if (!['wrk', 'autocannon', 'auto'].includes(opts.tool)) throw new Error('--tool must be wrk, autocannon or auto');
@@ -745,7 +747,17 @@ async function setupRateTool(opts, probeUrl, notes) {
 // ---------------------------------------------------------------------------------------------
 // servers
 
-function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel }) {
+/** Scenario e: the audit trail (async, SQLite, checkpoints) with key files written into dir (mode 0600). */
+function auditLines(dir) {
+  const key = path.join(dir, 'audit-k1.key');
+  fs.writeFileSync(key, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
+  const { privateKey } = crypto.generateKeyPairSync('ed25519');
+  const cpKey = path.join(dir, 'audit-checkpoint.key');
+  fs.writeFileSync(cpKey, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+  return ['state:', `  dir: ${path.join(dir, 'state-e')}`, 'audit:', '  enabled: true', '  keys:', `    - { id: k1, file: ${key} }`, `  checkpoint_key_file: ${cpKey}`];
+}
+
+function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel, audit }) {
   const lines = [
     '# written by bench/run.js',
     'listen:',
@@ -754,6 +766,7 @@ function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel }) {
     `  listen: 127.0.0.1:${adminPort}`,
     'log:',
     `  level: ${logLevel}`,
+    ...(audit ?? []),
     'sites:',
     '  - id: bench',
     '    hosts: ["127.0.0.1", "localhost"]',
@@ -949,6 +962,14 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
       );
     }
   } else L.push('- (c) closed-loop p99: n/a (needs scenario c)');
+  if (have('c') && have('e')) {
+    const add = med.e.gwUs / med.c.gwUs - 1;
+    const rounds = [];
+    for (let i = 0; i < Math.min(results.c.length, results.e.length); i++) rounds.push(results.e[i].gwCpuUsPerReq / results.c[i].gwCpuUsPerReq - 1);
+    L.push(
+      `- **audit cost (e) vs (c): ${fmt(add * 100, 1)} % gateway CPU per request** (${fmt(med.c.gwUs, 1)} → ${fmt(med.e.gwUs, 1)} µs/req; target ≤ 10 %: ${add <= 0.1 ? 'met' : 'NOT met'}); per round: ${rounds.map((x) => fmt(x * 100, 1) + ' %').join(', ')}`,
+    );
+  }
   L.push('');
 
   L.push('## Diagnostics (closed loop, medians)');
@@ -1020,7 +1041,7 @@ async function main() {
   watchdog.unref();
 
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
-  const [upstreamPort, bPort, bAdmin, cPort, cAdmin, dPort] = await freePorts(6);
+  const [upstreamPort, bPort, bAdmin, cPort, cAdmin, dPort, ePort, eAdmin] = await freePorts(8);
   const nodeBin = process.execPath;
 
   // Upstream (core 1).
@@ -1045,10 +1066,10 @@ async function main() {
   for (const k of opts.list) {
     const t = targets[k];
     if (t.kind === 'gatehouse') {
-      const port = k === 'b' ? bPort : cPort;
-      const adminPort = k === 'b' ? bAdmin : cAdmin;
+      const port = k === 'b' ? bPort : k === 'e' ? ePort : cPort;
+      const adminPort = k === 'b' ? bAdmin : k === 'e' ? eAdmin : cAdmin;
       const cfg = path.join(tmpDir, `gatehouse-${k}.yaml`);
-      fs.writeFileSync(cfg, gatehouseConfig({ port, adminPort, upstreamPort, edge: t.edge, logLevel: opts['log-level'] }));
+      fs.writeFileSync(cfg, gatehouseConfig({ port, adminPort, upstreamPort, edge: t.edge, logLevel: opts['log-level'], audit: t.audit ? auditLines(tmpDir) : null }));
       t.url = `http://127.0.0.1:${port}/`;
       t.rec = startChild(`gatehouse (${k})`, 0, nodeBin, [path.join(ROOT, 'bin', 'gatehouse.js'), 'run', '--config', cfg], {
         logFile: path.join(tmpDir, `gatehouse-${k}.log`),

@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args
   run: { summary: 'run the gateway: gatehouse run --config FILE', load: () => import('./run.js') },
   check: { summary: 'validate a config and list every problem: gatehouse check --config FILE', load: () => import('./check.js') },
   ca: { summary: 'the internal CA: gatehouse ca init|issue|trust --dir DIR (docs/tls.md)', load: () => import('./ca.js') },
+  audit: { summary: 'verify or export the audit trail, generate its keys: gatehouse audit --help', load: () => import('./audit.js') },
   demo: { summary: 'start the bundled demo upstream and gateway (what `npm start` runs)', load: () => import('./demo.js') },
 };
 

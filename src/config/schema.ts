@@ -134,6 +134,45 @@ const redis = z.strictObject({
   key_prefix: z.string().default('gatehouse:'),
 });
 
+
+const auditKey = z.strictObject({
+  /** Key id written into every record (`kid`); never reuse an id for another key. */
+  id,
+  /** File holding the HMAC key (mode 0600): 64+ hex digits, or at least 32 bytes of text. */
+  file: z.string(),
+  /** This key signs new records (default: the last listed); the others only verify. */
+  active: z.boolean().optional(),
+});
+
+/** The tamper-evident audit trail (docs/audit.md). */
+const audit = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** sqlite: `<state.dir>/audit.sqlite`; postgres: the `state.postgres` connection (many instances). */
+  store: z.enum(['sqlite', 'postgres']).default('sqlite'),
+  /** async: durable within flush_interval; sync: a response is sent only after its record is durable. */
+  mode: z.enum(['sync', 'async']).default('async'),
+  /** This instance's stream id; default: generated once and kept in state.dir. Never share one between instances. */
+  stream: id.optional(),
+  /** Longest time a record waits in memory before its batch is written (async mode). */
+  flush_interval: duration('100ms').pipe(z.number().int().min(1).max(10_000)),
+  /** A batch is written early once it holds this many records. */
+  batch_max: z.number().int().min(1).max(100_000).default(2000),
+  /** HMAC keys; the active one signs, all verify (rotation: add a key, mark it active). */
+  keys: z.array(auditKey).default([]),
+  /** Ed25519 private key (PKCS#8 PEM, mode 0600) that signs checkpoints; `gatehouse audit keys generate` writes one. */
+  checkpoint_key_file: z.string().optional(),
+  /** Sign a checkpoint after this many records (0: only by time). */
+  checkpoint_records: z.number().int().min(0).max(100_000_000).default(10_000),
+  /** Sign a checkpoint when this much time passed since the last and records were added (0: only by count). */
+  checkpoint_interval: duration('1m'),
+  /** Largest local spool while the store is down; beyond it traffic is refused (503 audit_unavailable). */
+  spool_limit: size('256MiB'),
+  /** refuse: fail closed when records cannot be kept; allow: serve and count the loss. */
+  on_failure: z.enum(['refuse', 'allow']).default('refuse'),
+  /** IP-filter drops are recorded as one record per client IP, site and rule per interval. */
+  drop_interval: duration('10s').pipe(z.number().int().min(100).max(3_600_000)),
+});
+
 export const configSchema = z.strictObject({
   listen: z.array(listener).min(1, 'at least one listener is required').default([{ address: '127.0.0.1:8080' }]),
   admin: z
@@ -197,6 +236,7 @@ export const configSchema = z.strictObject({
       retry_max: duration('5m').pipe(z.number().int().min(1000, 'retry_max must be at least 1s')),
     })
     .prefault({}),
+  audit: audit.prefault({}),
   sites: z.array(siteSchema).min(1, 'at least one site is required'),
 });
 
@@ -210,3 +250,4 @@ export type PostgresConfig = z.output<typeof postgres>;
 export type RedisConfig = z.output<typeof redis>;
 export type ListenerConfig = Config['listen'][number];
 export type UpstreamConfig = SiteConfig['upstream'];
+export type AuditConfig = z.output<typeof audit>;

@@ -12,6 +12,7 @@ import type { IpFilterConfig } from './schema.js';
 import type { PartialConfig, Problem } from './load.js';
 import { checkSecretFile } from './secrets.js';
 import { validateTls } from './validate-tls.js';
+import { validateAudit } from '../audit/config-check.js';
 
 /** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
@@ -157,5 +158,6 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
     });
   });
   validateTls(config, dir, err, warn);
+  validateAudit(config, dir, err);
   return out;
 }

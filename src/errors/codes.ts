@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   upstream_error: { status: 502, message: 'The upstream service failed to answer.' },
   upstream_tls_error: { status: 502, message: 'The upstream service could not be verified.' },
   rate_limit_unavailable: { status: 503, message: 'The rate limiter cannot decide right now.' },
+  audit_unavailable: { status: 503, message: 'The request cannot be audited right now.' },
   shutting_down: { status: 503, message: 'The gateway is shutting down.' },
   upstream_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
   // Never sent to a client: the connection is closed with zero bytes written. Listed so

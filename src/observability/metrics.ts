@@ -24,6 +24,13 @@ export interface Metrics {
   readonly tlsRenewals: Counter<'name'>;
   readonly tlsRenewalFailures: Counter<'name'>;
   readonly tlsHandshakeFailures: Counter<'reason'>;
+  readonly auditRecords: Counter;
+  readonly auditWriteSeconds: Histogram;
+  readonly auditSpoolBytes: Gauge;
+  readonly auditStoreErrors: Counter;
+  readonly auditVerifyFailures: Counter<'kind'>;
+  readonly auditLastCheckpoint: Gauge;
+  readonly auditRefusals: Counter;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -129,6 +136,18 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const auditRecords = new Counter({ name: 'gatehouse_audit_records_total', help: 'Audit records written to the audit store.', registers: [registry] });
+  const auditWriteSeconds = new Histogram({
+    name: 'gatehouse_audit_write_duration_seconds',
+    help: 'Time to write one batch of audit records to the store.',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const auditSpoolBytes = new Gauge({ name: 'gatehouse_audit_spool_bytes', help: 'Size of the local audit spool (records waiting for the store).', registers: [registry] });
+  const auditStoreErrors = new Counter({ name: 'gatehouse_audit_store_errors_total', help: 'Audit batches the store refused (spooled locally instead).', registers: [registry] });
+  const auditVerifyFailures = new Counter({ name: 'gatehouse_audit_verify_failures_total', help: 'Problems found by audit verification runs (admin API), by kind.', labelNames: ['kind'] as const, registers: [registry] });
+  const auditLastCheckpoint = new Gauge({ name: 'gatehouse_audit_last_checkpoint_timestamp_seconds', help: 'Unix time of the last signed audit checkpoint (checkpoint age = now - this).', registers: [registry] });
+  const auditRefusals = new Counter({ name: 'gatehouse_audit_refusals_total', help: 'Requests refused with audit_unavailable because records could not be kept.', registers: [registry] });
 
   // prom-client's labels() hashes label values on every call; cache the children.
   const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
@@ -167,6 +186,13 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     tlsRenewals,
     tlsRenewalFailures,
     tlsHandshakeFailures,
+    auditRecords,
+    auditWriteSeconds,
+    auditSpoolBytes,
+    auditStoreErrors,
+    auditVerifyFailures,
+    auditLastCheckpoint,
+    auditRefusals,
     countRequest,
   };
 }

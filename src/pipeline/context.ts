@@ -2,6 +2,7 @@
 import type { DenialLog } from '../observability/denial-log.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { Exchange } from './exchange.js';
 import type { ExchangeObserver } from './observer.js';
 
 export interface GatewayContext {
@@ -11,6 +12,14 @@ export interface GatewayContext {
   readonly version: string;
   /** Called for every finished exchange (audit). Registered at start-up. */
   readonly observers: ExchangeObserver[];
+  /**
+   * Awaited before a response is written (refusals and the proxy's response head), when
+   * set: the sync audit mode makes the record durable here. A rejection turns the answer
+   * into 503 audit_unavailable. null costs nothing.
+   */
+  beforeRespond: ((ex: Exchange) => Promise<void>) | null;
+  /** Called for connections the global IP filter closes before any request (no exchange exists). */
+  onConnectionDrop: ((peerIp: string, rule: string) => void) | null;
   /** Set when shutdown begins: responses carry `Connection: close`. */
   draining: boolean;
   inflight: number;

@@ -11,7 +11,7 @@ import type { HeaderPolicy } from '../stages/headers/index.js';
 import type { GatewayContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import type { ExchangeObserver } from './observer.js';
-import type { Refusal } from './refusal.js';
+import { Refusal } from './refusal.js';
 
 export function errorBody(code: ErrorCode, requestId: string): string {
   return `{"error":{"code":"${code}","message":${JSON.stringify(ERROR_CODES[code].message)},"request_id":"${requestId}"}}`;
@@ -48,6 +48,20 @@ export function refuse(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, 
   }
   const status = ERROR_CODES[refusal.code].status;
   ex.status = status;
+  if (ctx.beforeRespond !== null && refusal.code !== 'audit_unavailable' && !(ex.res !== null && ex.res.headersSent)) {
+    // Sync audit: the answer waits until its record is durable; failing that, 503.
+    ctx.beforeRespond(ex).then(
+      () => sendRefusal(ctx, ex, policy, refusal, status),
+      () => refuse(ctx, ex, policy, AUDIT_UNAVAILABLE),
+    );
+    return;
+  }
+  sendRefusal(ctx, ex, policy, refusal, status);
+}
+
+const AUDIT_UNAVAILABLE = new Refusal('audit_unavailable', 'audit');
+
+function sendRefusal(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, refusal: Refusal, status: number): void {
   const body = errorBody(refusal.code, ex.id);
   const headers = ownHeaders(policy, ex.extraHeaders, refusal.headers);
   const res = ex.res;

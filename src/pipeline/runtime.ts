@@ -41,6 +41,8 @@ export interface RuntimeDeps {
   readonly rateStore: RateLimitStore;
   /** Epoch ms clock for the rate limiter (tests inject one). */
   readonly now?: () => number;
+  /** The audit gate (refuses with audit_unavailable when records cannot be kept); used when audit is enabled. */
+  readonly auditGate?: Stage;
 }
 
 export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
@@ -54,6 +56,8 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     // The fixed stage order (docs/lifecycle.md): cheap checks before anything stateful.
     const stages: Stage[] = [];
     if (sc.ip_filter) stages.push(createIpFilterStage(sc.ip_filter));
+    // Right after the connection filter: a client the filter drops gets no 503.
+    if (config.audit.enabled && deps.auditGate) stages.push(deps.auditGate);
     stages.push(createRequestLimitsStage({ maxHeaders: config.http.max_headers, maxBodyBytes: sc.max_body_bytes }));
     const rl = createRateLimitStage({
       siteId: sc.id,

@@ -31,6 +31,7 @@ import { buildRuntime, type Runtime } from '../pipeline/runtime.js';
 import { PoolCache } from '../stages/proxy/pools.js';
 import { createMemoryRateLimitStore, createRedisClient, createRedisRateLimitStore } from '../stores/rate-limit/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
+import { AuditGate, AuditService } from '../audit/service.js';
 import { VERSION } from '../version.js';
 import { parseListenAddress } from './address.js';
 import { createClientErrorHandler } from './client-errors.js';
@@ -120,6 +121,9 @@ export class Gateway {
   private adminToken: string | null = null;
   /** Certificates for HTTPS listeners and trust material for https:// upstreams (docs/tls.md). */
   readonly tls: TlsManager;
+  /** The audit trail (null when `audit.enabled` is false); its gate stage exists from the first runtime on. */
+  audit: AuditService | null = null;
+  private readonly auditGate = new AuditGate();
 
   private constructor(opts: GatewayOptions) {
     this.loaded = opts.loaded;
@@ -132,6 +136,8 @@ export class Gateway {
       denials: createDenialLog(this.log, config.log.denial_lines_per_minute),
       version: VERSION,
       observers: [],
+      beforeRespond: null,
+      onConnectionDrop: null,
       draining: false,
       inflight: 0,
       onIdle: null,
@@ -141,7 +147,7 @@ export class Gateway {
     this.pools.setTls(this.tls);
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
-    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now }), inflight: 0, retired: false, store };
+    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate }), inflight: 0, retired: false, store };
     this.live.add(this.gen);
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
@@ -151,6 +157,11 @@ export class Gateway {
     const gw = new Gateway(opts);
     try {
       await gw.tls.start();
+      if (opts.loaded.config.audit.enabled) {
+        gw.audit = await AuditService.open(opts.loaded, gw.ctx);
+        gw.auditGate.service = gw.audit;
+        gw.adminRoutes.push(...gw.audit.routes);
+      }
       await gw.listen();
     } catch (err) {
       await gw.close(0);
@@ -255,6 +266,7 @@ export class Gateway {
     if (list !== null) {
       this.metrics.ipDenials.labels('-', list).inc();
       this.ctx.denials.record(peer, '-', list);
+      if (this.ctx.onConnectionDrop !== null) this.ctx.onConnectionDrop(peer, list);
       socket.destroy();
     }
   }
@@ -299,6 +311,7 @@ export class Gateway {
     if (this.ctx.draining) return 'shutting down';
     if (this.servers.length === 0) return 'not listening';
     if (!this.gen.store.store.ready()) return 'rate-limit store unreachable';
+    if (this.audit !== null && !this.audit.accepting) return 'audit trail cannot keep records';
     return null;
   }
 
@@ -324,7 +337,7 @@ export class Gateway {
     let rt: Runtime;
     try {
       if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
-      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now });
+      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate });
     } catch (err) {
       if (store !== this.gen.store) void store.close();
       return this.reloadFailed(reason, err);
@@ -342,6 +355,8 @@ export class Gateway {
     this.log.level = loaded.config.log.level;
     this.adminToken = readAdminToken(loaded);
     void this.tls.update(loaded.config, loaded.dir);
+    this.audit?.reload(loaded);
+    if (this.audit === null && loaded.config.audit.enabled) this.log.warn({ event: 'audit_restart_required' }, 'audit.enabled takes effect on restart');
     this.ctx.denials.setBudget(loaded.config.log.denial_lines_per_minute);
     this.metrics.configReloads.labels('success').inc();
     this.metrics.configLastReload.labels('success').set(Date.now() / 1000);
@@ -423,6 +438,7 @@ export class Gateway {
       await this.pools.closeAll(true);
       const stores = new Set([...this.live].map((g) => g.store));
       await Promise.all([...stores].map((st) => st.close().catch(() => undefined)));
+      await this.audit?.close().catch((err: unknown) => this.log.error({ event: 'audit_close_failed', err: String(err) }, 'audit trail not closed cleanly'));
       this.ctx.denials.close();
       this.log.info({ event: 'stopped' }, 'gatehouse stopped');
       await new Promise<void>((ok) => this.log.flush(() => ok()));

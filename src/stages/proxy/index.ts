@@ -152,28 +152,49 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
       onResponseStart(c, statusCode, headers) {
         ex.upstreamMs = performance.now() - t0;
         ex.status = statusCode;
-        const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
-        if (ctx.draining) list.push('Connection', 'close');
-        try {
-          res.writeHead(statusCode, list);
-        } catch (err) {
-          // An upstream header node refuses to write (invalid characters): don't pass it on.
-          c.abort(err as Error);
+        if (ctx.beforeRespond !== null) {
+          // Sync audit: hold the upstream's answer until its record is durable.
+          held = [];
+          c.pause();
+          ctx.beforeRespond(ex).then(
+            () => {
+              const chunks = held as Buffer[];
+              held = null;
+              if (res.destroyed) return;
+              writeHead(c, statusCode, headers);
+              for (const chunk of chunks) res.write(chunk);
+              if (heldEnd) res.end();
+              else c.resume();
+            },
+            () => {
+              held = null;
+              auditRefused = true;
+              refuse(ctx, ex, policy, new Refusal('audit_unavailable', 'audit'));
+              c.abort(new Error('audit record not durable'));
+            },
+          );
           return;
         }
-        if (req.method === 'HEAD' || statusCode === 204 || statusCode === 304) res.flushHeaders();
+        writeHead(c, statusCode, headers);
       },
       onResponseData(c, chunk) {
         ex.bytesOut += chunk.length;
+        if (held !== null) {
+          held.push(chunk);
+          return;
+        }
         if (!res.write(chunk)) {
           c.pause();
           res.once('drain', () => c.resume());
         }
       },
       onResponseEnd() {
-        res.end();
+        if (held !== null) heldEnd = true;
+        else res.end();
       },
       onResponseError(_c, err) {
+        held = null;
+        if (auditRefused) return;
         if (bodyTimer !== null) clearTimeout(bodyTimer);
         if (res.headersSent) {
           // Mid-body failure: the status is gone; a truncated response is the honest answer.
@@ -185,6 +206,22 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         fail(ex, aborted ?? err);
       },
     };
+    // Sync audit: upstream chunks that arrive while the record is being written.
+    let held: Buffer[] | null = null;
+    let heldEnd = false;
+    let auditRefused = false;
+    function writeHead(c: Dispatcher.DispatchController, statusCode: number, headers: unknown): void {
+      const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
+      if (ctx.draining) list.push('Connection', 'close');
+      try {
+        (res as import('node:http').ServerResponse).writeHead(statusCode, list);
+      } catch (err) {
+        // An upstream header node refuses to write (invalid characters): don't pass it on.
+        c.abort(err as Error);
+        return;
+      }
+      if (req.method === 'HEAD' || statusCode === 204 || statusCode === 304) (res as import('node:http').ServerResponse).flushHeaders();
+    }
 
     const expect = req.headers.expect;
     if (expect !== undefined) {

@@ -1,0 +1,52 @@
+/**
+ * One stream's chain state: the next sequence number, the previous record's hash and the
+ * Merkle frontier. `seal` turns a body with its (already assigned) seq into a chained
+ * record; sealing must happen in seq order.
+ */
+import { canonical, mac, recordHash } from './canonical.js';
+import type { Keyring } from './keyring.js';
+import { MerkleAccumulator } from './merkle.js';
+import type { AuditBody, ChainedRecord } from './record.js';
+
+/** The stored JSON of records sealed in this process (saves a JSON.stringify per record). */
+const dataOf = new WeakMap<ChainedRecord, string>();
+
+/** The JSON a store keeps for a record: all canonical members plus prev_hash, mac, hash. */
+export function recordData(r: ChainedRecord): string {
+  return dataOf.get(r) ?? JSON.stringify(r);
+}
+
+export class Chain {
+  readonly stream: string;
+  /** Seq of the last sealed record (0 before the first). */
+  seq: number;
+  prev: Buffer;
+  readonly merkle: MerkleAccumulator;
+
+  constructor(stream: string, seq: number, prev: Buffer, merkle: MerkleAccumulator) {
+    this.stream = stream;
+    this.seq = seq;
+    this.prev = prev;
+    this.merkle = merkle;
+  }
+
+  seal(body: AuditBody, seq: number, keys: Keyring): ChainedRecord {
+    const r = body as ChainedRecord;
+    r.v = 1;
+    r.stream = this.stream;
+    r.seq = seq;
+    r.kid = keys.activeId;
+    const canon = canonical(r);
+    const m = mac(keys.active, this.prev, canon);
+    const h = recordHash(this.prev, canon, m);
+    r.prev_hash = this.prev.toString('hex');
+    r.mac = m.toString('hex');
+    r.hash = h.toString('hex');
+    // The stored form: the canonical JSON plus the three chain members (no second stringify).
+    dataOf.set(r, `${canon.slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${r.mac}","hash":"${r.hash}"}`);
+    this.prev = h;
+    this.seq = seq;
+    this.merkle.push(h);
+    return r;
+  }
+}

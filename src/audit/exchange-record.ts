@@ -1,0 +1,54 @@
+/**
+ * Turning a finished (or, in sync mode, decided) exchange into a record body. On the
+ * request path: plain field copies, no serialization (that happens in the writer's batch).
+ */
+import type { Exchange } from '../pipeline/exchange.js';
+import { emptyBody, type AuditBody } from './record.js';
+
+/** Epoch-ms wall time of a performance.now() instant. */
+export function wallTime(perfMs: number): string {
+  return new Date(performance.timeOrigin + perfMs).toISOString();
+}
+
+/**
+ * `final`: the exchange is over (latency and bytes out are final). In sync mode the record
+ * is made at decision time: latency_us is the time to the decision and bytes_out is null.
+ */
+export function exchangeBody(ex: Exchange, instance: string | null, final: boolean): AuditBody {
+  const b = emptyBody('exchange', wallTime(ex.start));
+  b.request_id = ex.id;
+  b.instance = instance;
+  const site = ex.site;
+  if (site !== null) {
+    b.site = site.id;
+    b.route = site.config.path_prefix;
+  }
+  b.client_ip = ex.clientIp;
+  b.peer_ip = ex.peerIp;
+  const id = ex.identity;
+  if (id !== null) {
+    b.subject = id.subject;
+    b.identity_type = id.type;
+    b.role = id.role;
+    b.domain = id.domain;
+    b.agent = id.agent;
+    b.token_id_hash = id.tokenIdHash;
+  }
+  b.method = ex.req.method ?? null;
+  b.path = ex.normPath === '' ? null : ex.normPath;
+  b.status = ex.status;
+  const r = ex.refusal;
+  if (r === null) {
+    b.decision = 'allowed';
+    b.stage = 'proxy';
+  } else {
+    b.decision = r.drop ? 'dropped' : 'refused';
+    b.stage = r.stage;
+    b.rule = r.rule ?? null;
+    b.code = r.code;
+  }
+  b.latency_us = Math.round((performance.now() - ex.start) * 1000);
+  b.bytes_in = ex.bytesIn;
+  b.bytes_out = final ? ex.bytesOut : null;
+  return b;
+}

@@ -1,0 +1,119 @@
+/**
+ * The distributed audit store: PostgreSQL, one table shared by every gateway instance
+ * (each writes its own stream, so no lock is shared). The tables are append-only in the
+ * database itself: row triggers refuse UPDATE and DELETE, a statement trigger refuses
+ * TRUNCATE, for every role including the owner (a superuser can still disable triggers;
+ * the chain and the signed checkpoints are what catch that). `init` also grants a
+ * NOLOGIN role `<schema>_audit_writer` only INSERT and SELECT, for operators who connect
+ * the gateway with a role that has no other privilege (docs/audit.md).
+ */
+import type { Sql } from '../../stores/postgres-client.js';
+import { recordData } from '../chain.js';
+import type { Checkpoint } from '../checkpoint.js';
+import type { ChainedRecord } from '../record.js';
+import type { AuditStore, RecordQuery, StoredCheckpoint } from './types.js';
+
+export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
+  const t = (name: string) => sql(`${schema}.${name}`);
+  return {
+    kind: 'postgres',
+    async init() {
+      // Concurrent gateways may run init at once: serialize on an advisory lock.
+      await sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(hashtext(${`gatehouse_audit_init:${schema}`}))`;
+        await tx.unsafe(`
+CREATE SCHEMA IF NOT EXISTS ${schema};
+CREATE TABLE IF NOT EXISTS ${schema}.audit_records (
+  id BIGSERIAL PRIMARY KEY,
+  stream TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  time TEXT NOT NULL,
+  subject TEXT,
+  decision TEXT,
+  hash TEXT NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_stream_seq ON ${schema}.audit_records (stream, seq);
+CREATE INDEX IF NOT EXISTS audit_records_time ON ${schema}.audit_records (time);
+CREATE TABLE IF NOT EXISTS ${schema}.audit_checkpoints (
+  id BIGSERIAL PRIMARY KEY,
+  stream TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  data TEXT NOT NULL,
+  frontier TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_checkpoints_stream_seq ON ${schema}.audit_checkpoints (stream, seq);
+CREATE OR REPLACE FUNCTION ${schema}.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'gatehouse audit tables are append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
+END $$;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_records_append_only' AND tgrelid = '${schema}.audit_records'::regclass) THEN
+    CREATE TRIGGER audit_records_append_only BEFORE UPDATE OR DELETE ON ${schema}.audit_records FOR EACH ROW EXECUTE FUNCTION ${schema}.audit_append_only();
+    CREATE TRIGGER audit_records_no_truncate BEFORE TRUNCATE ON ${schema}.audit_records FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.audit_append_only();
+    CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON ${schema}.audit_checkpoints FOR EACH ROW EXECUTE FUNCTION ${schema}.audit_append_only();
+    CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON ${schema}.audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.audit_append_only();
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${schema}_audit_writer') THEN
+    CREATE ROLE ${schema}_audit_writer NOLOGIN;
+  END IF;
+END $$;
+GRANT USAGE ON SCHEMA ${schema} TO ${schema}_audit_writer;
+GRANT SELECT, INSERT ON ${schema}.audit_records, ${schema}.audit_checkpoints TO ${schema}_audit_writer;
+GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoints_id_seq TO ${schema}_audit_writer;
+`);
+      });
+    },
+    async append(records, cps) {
+      await sql.begin(async (tx) => {
+        if (records.length > 0) {
+          const rows = records.map((r) => ({ stream: r.stream, seq: r.seq, time: r.time, subject: r.subject, decision: r.decision, hash: r.hash, data: recordData(r) }));
+          // Chunks keep the bind-parameter count under PostgreSQL's 65535.
+          for (let i = 0; i < rows.length; i += 5000) await tx`INSERT INTO ${t('audit_records')} ${tx(rows.slice(i, i + 5000), 'stream', 'seq', 'time', 'subject', 'decision', 'hash', 'data')}`;
+        }
+        for (const c of cps) {
+          await tx`INSERT INTO ${t('audit_checkpoints')} (stream, seq, data, frontier) VALUES (${c.checkpoint.stream}, ${c.checkpoint.seq}, ${JSON.stringify(c.checkpoint)}, ${JSON.stringify(c.frontier)})`;
+        }
+      });
+    },
+    async head(stream) {
+      const rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_records')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
+      const r = rows[0];
+      return r ? { seq: Number(r.seq), hash: r.hash } : null;
+    },
+    async lastCheckpoint(stream) {
+      const rows = await sql<Array<{ data: string; frontier: string }>>`SELECT data, frontier FROM ${t('audit_checkpoints')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
+      const r = rows[0];
+      return r ? { checkpoint: JSON.parse(r.data) as Checkpoint, frontier: JSON.parse(r.frontier) as StoredCheckpoint['frontier'] } : null;
+    },
+    async hashesAfter(stream, after) {
+      const rows = await sql<Array<{ hash: string }>>`SELECT hash FROM ${t('audit_records')} WHERE stream = ${stream} AND seq > ${after} ORDER BY seq, id`;
+      return rows.map((r) => Buffer.from(r.hash, 'hex'));
+    },
+    async streams() {
+      const rows = await sql<Array<{ stream: string }>>`SELECT DISTINCT stream FROM ${t('audit_records')} UNION SELECT DISTINCT stream FROM ${t('audit_checkpoints')} ORDER BY 1`;
+      return rows.map((r) => r.stream);
+    },
+    async readRaw(stream, afterId, limit) {
+      const rows = await sql<Array<{ id: string; data: string }>>`SELECT id, data FROM ${t('audit_records')} WHERE stream = ${stream} AND id > ${afterId} ORDER BY id LIMIT ${limit}`;
+      return rows.map((r) => ({ id: Number(r.id), data: r.data }));
+    },
+    async checkpoints(stream) {
+      const rows = await sql<Array<{ data: string }>>`SELECT data FROM ${t('audit_checkpoints')} WHERE stream = ${stream} ORDER BY id`;
+      return rows.map((r) => JSON.parse(r.data) as Checkpoint);
+    },
+    async query(q: RecordQuery) {
+      const rows = await sql<Array<{ data: string }>>`SELECT data FROM ${t('audit_records')} WHERE true
+        ${q.stream !== undefined ? sql`AND stream = ${q.stream}` : sql``}
+        ${q.from !== undefined ? sql`AND time >= ${q.from}` : sql``}
+        ${q.to !== undefined ? sql`AND time < ${q.to}` : sql``}
+        ${q.subject !== undefined ? sql`AND subject = ${q.subject}` : sql``}
+        ${q.decision !== undefined ? sql`AND decision = ${q.decision}` : sql``}
+        ORDER BY time, id LIMIT ${q.limit}`;
+      return rows.map((r) => JSON.parse(r.data) as ChainedRecord);
+    },
+    async close() {
+      await sql.end({ timeout: 2 });
+    },
+  };
+}

@@ -1,0 +1,223 @@
+/**
+ * The writer against a real SQLite store: a restart continues the stream (never a new
+ * genesis), a crash's loss is a named gap, a store outage spools and replays in order,
+ * the spool limit stops admission, checkpoints are signed by count, and key rotation
+ * keeps old records verifiable.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test, { type TestContext } from 'node:test';
+import { emptyBody, type ChainedRecord } from './record.js';
+import { verifyStore } from './sources.js';
+import { createSqliteAuditStore } from './store/sqlite.js';
+import type { AuditStore } from './store/types.js';
+import { HMAC_K1, HMAC_K2, keyring, testSigner } from './test-support.js';
+import type { StreamReport } from './verify.js';
+import { AuditWriter, type WriterOptions } from './writer.js';
+
+/** A store that fails while `down` is set (an outage). */
+function flaky(inner: AuditStore): AuditStore & { down: boolean } {
+  const s = {
+    down: false,
+    kind: inner.kind,
+    init: () => inner.init(),
+    append: (r, c) => (s.down ? Promise.reject(new Error('connection refused')) : inner.append(r, c)),
+    head: (x) => (s.down ? Promise.reject(new Error('connection refused')) : inner.head(x)),
+    lastCheckpoint: (x) => (s.down ? Promise.reject(new Error('connection refused')) : inner.lastCheckpoint(x)),
+    hashesAfter: (x, a) => inner.hashesAfter(x, a),
+    streams: () => inner.streams(),
+    readRaw: (x, a, l) => inner.readRaw(x, a, l),
+    checkpoints: (x) => inner.checkpoints(x),
+    query: (q) => inner.query(q),
+    close: () => inner.close(),
+  } as AuditStore & { down: boolean };
+  return s;
+}
+
+const K1 = keyring({ k1: HMAC_K1 }, 'k1');
+const signer = testSigner();
+
+function setup(t: TestContext) {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-w-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const stores: AuditStore[] = [];
+  const open = () => {
+    const s = flaky(createSqliteAuditStore(join(dir, 'audit.sqlite')));
+    stores.push(s);
+    return s;
+  };
+  t.after(async () => {
+    for (const s of stores) await s.close().catch(() => undefined);
+  });
+  const opts = (store: AuditStore, o: Partial<WriterOptions> = {}): WriterOptions => ({
+    store,
+    keyring: K1,
+    signer,
+    stateDir: dir,
+    instance: 'test',
+    mode: 'async',
+    flushIntervalMs: 5,
+    batchMax: 1000,
+    checkpointRecords: 5,
+    checkpointIntervalMs: 0,
+    spoolLimitBytes: 1 << 20,
+    retryMs: 0,
+    ...o,
+  });
+  return { dir, open, opts };
+}
+
+function body(i: number) {
+  const b = emptyBody('exchange', new Date().toISOString());
+  b.request_id = `r${i}`;
+  b.decision = 'allowed';
+  b.status = 200;
+  return b;
+}
+
+async function verifyOne(store: AuditStore, keys = K1): Promise<StreamReport> {
+  const reps = await verifyStore(store, { keyring: keys, publicKey: signer.publicKey });
+  assert.equal(reps.length, 1);
+  return reps[0] as StreamReport;
+}
+
+test('a restart continues the stream from the stored head: one stream, one chain', async (t) => {
+  const { open, opts } = setup(t);
+  const s1 = open();
+  const w1 = await AuditWriter.open(opts(s1));
+  for (let i = 0; i < 7; i++) void w1.append(body(i));
+  await w1.close();
+  const s2 = open();
+  const w2 = await AuditWriter.open(opts(s2));
+  assert.equal(w2.stream, w1.stream);
+  for (let i = 0; i < 3; i++) void w2.append(body(i));
+  await w2.close();
+  const rep = await verifyOne(s2);
+  assert.deepEqual(rep.problems, []);
+  // 2 restart records + 10 exchanges
+  assert.equal(rep.records, 12);
+  assert.ok(rep.latestCheckpointSeq === 12);
+  const restarts = (await s2.query({ limit: 100 })).filter((r) => r.kind === 'restart');
+  assert.deepEqual(restarts.map((r) => [r.seq, r.count]), [[1, 0], [9, 0]]);
+});
+
+test('the store down at start: open fails, and no new genesis is ever written', async (t) => {
+  const { open, opts } = setup(t);
+  const s1 = open();
+  const w1 = await AuditWriter.open(opts(s1));
+  void w1.append(body(1));
+  await w1.close();
+  const s2 = open();
+  s2.down = true;
+  await assert.rejects(AuditWriter.open(opts(s2)), /connection refused/);
+  s2.down = false;
+  const rep = await verifyOne(s2);
+  assert.deepEqual(rep.problems, []);
+  assert.equal(rep.records, 2);
+});
+
+test('a crash loses at most the unwritten reservation, and the restart record names the gap', async (t) => {
+  const { open, opts } = setup(t);
+  const s1 = open();
+  const w1 = await AuditWriter.open(opts(s1, { flushIntervalMs: 60_000 }));
+  for (let i = 0; i < 10; i++) void w1.append(body(i));
+  await w1.flush();
+  // Handed out but never written: the process dies here (the writer is abandoned).
+  for (let i = 0; i < 3; i++) void w1.append(body(i));
+  const s2 = open();
+  const w2 = await AuditWriter.open(opts(s2));
+  void w2.append(body(99));
+  await w2.close();
+  const rep = await verifyOne(s2);
+  assert.equal(rep.problems.length, 1, JSON.stringify(rep.problems));
+  const p = rep.problems[0] as { seq: number; kind: string; detail: string };
+  assert.equal(p.kind, 'gap');
+  assert.equal(p.seq, 12);
+  assert.match(p.detail, /restart record/);
+  const restart = (await s2.query({ limit: 1000 })).find((r) => r.kind === 'restart' && r.count > 0) as ChainedRecord;
+  assert.ok(restart.lost_to !== null && restart.lost_to >= 14, 'the declared range covers the 3 lost records');
+});
+
+test('store outage: batches spool locally (durable), replay in order on recovery, chain intact', async (t) => {
+  const { open, opts } = setup(t);
+  const s = open();
+  const w = await AuditWriter.open(opts(s));
+  for (let i = 0; i < 5; i++) void w.append(body(i));
+  await w.flush();
+  s.down = true;
+  const sync = [];
+  for (let i = 0; i < 20; i++) sync.push(w.append(body(100 + i)));
+  await w.flush();
+  await Promise.all(sync); // durable in the spool
+  assert.equal(w.storeHealthy, false);
+  assert.ok(w.status().spool_bytes > 0);
+  for (let i = 0; i < 5; i++) void w.append(body(200 + i));
+  await w.flush();
+  s.down = false;
+  void w.append(body(300));
+  await w.flush();
+  assert.equal(w.status().spool_bytes, 0);
+  assert.equal(w.storeHealthy, true);
+  await w.close();
+  const rep = await verifyOne(s);
+  assert.deepEqual(rep.problems, []);
+  assert.equal(rep.records, 32);
+  const seqs = (await s.query({ limit: 1000 })).map((r) => r.seq);
+  assert.deepEqual(seqs, Array.from({ length: 32 }, (_, i) => i + 1));
+});
+
+test('the spool limit stops admission until the store is back', async (t) => {
+  const { open, opts } = setup(t);
+  const s = open();
+  const w = await AuditWriter.open(opts(s, { spoolLimitBytes: 2000 }));
+  await w.flush();
+  s.down = true;
+  assert.equal(w.available, true);
+  for (let i = 0; i < 10; i++) void w.append(body(i));
+  await w.flush();
+  assert.equal(w.available, false);
+  s.down = false;
+  await w.flush();
+  assert.equal(w.available, true);
+  await w.close();
+  assert.deepEqual((await verifyOne(s)).problems, []);
+});
+
+test('rotation boundary: records before and after a key change verify with the keyring; each key alone fails on the other side', async (t) => {
+  const { open, opts } = setup(t);
+  const s = open();
+  const w = await AuditWriter.open(opts(s));
+  for (let i = 0; i < 3; i++) void w.append(body(i));
+  await w.flush();
+  const ring = keyring({ k1: HMAC_K1, k2: HMAC_K2 }, 'k2');
+  w.setKeyring(ring);
+  for (let i = 0; i < 3; i++) void w.append(body(i));
+  await w.close();
+  // A restart with the new ring continues across the boundary.
+  const w2 = await AuditWriter.open(opts(s, { keyring: ring }));
+  void w2.append(body(9));
+  await w2.close();
+  const kids = (await s.query({ limit: 100 })).map((r) => `${r.seq}:${r.kid}`);
+  assert.deepEqual(kids, ['1:k1', '2:k1', '3:k1', '4:k1', '5:k2', '6:k2', '7:k2', '8:k2', '9:k2']);
+  assert.deepEqual((await verifyOne(s, ring)).problems, []);
+  const onlyNew = await verifyOne(s, keyring({ k2: HMAC_K2 }, 'k2'));
+  assert.deepEqual([onlyNew.problems[0]?.seq, onlyNew.problems[0]?.kind], [1, 'wrong_key']);
+  const onlyOld = await verifyOne(s, K1);
+  assert.deepEqual([onlyOld.problems[0]?.seq, onlyOld.problems[0]?.kind], [5, 'wrong_key']);
+});
+
+test('checkpoints are signed every checkpoint_records records and on close', async (t) => {
+  const { open, opts } = setup(t);
+  const s = open();
+  const w = await AuditWriter.open(opts(s, { checkpointRecords: 4, batchMax: 1 }));
+  for (let i = 0; i < 9; i++) {
+    void w.append(body(i));
+    await w.flush();
+  }
+  await w.close();
+  const cps = await s.checkpoints(w.stream);
+  assert.deepEqual(cps.map((c) => c.seq), [4, 8, 10]);
+  assert.deepEqual((await verifyOne(s)).problems, []);
+});
