@@ -17,7 +17,7 @@ describe('two gateway processes sharing one Redis enforce one limit together', (
   it('allows exactly N across both instances, then both refuse', async (t) => {
     if (!(await needRedis(t))) return;
     const prefix = `gatehouse-test:${randomBytes(6).toString('hex')}:`;
-    const cfg = baseConfig(up.url, { rate_limits: [{ id: 'general', limit: 20, window: '1m' }] }, { state: { store: 'redis', redis: { url: REDIS_URL, key_prefix: prefix } } });
+    const cfg = baseConfig(up.url, { rate_limits: [{ id: 'general', limit: 20, window: '1m' }] }, { state: { store: 'redis', redis: { url: REDIS_URL, key_prefix: prefix, command_timeout: '5s' } } });
     const a = await spawnGateway(cfg);
     const b = await spawnGateway(cfg);
     try {
