@@ -194,9 +194,10 @@ describe('TLS listener with certificate files swapped on disk', () => {
     const c = await ca.issue({ name: 'files.test', lifetimeMs: 3_600_000 });
     writeFileSync(certFile, c.chainPem);
     writeFileSync(keyFile, c.keyPem, { mode: 0o600 });
+    writeFileSync(join(ca.dir, 'admin.token'), 'tls-admin-token\n', { mode: 0o600 });
     gw = await startGateway({
       listen: [{ address: '127.0.0.1:0', tls: { cert_file: certFile, key_file: keyFile } }],
-      admin: { listen: '127.0.0.1:0' },
+      admin: { listen: '127.0.0.1:0', token_file: join(ca.dir, 'admin.token') },
       tls: { check_interval: '100ms' },
       sites: [{ id: 'app', hosts: ['files.test'], upstream: { urls: [up.url] } }],
     });
@@ -220,6 +221,13 @@ describe('TLS listener with certificate files swapped on disk', () => {
     const r2 = await httpsGet(gw.port, { ca: ca.rootPem, servername: 'files.test' });
     assert.equal(r2.serial, next.serial);
     assert.notEqual(r2.serial, r1.serial);
+    // The admin API says what is presented (and never any key).
+    const listed = await request(`${gw.adminUrl}/v1/tls/certificates`, { headers: { authorization: 'Bearer tls-admin-token' } });
+    assert.equal(listed.status, 200);
+    const body = JSON.parse(listed.body) as { certificates: Array<{ name: string; serial: string; names: string[] }> };
+    assert.deepEqual(body.certificates.map((c) => [c.name, c.serial, c.names]), [[`file/${certFile}`, next.serial, ['DNS:files.test']]]);
+    assert.ok(!listed.body.includes('PRIVATE KEY'));
+    assert.equal((await request(`${gw.adminUrl}/v1/tls/certificates`)).status, 401);
   });
 
   it('a replaced pair that does not load keeps the previous certificate serving and is counted', async () => {

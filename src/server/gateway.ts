@@ -37,6 +37,7 @@ import { parseListenAddress } from './address.js';
 import { createClientErrorHandler } from './client-errors.js';
 import { createRedirector } from './redirect.js';
 import { TlsManager } from './tls.js';
+import { tlsAdminRoutes } from './tls-admin.js';
 
 export interface GatewayOptions {
   readonly loaded: LoadedConfig;
@@ -145,6 +146,7 @@ export class Gateway {
     this.now = opts.now;
     this.tls = new TlsManager({ config, dir: opts.loaded.dir, metrics: this.metrics, log: this.log });
     this.pools.setTls(this.tls);
+    this.adminRoutes.push(...tlsAdminRoutes(this.tls));
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
     this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate }), inflight: 0, retired: false, store };

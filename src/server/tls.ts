@@ -127,6 +127,10 @@ function siteSpec(site: Config['sites'][number], lifetimeMs: number): IssueOptio
   return { name, dnsNames: dns, ips, lifetimeMs, server: true, client: false };
 }
 
+function sanNames(leaf: X509Certificate): string[] {
+  return (leaf.subjectAltName ?? '').split(', ').filter((s) => s !== '');
+}
+
 export class TlsManager implements UpstreamTlsProvider {
   private config: Config;
   private dir: string;
@@ -472,6 +476,19 @@ export class TlsManager implements UpstreamTlsProvider {
     const m: UpstreamTlsMaterial = { stamp, options };
     this.upstreamCache.set(key, m);
     return m;
+  }
+
+  /** What is presented now, for the admin API: no key material, only identifiers and dates. */
+  certificates(): Array<{ name: string; serial: string; not_after: string; renew_at: string | null; failed_attempts: number; names: string[] }> {
+    const out = [];
+    const internal = [...this.siteCerts.values(), ...(this.clientCert ? [this.clientCert] : [])];
+    for (const c of internal) {
+      out.push({ name: c.name, serial: c.serial, not_after: new Date(c.notAfter).toISOString(), renew_at: new Date(c.issuedAt + ((c.notAfter - c.issuedAt) * 2) / 3).toISOString(), failed_attempts: c.failures, names: sanNames(c.leaf) });
+    }
+    for (const c of this.fileCerts.values()) {
+      out.push({ name: c.name, serial: c.serial, not_after: new Date(c.notAfter).toISOString(), renew_at: null, failed_attempts: 0, names: sanNames(c.leaf) });
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   /** Serial of the certificate currently presented for a name (tests, the admin API). */
