@@ -11,6 +11,7 @@ import { isLoopbackHost, parseListenAddress } from '../server/address.js';
 import type { IpFilterConfig } from './schema.js';
 import type { PartialConfig, Problem } from './load.js';
 import { checkSecretFile } from './secrets.js';
+import { validateIdentityConfig } from '../identity/validate.js';
 
 /** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
@@ -155,5 +156,6 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
       if (r.paths && r.paths.length === 0) err(`${rp}.paths`, 'an empty path list matches nothing; omit `paths` to apply the rule to every path');
     });
   });
+  validateIdentityConfig(config, dir, err);
   return out;
 }

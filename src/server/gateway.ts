@@ -31,6 +31,8 @@ import { PoolCache } from '../stages/proxy/pools.js';
 import { createMemoryRateLimitStore, createRedisClient, createRedisRateLimitStore } from '../stores/rate-limit/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import { VERSION } from '../version.js';
+import { IdentityServices } from '../identity/services.js';
+import { identityAdminRoutes } from '../identity/admin-routes.js';
 import { parseListenAddress } from './address.js';
 import { createClientErrorHandler } from './client-errors.js';
 
@@ -112,6 +114,8 @@ export class Gateway {
   /** Admin API routes registered by modules (revocation, identities, audit). */
   readonly adminRoutes: AdminRoute[] = [];
   private adminToken: string | null = null;
+  /** Revocation, identity registry, JWKS fetchers (null without auth.issuers). */
+  readonly identity: IdentityServices | null;
 
   private constructor(opts: GatewayOptions) {
     this.loaded = opts.loaded;
@@ -131,7 +135,9 @@ export class Gateway {
     this.now = opts.now;
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
-    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now }), inflight: 0, retired: false, store };
+    this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now) : null;
+    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, identity: this.identity }), inflight: 0, retired: false, store };
+    if (this.identity) this.adminRoutes.push(...identityAdminRoutes(this.identity, () => this.config, () => this.loaded.dir, this.now));
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
   }
@@ -139,6 +145,7 @@ export class Gateway {
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(opts);
     try {
+      await gw.identity?.start();
       await gw.listen();
     } catch (err) {
       await gw.close(0);
@@ -270,6 +277,8 @@ export class Gateway {
     if (this.ctx.draining) return 'shutting down';
     if (this.servers.length === 0) return 'not listening';
     if (!this.gen.store.store.ready()) return 'rate-limit store unreachable';
+    const idReason = this.identity?.notReady((this.now ?? Date.now)()) ?? null;
+    if (idReason !== null) return idReason;
     return null;
   }
 
@@ -295,7 +304,7 @@ export class Gateway {
     let rt: Runtime;
     try {
       if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
-      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now });
+      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, identity: this.identity });
     } catch (err) {
       if (store !== this.gen.store) void store.close();
       return this.reloadFailed(reason, err);
@@ -390,6 +399,7 @@ export class Gateway {
       }
       await this.pools.closeAll(true);
       await this.gen.store.close().catch(() => undefined);
+      await this.identity?.close().catch(() => undefined);
       this.ctx.denials.close();
       this.log.info({ event: 'stopped' }, 'gatehouse stopped');
       await new Promise<void>((ok) => this.log.flush(() => ok()));
@@ -414,7 +424,12 @@ function listenerChanges(a: Config, b: Config): string[] {
   const out: string[] = [];
   if (JSON.stringify(a.listen) !== JSON.stringify(b.listen)) out.push('listen addresses change only on restart');
   if (a.admin.listen !== b.admin.listen || a.admin.enabled !== b.admin.enabled) out.push('the admin listener changes only on restart');
+  if (identityStoresKey(a) !== identityStoresKey(b)) out.push('enabling auth, and the revocation and identity stores, change only on restart');
   return out;
+}
+
+function identityStoresKey(c: Config): string {
+  return JSON.stringify([c.auth.issuers.length > 0, c.state, c.identities.store, c.revocation, c.identities.refresh_interval, c.identities.max_staleness]);
 }
 
 function hashFile(file: string): string {
