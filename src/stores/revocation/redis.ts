@@ -60,21 +60,21 @@ redis.call('PUBLISH', ARGV[4], epoch .. '|' .. member)
 return {epoch, seq}
 `;
 
-// KEYS: seq, log, epoch. ARGV: after seq. Returns {epoch or false, seq, members...}.
+// KEYS: seq, log, epoch. ARGV: after seq, epoch candidate. Returns {epoch, seq, members...}.
+// The epoch is created if missing, so an empty Redis gets a new identity exactly once.
 const SYNC = `
+redis.call('SET', KEYS[3], ARGV[2], 'NX')
 local epoch = redis.call('GET', KEYS[3])
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
-local out = {epoch or '', seq}
-if epoch then
-  local ms = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
-  for _, m in ipairs(ms) do out[#out + 1] = m end
-end
+local out = {epoch, seq}
+local ms = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
+for _, m in ipairs(ms) do out[#out + 1] = m end
 return out
 `;
 
 type RevRedis = Redis & {
   gatehouseRevAdd(seq: string, log: string, epoch: string, exp: string, json: string, now: string, channel: string, candidate: string): Promise<[string, number]>;
-  gatehouseRevSync(seq: string, log: string, epoch: string, after: string): Promise<[string, number, ...string[]]>;
+  gatehouseRevSync(seq: string, log: string, epoch: string, after: string, candidate: string): Promise<[string, number, ...string[]]>;
 };
 
 function parseMember(m: string): { seq: number; entry: RevocationEntry } | null {
@@ -135,19 +135,18 @@ export function createRedisRevocationStore(opts: RedisRevocationStoreOptions): R
   }
 
   async function syncOnce(reason: string): Promise<void> {
-    const res = await client.gatehouseRevSync(k.seq, k.log, k.epoch, String(lastSeq));
+    const res = await client.gatehouseRevSync(k.seq, k.log, k.epoch, String(lastSeq), randomUUID());
     const [ep, seq] = res;
-    if (ep === '' || (epoch !== null && ep !== epoch)) {
-      // Redis lost its data (or this is its first use): write back what we know, then read
-      // the new log from its start.
+    if (epoch !== null && ep !== epoch) {
+      // Redis lost its data (restart without persistence, flush): write back what we know
+      // (merging is idempotent, other instances do the same), then read the new log from
+      // its start.
       const live = set.list(now());
-      opts.onEvent?.('revocation_reseed', { entries: live.length, had_epoch: epoch !== null });
+      opts.onEvent?.('revocation_reseed', { entries: live.length, reason });
       for (const e of live) await add(e);
-      epoch = null;
+      epoch = ep;
       lastSeq = 0;
-      if (live.length > 0 || ep !== '') return syncOnce(reason);
-      confirmedAt = now();
-      return;
+      return syncOnce(reason);
     }
     epoch = ep;
     for (let i = 2; i < res.length; i++) {
