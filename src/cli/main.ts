@@ -7,6 +7,9 @@ import { VERSION } from '../version.js';
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
   run: { summary: 'run the gateway: gatehouse run --config FILE', load: () => import('./run.js') },
   check: { summary: 'validate a config and list every problem: gatehouse check --config FILE', load: () => import('./check.js') },
+  keys: { summary: 'generate a signing key pair and JWKS: gatehouse keys generate --out DIR', load: () => import('./keys.js') },
+  token: { summary: 'issue or revoke tokens: gatehouse token issue|revoke ...', load: () => import('./token.js') },
+  identities: { summary: 'manage the identity registry: gatehouse identities add|list|suspend|resume|set-limit|remove', load: () => import('./identities.js') },
   demo: { summary: 'start the bundled demo upstream and gateway (what `npm start` runs)', load: () => import('./demo.js') },
 };
 

@@ -26,6 +26,8 @@ export interface IdentityStores {
   readonly identities: IdentityStore;
   /** Announces a registry change to other instances (Redis pub/sub); no-op without Redis. */
   announce(): Promise<void>;
+  /** Resolves once the stores can take writes (Redis connected), rejects after the connect timeout. */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -77,6 +79,18 @@ export function openIdentityStores(config: Config, dir: string, opts: { now?: ()
     identities,
     async announce() {
       if (redis !== null) await redis.publish(channel, '1').catch(() => undefined);
+    },
+    ready() {
+      const c = redis;
+      if (c === null || c.status === 'ready') return Promise.resolve();
+      const ms = config.state.redis?.connect_timeout ?? 2000;
+      return new Promise((ok, fail) => {
+        const t = setTimeout(() => fail(new Error(`Redis not reachable within ${ms} ms`)), ms);
+        c.once('ready', () => {
+          clearTimeout(t);
+          ok();
+        });
+      });
     },
     async close() {
       await revocations.close();
