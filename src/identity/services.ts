@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import type { Config, IssuerConfig } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import { RemoteJwks } from '../stages/token/keys.js';
 import { createPostgresClient, stateDir } from '../stores/postgres-client.js';
 import { createPostgresIdentityStore } from '../stores/identities/postgres.js';
@@ -105,12 +106,14 @@ export class IdentityServices {
   readonly view: IdentityView;
   private readonly jwks = new Map<string, RemoteJwks>();
   private sub: Redis | null = null;
+  private gauges: NodeJS.Timeout | null = null;
 
   constructor(
     readonly config: Config,
     readonly dir: string,
     private readonly log: Logger,
     private readonly now?: () => number,
+    private readonly metrics?: Metrics,
   ) {
     this.stores = openIdentityStores(config, dir, { now, log });
     this.view = createIdentityView(this.stores.identities, {
@@ -132,6 +135,17 @@ export class IdentityServices {
       this.sub = sub;
     }
     this.started = true;
+    if (this.metrics) {
+      const m = this.metrics;
+      const update = () => {
+        const t = (this.now ?? Date.now)();
+        m.revocationEntries.set(this.stores.revocations.list(t).length);
+        m.revocationCurrent.set(this.stores.revocations.current(t) ? 1 : 0);
+        m.identityRegistryCurrent.set(this.view.current(t) ? 1 : 0);
+      };
+      this.gauges = setInterval(update, 1000);
+      this.gauges.unref();
+    }
     await Promise.all([this.stores.revocations.start(), this.view.start(), ...[...this.jwks.values()].map((j) => j.start())]);
   }
 
@@ -158,6 +172,7 @@ export class IdentityServices {
   }
 
   async close(): Promise<void> {
+    if (this.gauges) clearInterval(this.gauges);
     for (const j of this.jwks.values()) j.close();
     this.view.close();
     this.sub?.disconnect();

@@ -40,7 +40,7 @@ export function identityStages(config: Config, site: SiteConfig, deps: IdentityR
   if (!services) throw new Error(`site ${site.id} has auth but the identity services are not open (restart to enable auth)`);
   const now = deps.now;
   return [
-    createTokenStage({ siteId: site.id, site: site.auth, auth: config.auth, issuers: issuersOf(config, services), maxLifetimeMs: config.revocation.max_token_lifetime, log: deps.ctx.log, now }),
+    createTokenStage({ siteId: site.id, site: site.auth, auth: config.auth, issuers: issuersOf(config, services), maxLifetimeMs: config.revocation.max_token_lifetime, log: deps.ctx.log, metrics: deps.ctx.metrics, now }),
     createRevocationStage({ revocations: services.stores.revocations, registry: services.view, revocation: config.revocation, identities: config.identities, now }),
     createIdentityRateLimitStage({ siteId: site.id, store: deps.rateStore, registry: services.view, identities: config.identities, metrics: deps.ctx.metrics, now }),
   ];

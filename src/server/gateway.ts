@@ -135,7 +135,7 @@ export class Gateway {
     this.now = opts.now;
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
-    this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now) : null;
+    this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now, this.metrics) : null;
     this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, identity: this.identity }), inflight: 0, retired: false, store };
     if (this.identity) this.adminRoutes.push(...identityAdminRoutes(this.identity, () => this.config, () => this.loaded.dir, this.now));
     this.lastHash = hashFile(opts.loaded.file);

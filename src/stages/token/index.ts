@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import type { AuthConfig, SiteAuthConfig } from '../../config/schema.js';
 import { compilePathPatterns } from '../../http/path.js';
 import type { Logger } from '../../observability/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
 import type { Exchange } from '../../pipeline/exchange.js';
 import { Refusal } from '../../pipeline/refusal.js';
 import type { Stage } from '../../pipeline/stage.js';
@@ -33,6 +34,7 @@ export interface TokenStageOptions {
   readonly issuers: ReadonlyMap<string, CompiledIssuer>;
   readonly maxLifetimeMs: number;
   readonly log: Logger;
+  readonly metrics: Metrics;
   readonly now?: () => number;
 }
 
@@ -48,6 +50,9 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
   const maxTokenBytes = opts.auth.max_token_bytes;
   const cache = new TokenCache<VerifiedToken>(opts.auth.cache_entries);
   const verifierOpts = { issuers, claims: opts.auth.claims, maxLifetimeMs: opts.maxLifetimeMs, now };
+  const m = opts.metrics.tokenVerifications;
+  const counted = { cached: m.labels(opts.siteId, 'cached'), verified: m.labels(opts.siteId, 'verified') };
+  const count = (result: string) => m.labels(opts.siteId, result).inc();
 
   function accept(ex: Exchange, v: VerifiedToken): undefined {
     ex.identity = v.identity;
@@ -56,6 +61,7 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
   }
 
   function refusal(err: unknown): Refusal {
+    count(err instanceof TokenError ? err.code : 'internal_error');
     if (err instanceof TokenError) {
       // The reason (which check failed) is logged with the request, never sent.
       return new Refusal(err.code, TOKEN, undefined, err.code === 'token_keys_unavailable' ? undefined : INV, err.reason);
@@ -68,15 +74,24 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
     run: function token(ex: Exchange) {
       if (matches !== null && !matches(ex.normPath)) return undefined;
       const a = bearerToken(ex.req.rawHeaders, maxTokenBytes);
-      if (a.kind === 'missing') return MISSING;
-      if (a.kind === 'malformed') return new Refusal('invalid_token', TOKEN, undefined, REQ, a.reason);
-      if (a.kind === 'invalid') return new Refusal('invalid_token', TOKEN, undefined, INV, a.reason);
+      if (a.kind === 'missing') {
+        count('missing_token');
+        return MISSING;
+      }
+      if (a.kind !== 'token') {
+        count('invalid_token');
+        return new Refusal('invalid_token', TOKEN, undefined, a.kind === 'malformed' ? REQ : INV, a.reason);
+      }
       const key = createHash('sha256').update(a.token).digest('base64');
       const hit = cache.get(key, now());
       // A cached token stays good only while its key is still configured (rotation out).
-      if (hit !== undefined && findKey(hit.issuer, hit.kid) !== undefined) return accept(ex, hit);
+      if (hit !== undefined && findKey(hit.issuer, hit.kid) !== undefined) {
+        counted.cached.inc();
+        return accept(ex, hit);
+      }
       return verifyToken(a.token, verifierOpts).then(
         (v) => {
+          counted.verified.inc();
           cache.set(key, v);
           return accept(ex, v);
         },
