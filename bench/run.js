@@ -9,6 +9,12 @@
 //   c  gatehouse, full edge pipeline (allowlist 127.0.0.0/8 + ::1, per-IP rate limit that never
 //      triggers, default security headers)
 //   d  fastify 5 + @fastify/http-proxy + @fastify/rate-limit + @fastify/helmet doing (c)'s work
+//   e  gatehouse identity pipeline: (c) plus an RS256 (2048-bit) bearer token verified on every
+//      request, the revocation check and a per-identity limit that never triggers
+//   f  (d) plus @fastify/jwt verifying the same token on every request (fastify-edge.js, JWT mode)
+//   g  HAProxy 2.6 (when installed): allowlist, jwt_verify RS256 + exp check, jti map lookup,
+//      per-identity stick-table limit, security headers (one thread, pinned like the others)
+//   Identity run: node bench/run.js --scenarios a,e,f,g
 //
 // Pinning: the gateway under test (b, c, d) on core 0; the upstream and the load generator on core 1.
 // Prints a Markdown report to stdout and writes it to bench/results/edge-<timestamp>.md.
@@ -24,13 +30,16 @@ import { fileURLToPath } from 'node:url';
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
 const RESULTS_DIR = path.join(BENCH_DIR, 'results');
-const BENCH_DEPS = ['fastify', '@fastify/http-proxy', '@fastify/rate-limit', '@fastify/helmet', 'autocannon'];
+const BENCH_DEPS = ['fastify', '@fastify/http-proxy', '@fastify/rate-limit', '@fastify/helmet', '@fastify/jwt', 'autocannon'];
 
 const SCENARIOS = {
   a: { key: 'a', label: 'a) direct (upstream)', kind: 'upstream' },
   b: { key: 'b', label: 'b) gatehouse proxy only', kind: 'gatehouse', edge: false },
   c: { key: 'c', label: 'c) gatehouse full edge', kind: 'gatehouse', edge: true },
   d: { key: 'd', label: 'd) fastify edge', kind: 'fastify' },
+  e: { key: 'e', label: 'e) gatehouse identity', kind: 'gatehouse', edge: true, identity: true },
+  f: { key: 'f', label: 'f) fastify identity (@fastify/jwt)', kind: 'fastify', identity: true },
+  g: { key: 'g', label: 'g) haproxy 2.6 jwt_verify', kind: 'haproxy', identity: true },
 };
 
 const HELP = `usage: node bench/run.js [options]
@@ -38,7 +47,7 @@ const HELP = `usage: node bench/run.js [options]
   --duration N       seconds per measured run (default 10)
   --connections N    concurrent keep-alive connections (default 64)
   --runs N           measured runs per scenario, interleaved (default 3)
-  --scenarios LIST   comma-separated subset of a,b,c,d (default a,b,c,d)
+  --scenarios LIST   comma-separated subset of a,b,c,d,e,f,g (default a,b,c,d; identity: a,e,f,g)
   --warmup N         warm-up seconds per server before measuring (default 2; 0 = none)
   --threads N        wrk threads (default 1)
   --timeout N        wrk per-request timeout in seconds (default 5)
@@ -107,7 +116,7 @@ function parseArgs(argv) {
     .split(',')
     .map((s) => s.trim().toLowerCase())
     .filter(Boolean);
-  for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use a,b,c,d)`);
+  for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use a,b,c,d,e,f,g)`);
   opts.list = [...new Set(list)];
   if (opts.list.length === 0) throw new Error('no scenarios selected');
   if (!['wrk', 'autocannon', 'auto'].includes(opts.tool)) throw new Error('--tool must be wrk, autocannon or auto');
@@ -411,9 +420,9 @@ async function waitForPort(rec, port, timeoutMs) {
   throw new Error(`${rec.label} did not accept connections on 127.0.0.1:${port} within ${timeoutMs / 1000}s; log tail:\n${tail(rec.logFile)}`);
 }
 
-function httpGet(url, timeoutMs = 5000) {
+function httpGet(url, timeoutMs = 5000, headers = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
@@ -525,17 +534,18 @@ function parseAutocannon(text) {
 let LOAD = null; // { tool, bin, version }
 let OPTS = null;
 
-function loadCommand(url, seconds) {
+function loadCommand(url, seconds, headers = {}) {
+  const h = Object.entries(headers);
   if (LOAD.tool === 'wrk') {
-    return wrapCommand(1, LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--latency', '--timeout', `${OPTS.timeout}s`, url]);
+    return wrapCommand(1, LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--latency', '--timeout', `${OPTS.timeout}s`, ...h.flatMap(([k, v]) => ['-H', `${k}: ${v}`]), url]);
   }
-  return wrapCommand(1, process.execPath, [LOAD.bin, '-c', String(OPTS.connections), '-d', String(seconds), '-t', String(OPTS.timeout), '-j', url]);
+  return wrapCommand(1, process.execPath, [LOAD.bin, '-c', String(OPTS.connections), '-d', String(seconds), '-t', String(OPTS.timeout), ...h.flatMap(([k, v]) => ['-H', `${k}=${v}`]), '-j', url]);
 }
 
 /** One bounded load run against url. Returns parsed numbers plus CPU accounting. */
-function runLoad(url, seconds, gatewayPid) {
+function runLoad(url, seconds, gatewayPid, headers = {}) {
   return new Promise((resolve, reject) => {
-    const full = loadCommand(url, seconds);
+    const full = loadCommand(url, seconds, headers);
     const child = spawn(full[0], full.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const rec = { label: LOAD.tool, child, exited: null };
     children.add(rec);
@@ -594,7 +604,7 @@ function runLoad(url, seconds, gatewayPid) {
 // ---------------------------------------------------------------------------------------------
 // servers
 
-function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel }) {
+function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel, identity }) {
   const lines = [
     '# written by bench/run.js',
     'listen:',
@@ -619,14 +629,103 @@ function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel }) {
       '        window: 1m',
     );
   }
+  if (identity) {
+    lines.push(
+      '    auth: {}',
+      'auth:',
+      '  issuers:',
+      '    - id: bench',
+      '      iss: https://bench.local',
+      '      audiences: [gatehouse]',
+      '      algorithms: [RS256]',
+      `      keys: [{ kid: bench-1, file: ${JSON.stringify(identity.publicKeyFile)} }]`,
+      'state:',
+      `  dir: ${JSON.stringify(identity.stateDir)}`,
+    );
+  }
   return lines.join('\n') + '\n';
+}
+
+/** An RS256 (2048-bit) key pair and one token for the identity scenarios (e, f, g). */
+async function makeIdentity(dir) {
+  const { generateKeyPairSync, randomUUID } = await import('node:crypto');
+  const { SignJWT } = await import(path.join(ROOT, 'node_modules', 'jose', 'dist', 'webapi', 'index.js'));
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const publicKeyFile = path.join(dir, 'bench-1.pub.pem');
+  fs.writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }));
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ sub: 'bench-agent', type: 'agent', jti: randomUUID() })
+    .setProtectedHeader({ alg: 'RS256', kid: 'bench-1', typ: 'JWT' })
+    .setIssuer('https://bench.local')
+    .setAudience('gatehouse')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 20 * 3600)
+    .sign(privateKey);
+  fs.writeFileSync(path.join(dir, 'revoked-jti.map'), 'never-issued-jti 1\n');
+  return { publicKeyFile, token, stateDir: path.join(dir, 'state-e') };
+}
+
+/** HAProxy 2.6 doing (e)'s work as far as it can: allowlist, jwt_verify + exp, jti map lookup, per-identity and per-IP stick tables, headers. */
+function haproxyConfig({ port, upstreamPort, identity, dir }) {
+  return `# written by bench/run.js
+global
+  nbthread 1
+  maxconn 5000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+backend st_ip
+  stick-table type ip size 100k expire 1m store http_req_rate(1m)
+backend st_sub
+  stick-table type string len 128 size 100k expire 1m store http_req_rate(1m)
+frontend fe
+  bind 127.0.0.1:${port}
+  tcp-request connection reject unless { src 127.0.0.0/8 } || { src ::1 }
+  http-request track-sc1 src table st_ip
+  http-request deny deny_status 429 if { sc_http_req_rate(1,st_ip) gt 1000000000 }
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${identity.publicKeyFile}") -m int 1 }
+  http-request set-var(txn.now) date()
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request deny deny_status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('$.iss') -m str https://bench.local }
+  http-request set-var(txn.jti) var(txn.bearer),jwt_payload_query('$.jti')
+  http-request deny deny_status 401 if { var(txn.jti),map(${path.join(dir, 'revoked-jti.map')}) -m found }
+  http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('$.sub')
+  http-request track-sc0 var(txn.sub) table st_sub
+  http-request deny deny_status 429 if { sc_http_req_rate(0,st_sub) gt 1000000000 }
+  http-request del-header Authorization
+  http-request set-header X-Gatehouse-Subject %[var(txn.sub)]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  option forwardfor
+  http-response set-header Strict-Transport-Security "max-age=31536000; includeSubDomains; preload"
+  http-response set-header X-Frame-Options SAMEORIGIN
+  http-response set-header X-Content-Type-Options nosniff
+  http-response set-header Referrer-Policy strict-origin-when-cross-origin
+  http-response set-header Permissions-Policy "geolocation=(), microphone=(), camera=()"
+  http-response del-header Server
+  default_backend be
+backend be
+  server s1 127.0.0.1:${upstreamPort}
+`;
 }
 
 const EXPECTED_EDGE_HEADERS = ['strict-transport-security', 'x-frame-options', 'x-content-type-options', 'referrer-policy', 'permissions-policy'];
 
 /** One GET through the target: must be 200 with the upstream's body. Returns notes for the report. */
 async function sanityCheck(target, upstreamBody) {
-  const res = await httpGet(target.url);
+  const res = await httpGet(target.url, 5000, target.headers ?? {});
+  if (target.identity) {
+    // The identity variants must refuse a request without a token.
+    const anon = await httpGet(target.url);
+    if (anon.status !== 401) throw new Error(`${target.label}: a request without a token answered ${anon.status}, expected 401`);
+  }
   if (res.status !== 200) throw new Error(`${target.label}: GET / answered ${res.status}, expected 200: ${res.body.slice(0, 200)}`);
   if (res.body !== upstreamBody) throw new Error(`${target.label}: GET / body differs from the upstream's: ${JSON.stringify(res.body.slice(0, 200))}`);
   const notes = [];
@@ -731,6 +830,22 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, not
       );
     }
   } else L.push('- (c) p99: n/a (needs scenario c)');
+  const perRound = (x, y) => {
+    const out = [];
+    for (let i = 0; i < Math.min(results[x].length, results[y].length); i++) out.push(results[x][i].rps / results[y][i].rps);
+    return out;
+  };
+  if (have('e')) {
+    if (have('a')) L.push(`- (e) identity pipeline at **${fmt(med.e.rps / med.a.rps)}× direct** throughput`);
+    if (have('f')) {
+      const r = med.e.rps / med.f.rps;
+      L.push(`- **(e)/(f) throughput: ${fmt(r)}×** (target ≥ 3×: ${r >= 3 ? 'met' : 'NOT met'}); per round: ${perRound('e', 'f').map((x) => fmt(x)).join(', ')}; CPU per request (f)/(e): ${fmt(med.f.gwUs / med.e.gwUs)}×`);
+    }
+    if (have('g')) {
+      const r = med.e.rps / med.g.rps;
+      L.push(`- **(e)/(g) throughput: ${fmt(r)}×** (target ≥ 1, at or above HAProxy: ${r >= 1 ? 'met' : 'NOT met'}); per round: ${perRound('e', 'g').map((x) => fmt(x)).join(', ')}; CPU per request (g)/(e): ${fmt(med.g.gwUs / med.e.gwUs)}×`);
+    }
+  }
   L.push('');
 
   L.push('## Diagnostics (medians)');
@@ -800,7 +915,8 @@ async function main() {
   watchdog.unref();
 
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
-  const [upstreamPort, bPort, bAdmin, cPort, cAdmin, dPort] = await freePorts(6);
+  const [upstreamPort, bPort, bAdmin, cPort, cAdmin, dPort, ePort, eAdmin, fPort, gPort] = await freePorts(10);
+  const identity = opts.list.some((k) => SCENARIOS[k].identity) ? await makeIdentity(tmpDir) : null;
   const nodeBin = process.execPath;
 
   // Upstream (core 1).
@@ -813,7 +929,7 @@ async function main() {
   const targets = {};
   for (const k of opts.list) {
     const s = SCENARIOS[k];
-    targets[k] = { ...s, url: null, rec: null, error: null };
+    targets[k] = { ...s, url: null, rec: null, error: null, headers: s.identity && identity ? { Authorization: `Bearer ${identity.token}` } : {} };
   }
   if (targets.a) {
     targets.a.url = `http://127.0.0.1:${upstreamPort}/`;
@@ -825,21 +941,41 @@ async function main() {
   for (const k of opts.list) {
     const t = targets[k];
     if (t.kind === 'gatehouse') {
-      const port = k === 'b' ? bPort : cPort;
-      const adminPort = k === 'b' ? bAdmin : cAdmin;
+      const port = k === 'b' ? bPort : k === 'c' ? cPort : ePort;
+      const adminPort = k === 'b' ? bAdmin : k === 'c' ? cAdmin : eAdmin;
       const cfg = path.join(tmpDir, `gatehouse-${k}.yaml`);
-      fs.writeFileSync(cfg, gatehouseConfig({ port, adminPort, upstreamPort, edge: t.edge, logLevel: opts['log-level'] }));
+      fs.writeFileSync(cfg, gatehouseConfig({ port, adminPort, upstreamPort, edge: t.edge, logLevel: opts['log-level'], identity: t.identity ? identity : null }));
+      if (t.identity) {
+        // The token's subject is a registered agent with its own limit (never reached).
+        if (!runSync(nodeBin, [path.join(ROOT, 'bin', 'gatehouse.js'), 'identities', 'add', '--config', cfg, '--subject', 'bench-agent', '--type', 'agent', '--rpm', '1000000000'])) {
+          throw new Error('registering the bench identity failed');
+        }
+      }
       t.url = `http://127.0.0.1:${port}/`;
       t.rec = startChild(`gatehouse (${k})`, 0, nodeBin, [path.join(ROOT, 'bin', 'gatehouse.js'), 'run', '--config', cfg], {
         logFile: path.join(tmpDir, `gatehouse-${k}.log`),
       });
       starts.push([k, port]);
     } else if (t.kind === 'fastify') {
-      t.url = `http://127.0.0.1:${dPort}/`;
-      t.rec = startChild('fastify edge (d)', 0, nodeBin, [path.join(BENCH_DIR, 'fastify-edge.js'), String(dPort), `http://127.0.0.1:${upstreamPort}`], {
-        logFile: path.join(tmpDir, 'fastify-edge.log'),
+      const port = k === 'd' ? dPort : fPort;
+      t.url = `http://127.0.0.1:${port}/`;
+      t.rec = startChild(`fastify (${k})`, 0, nodeBin, [path.join(BENCH_DIR, 'fastify-edge.js'), String(port), `http://127.0.0.1:${upstreamPort}`], {
+        logFile: path.join(tmpDir, `fastify-${k}.log`),
+        env: t.identity ? { JWT_PUBLIC_KEY_FILE: identity.publicKeyFile } : {},
       });
-      starts.push([k, dPort]);
+      starts.push([k, port]);
+    } else if (t.kind === 'haproxy') {
+      const bin = which('haproxy');
+      if (!bin) {
+        t.error = 'haproxy not installed (apt-get install haproxy)';
+        notes.push(`${t.label} unavailable: ${t.error}`);
+        continue;
+      }
+      const cfg = path.join(tmpDir, 'haproxy.cfg');
+      fs.writeFileSync(cfg, haproxyConfig({ port: gPort, upstreamPort, identity, dir: tmpDir }));
+      t.url = `http://127.0.0.1:${gPort}/`;
+      t.rec = startChild('haproxy (g)', 0, bin, ['-f', cfg, '-db'], { logFile: path.join(tmpDir, 'haproxy.log') });
+      starts.push([k, gPort]);
     }
   }
   for (const [k, port] of starts) {
@@ -863,7 +999,7 @@ async function main() {
   if (opts.warmup > 0) {
     for (const k of active) {
       progress(`warm-up ${targets[k].label}: ${opts.warmup}s`);
-      await runLoad(targets[k].url, opts.warmup, null);
+      await runLoad(targets[k].url, opts.warmup, null, targets[k].headers);
       await sleep(300);
     }
   }
@@ -876,7 +1012,7 @@ async function main() {
       if (t.rec.exited) {
         throw new Error(`${t.label} died during the run (${JSON.stringify(t.rec.exited)}); log tail:\n${tail(t.rec.logFile)}`);
       }
-      const r = await runLoad(t.url, opts.duration, gatewayPid(k));
+      const r = await runLoad(t.url, opts.duration, gatewayPid(k), t.headers);
       results[k].push(r);
       progress(
         `run ${i}/${opts.runs} ${t.label}: ${fmtInt(r.rps)} req/s, p99 ${fmt(r.p99)} ms, p50 ${fmt(r.p50)} ms` +
