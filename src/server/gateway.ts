@@ -428,8 +428,10 @@ function listenerChanges(a: Config, b: Config): string[] {
   return out;
 }
 
+/** What the identity services were opened with (gateway start); '' when they are not open. */
 function identityStoresKey(c: Config): string {
-  return JSON.stringify([c.auth.issuers.length > 0, c.state, c.identities.store, c.revocation, c.identities.refresh_interval, c.identities.max_staleness]);
+  if (c.auth.issuers.length === 0) return '';
+  return JSON.stringify([c.state, c.identities.store, c.revocation, c.identities.refresh_interval, c.identities.max_staleness]);
 }
 
 function hashFile(file: string): string {
