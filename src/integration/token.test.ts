@@ -102,6 +102,10 @@ describe('token verification', () => {
     await refused(bearer(await sign(k1, { exp: t + 3 * 86_400 })), 'invalid_token');
     await refused(bearer(await sign(k1, { type: 'robot' })), 'invalid_token');
     await refused(bearer(await sign(k1, { sub: undefined })), 'invalid_token');
+    // Identity values become upstream headers: no control characters, no header injection.
+    await refused(bearer(await sign(k1, { sub: 'agent\r\nX-Admin: 1' })), 'invalid_token');
+    await refused(bearer(await sign(k1, { role: 'a\nb' })), 'invalid_token');
+    await refused(bearer(await sign(k1, { domain: 42 })), 'invalid_token');
   });
 
   it('answers every invalid token alike: the body never says which check failed', async () => {

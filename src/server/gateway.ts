@@ -431,7 +431,7 @@ function listenerChanges(a: Config, b: Config): string[] {
 /** What the identity services were opened with (gateway start); '' when they are not open. */
 function identityStoresKey(c: Config): string {
   if (c.auth.issuers.length === 0) return '';
-  return JSON.stringify([c.state, c.identities.store, c.revocation, c.identities.refresh_interval, c.identities.max_staleness]);
+  return JSON.stringify([c.state, c.identities.store, c.revocation, c.identities.refresh_interval, c.identities.max_staleness, c.admin.issuer ?? null]);
 }
 
 function hashFile(file: string): string {

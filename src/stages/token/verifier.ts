@@ -41,9 +41,16 @@ export function findKey(issuer: CompiledIssuer, kid: string): VerificationKey | 
   return issuer.staticKeys.get(kid) ?? issuer.remote?.keys()?.get(kid);
 }
 
+/** Identity values end up in upstream headers, logs and store keys: printable ASCII only. */
+const PRINTABLE = /^[\x20-\x7e]{1,256}$/;
+const SUBJECT = /^[\x21-\x7e]{1,256}$/;
+
+/** An optional claim: absent → null; present but not a printable string → the token is invalid. */
 function stringClaim(payload: JWTPayload, name: string): string | null {
   const v = payload[name];
-  return typeof v === 'string' && v !== '' && v.length <= 256 ? v : null;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || !PRINTABLE.test(v)) throw new TokenError('invalid_token', `claim ${name} is not a printable string of at most 256 characters`);
+  return v;
 }
 
 export function sha256Hex(s: string): string {
@@ -131,8 +138,8 @@ export async function verifyToken(token: string, opts: VerifierOptions): Promise
     if (validUntilS <= nowS) throw new TokenError('token_expired', 'older than revocation.max_token_lifetime');
   }
   const c = opts.claims;
-  const subject = stringClaim(payload, c.subject);
-  if (subject === null) throw new TokenError('invalid_token', `claim ${c.subject} (subject) missing`);
+  const subject = payload[c.subject];
+  if (typeof subject !== 'string' || !SUBJECT.test(subject)) throw new TokenError('invalid_token', `claim ${c.subject} (subject) missing or not 1-256 printable characters without spaces`);
   const type = payload[c.type];
   if (type !== 'agent' && type !== 'human') throw new TokenError('invalid_token', `claim ${c.type} (type) is not agent or human`);
   const jti = typeof payload.jti === 'string' && payload.jti !== '' ? payload.jti : null;
