@@ -115,6 +115,7 @@ describe('revocation across two gateway processes sharing Redis', { concurrency:
       assert.equal(s.status, 503);
     }
     assert.equal((await revoke(a, { subject: 'agent-4' })).status, 503, 'a revocation that cannot be stored is refused, not lost silently');
+    assert.equal((await request(`http://127.0.0.1:${b.adminPort}/readyz`)).status, 503, 'not ready while Redis is down');
 
     await redis.start(); // no persistence: Redis comes back with no data at all
     await eventually(() => status(b, ok), (s) => s.status === 200, 'B serves again after Redis returns', 15_000);

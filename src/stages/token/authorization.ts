@@ -7,13 +7,13 @@
  * - the scheme is matched case-insensitively (RFC 7235 §2.1: schemes are
  *   case-insensitive, so `bearer x` is a bearer token) followed by one or more spaces;
  * - the credential must look like a compact JWS (three base64url segments), else it is
- *   an invalid token without ever reaching the verifier.
+ *   an invalid token without ever reaching the verifier (`looksLikeJws`, checked only
+ *   when the token is not in the verified-token cache: a cached token passed it).
  */
 export type AuthorizationResult =
   | { readonly kind: 'token'; readonly token: string }
   | { readonly kind: 'missing' }
-  | { readonly kind: 'malformed'; readonly reason: string }
-  | { readonly kind: 'invalid'; readonly reason: string };
+  | { readonly kind: 'malformed'; readonly reason: string };
 
 const MISSING: AuthorizationResult = { kind: 'missing' };
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
@@ -40,6 +40,10 @@ export function bearerToken(rawHeaders: readonly string[], maxTokenBytes: number
   while (start < value.length && value.charCodeAt(start) === 32) start++;
   const token = value.slice(start);
   if (token === '') return { kind: 'malformed', reason: 'empty Bearer credential' };
-  if (!JWS.test(token)) return { kind: 'invalid', reason: 'not a compact JWS' };
   return { kind: 'token', token };
+}
+
+/** Whether a credential has the compact-JWS shape (checked on a cache miss only). */
+export function looksLikeJws(token: string): boolean {
+  return JWS.test(token);
 }

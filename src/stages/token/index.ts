@@ -16,7 +16,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import type { Exchange } from '../../pipeline/exchange.js';
 import { Refusal } from '../../pipeline/refusal.js';
 import type { Stage } from '../../pipeline/stage.js';
-import { bearerToken } from './authorization.js';
+import { bearerToken, looksLikeJws } from './authorization.js';
 import { TokenCache } from './cache.js';
 import { findKey, TokenError, verifyToken, type CompiledIssuer, type VerifiedToken } from './verifier.js';
 
@@ -78,9 +78,9 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
         count('missing_token');
         return MISSING;
       }
-      if (a.kind !== 'token') {
+      if (a.kind === 'malformed') {
         count('invalid_token');
-        return new Refusal('invalid_token', TOKEN, undefined, a.kind === 'malformed' ? REQ : INV, a.reason);
+        return new Refusal('invalid_token', TOKEN, undefined, REQ, a.reason);
       }
       const key = createHash('sha256').update(a.token).digest('base64');
       const hit = cache.get(key, now());
@@ -88,6 +88,10 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
       if (hit !== undefined && findKey(hit.issuer, hit.kid) !== undefined) {
         counted.cached.inc();
         return accept(ex, hit);
+      }
+      if (!looksLikeJws(a.token)) {
+        count('invalid_token');
+        return new Refusal('invalid_token', TOKEN, undefined, INV, 'not a compact JWS');
       }
       return verifyToken(a.token, verifierOpts).then(
         (v) => {
