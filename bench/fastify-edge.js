@@ -9,6 +9,13 @@
 //     Permissions-Policy (added in an onSend hook); the Server header is removed
 //   - reverse proxy of everything to the upstream, with X-Forwarded-For/-Proto/-Host added
 //
+// With JWT_PUBLIC_KEY_FILE set (scenario f, the identity comparison) it also does what
+// gatehouse's identity pipeline does in scenario e: @fastify/jwt verifies an RS256 bearer
+// token on EVERY request (algorithms [RS256], iss and aud checked, exp required), a jti
+// revocation-set lookup, the identity (sub) forwarded upstream in X-Gatehouse-Subject with the
+// caller's Authorization removed, and a per-identity rate limit (keyed by sub, 1e9/min,
+// never triggers) in place of the per-IP one.
+//
 // Usage: node bench/fastify-edge.js [port] [upstream-url]
 //   or   PORT=18082 UPSTREAM=http://127.0.0.1:18000 node bench/fastify-edge.js
 // Listens on 127.0.0.1 (HOST to change). Prints "fastify-edge listening on ..." when ready.
@@ -16,6 +23,9 @@ import Fastify from 'fastify';
 import httpProxy from '@fastify/http-proxy';
 import rateLimit from '@fastify/rate-limit';
 import helmet from '@fastify/helmet';
+import fs from 'node:fs';
+
+const jwtKeyFile = process.env.JWT_PUBLIC_KEY_FILE;
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 18082);
 const upstream = process.argv[3] ?? process.env.UPSTREAM ?? 'http://127.0.0.1:18000';
@@ -64,11 +74,34 @@ app.addHook('onRequest', (request, reply, done) => {
   done();
 });
 
+const revoked = new Set(); // jti revocation set, checked per request (empty: nothing revoked)
+if (jwtKeyFile) {
+  const { default: fastifyJwt } = await import('@fastify/jwt');
+  await app.register(fastifyJwt, {
+    secret: { public: fs.readFileSync(jwtKeyFile, 'utf8') },
+    verify: { algorithms: ['RS256'], allowedIss: 'https://bench.local', allowedAud: 'gatehouse', requiredClaims: ['exp'] },
+  });
+  // Registered before the rate limiter so the limiter can key by identity.
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      await request.jwtVerify();
+    } catch {
+      reply.code(401).send({ error: { code: 'invalid_token' } });
+      return reply;
+    }
+    if (revoked.has(request.user.jti)) {
+      reply.code(401).send({ error: { code: 'token_revoked' } });
+      return reply;
+    }
+  });
+}
+
 await app.register(rateLimit, {
   global: true,
   max: 1_000_000_000,
   timeWindow: '1 minute',
-  // default store: in-memory LRU, keyed by request.ip
+  // default store: in-memory LRU, keyed by request.ip (by identity in the JWT variant)
+  ...(jwtKeyFile ? { keyGenerator: (request) => request.user?.sub ?? request.ip } : {}),
 });
 
 await app.register(helmet, {
@@ -102,12 +135,20 @@ await app.register(httpProxy, {
   prefix: '/',
   http2: false,
   replyOptions: {
-    rewriteRequestHeaders: (request, headers) => ({
-      ...headers,
-      'x-forwarded-for': request.ip,
-      'x-forwarded-proto': 'http',
-      'x-forwarded-host': headers.host ?? '',
-    }),
+    rewriteRequestHeaders: (request, headers) => {
+      const out = {
+        ...headers,
+        'x-forwarded-for': request.ip,
+        'x-forwarded-proto': 'http',
+        'x-forwarded-host': headers.host ?? '',
+      };
+      if (jwtKeyFile) {
+        delete out.authorization;
+        out['x-gatehouse-subject'] = request.user.sub;
+        out['x-gatehouse-identity-type'] = request.user.type;
+      }
+      return out;
+    },
   },
 });
 

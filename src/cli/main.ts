@@ -9,6 +9,9 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args
   check: { summary: 'validate a config and list every problem: gatehouse check --config FILE', load: () => import('./check.js') },
   ca: { summary: 'the internal CA: gatehouse ca init|issue|trust --dir DIR (docs/tls.md)', load: () => import('./ca.js') },
   audit: { summary: 'verify or export the audit trail, generate its keys: gatehouse audit --help', load: () => import('./audit.js') },
+  keys: { summary: 'generate a signing key pair and JWKS: gatehouse keys generate --out DIR', load: () => import('./keys.js') },
+  token: { summary: 'issue or revoke tokens: gatehouse token issue|revoke ...', load: () => import('./token.js') },
+  identities: { summary: 'manage the identity registry: gatehouse identities add|list|suspend|resume|set-limit|remove', load: () => import('./identities.js') },
   demo: { summary: 'start the bundled demo upstream and gateway (what `npm start` runs)', load: () => import('./demo.js') },
 };
 

@@ -89,6 +89,60 @@ const upstream = z.strictObject({
     .optional(),
 });
 
+const JWS_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+const issuerKey = z.strictObject({
+  kid: z.string().min(1).max(256),
+  /** PEM public key (SPKI); the gateway never holds a private key. */
+  file: z.string(),
+  /** Algorithm this key verifies; default from the key type (RSA → RS256, P-256 → ES256, Ed25519 → EdDSA). */
+  alg: z.enum(JWS_ALGS).optional(),
+});
+
+const issuer = z.strictObject({
+  id,
+  /** Expected `iss` claim; enforced when set (required when a site accepts several issuers). */
+  iss: z.string().min(1).optional(),
+  /** Accepted `aud` values; enforced when set (the token must name at least one). */
+  audiences: z.array(z.string().min(1)).min(1).optional(),
+  /** PEM public keys selected by `kid`; list old and new during a rotation overlap. */
+  keys: z.array(issuerKey).default([]),
+  jwks_file: z.string().optional(),
+  jwks_url: z.string().optional(),
+  jwks_refresh: duration('5m'),
+  /** How long keys from a JWKS URL stay usable when refreshing fails; then tokens get 503. */
+  jwks_max_stale: duration('1h'),
+  algorithms: z.array(z.enum(JWS_ALGS)).min(1).default(['RS256', 'ES256', 'EdDSA']),
+  /** Accept tokens without `exp` (then valid at most revocation.max_token_lifetime after `iat`). */
+  allow_missing_exp: z.boolean().default(false),
+  leeway: duration('30s').pipe(z.number().int().min(0).max(300_000, 'leeway must be at most 5m')),
+});
+
+const claimMap = z.strictObject({
+  subject: z.string().default('sub'),
+  type: z.string().default('type'),
+  role: z.string().default('role'),
+  domain: z.string().default('domain'),
+  agent: z.string().default('agent_id'),
+});
+
+const identityHeaders = z.strictObject({
+  subject: headerName.default('X-Gatehouse-Subject'),
+  type: headerName.default('X-Gatehouse-Identity-Type'),
+  role: headerName.default('X-Gatehouse-Role'),
+  domain: headerName.default('X-Gatehouse-Domain'),
+  agent: headerName.default('X-Gatehouse-Agent'),
+});
+
+const siteAuth = z.strictObject({
+  /** Issuer ids (from auth.issuers) whose tokens this site accepts; default all. */
+  issuers: z.array(id).min(1).optional(),
+  /** Path classes that need a token (`/exact`, `/prefix*`); default every path of the site. */
+  paths: z.array(z.string()).optional(),
+  /** Forward the caller's Authorization header upstream (default: removed). */
+  pass_authorization: z.boolean().default(false),
+});
+
 export const siteSchema = z.strictObject({
   id,
   hosts: z.array(z.string().min(1)).min(1, 'a site serves at least one host'),
@@ -100,6 +154,8 @@ export const siteSchema = z.strictObject({
   /** Key IPv6 clients by this prefix length (one client usually holds a whole /64). */
   rate_limit_ipv6_prefix: z.number().int().min(32).max(128).default(64),
   headers: headersBlock.optional(),
+  /** Bearer-token authentication for this site (docs/identity.md). */
+  auth: siteAuth.optional(),
 });
 
 const listener = z.strictObject({
@@ -181,6 +237,15 @@ export const configSchema = z.strictObject({
       enabled: z.boolean().default(true),
       /** Bearer token for the admin API, read from a file (mode 0600). Without it the API is refused. */
       token_file: z.string().optional(),
+      /** Lets POST /v1/tokens sign tokens (only when set): private key file (mode 0600), kid and iss. */
+      issuer: z
+        .strictObject({
+          key_file: z.string(),
+          kid: z.string().min(1).max(256),
+          iss: z.string().min(1),
+          alg: z.enum(JWS_ALGS).optional(),
+        })
+        .optional(),
     })
     .prefault({}),
   /** Peers whose X-Forwarded-For is believed (right-to-left walk). Empty: trust nobody. */
@@ -237,6 +302,47 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   audit: audit.prefault({}),
+  /** Token verification shared by the sites that have an `auth` block (docs/identity.md). */
+  auth: z
+    .strictObject({
+      issuers: z.array(issuer).default([]),
+      claims: claimMap.prefault({}),
+      /** Headers that carry the verified identity upstream; client copies are removed. */
+      identity_headers: identityHeaders.prefault({}),
+      /** Larger Authorization headers are refused before any parsing or crypto. */
+      max_token_bytes: size('8KiB').pipe(z.number().int().min(256).max(65_536)),
+      /** Verified tokens remembered (by SHA-256) until their `exp`, so steady state skips the signature check. */
+      cache_entries: z.number().int().min(0).max(10_000_000).default(100_000),
+    })
+    .prefault({}),
+  revocation: z
+    .strictObject({
+      /** Longest an instance may go without confirming its revocation set is current. */
+      max_staleness: duration('5s').pipe(z.number().int().min(500).max(3_600_000)),
+      /** What to do when the set is not known to be current: refuse (503) or allow. */
+      on_unavailable: z.enum(['refuse', 'allow']).default('refuse'),
+      /** Upper bound on any accepted token's lifetime (exp - iat); longer tokens are refused. */
+      max_token_lifetime: duration('24h').pipe(z.number().int().min(60_000).max(31 * 86_400_000)),
+      /** How often the embedded (SQLite) store looks for revocations written by other processes (the CLI). */
+      poll_interval: duration('500ms').pipe(z.number().int().min(50).max(60_000)),
+    })
+    .prefault({}),
+  identities: z
+    .strictObject({
+      /** sqlite (in state.dir) or postgres (state.postgres). */
+      store: z.enum(['sqlite', 'postgres']).default('sqlite'),
+      /** A valid token whose subject is not registered: refuse (403 unknown_identity) or allow with default limits. */
+      unknown_identity: z.enum(['refuse', 'allow']).default('refuse'),
+      /** How often the in-memory registry view re-reads the store (bound on suspension delay without push). */
+      refresh_interval: duration('1s').pipe(z.number().int().min(50).max(300_000)),
+      /** Refuse authenticated requests (503) when the view could not be refreshed for this long. */
+      max_staleness: duration('30s').pipe(z.number().int().min(1000).max(3_600_000)),
+      /** Requests per minute for an agent without its own rpm_limit. */
+      default_agent_rpm: z.number().int().min(1).max(1_000_000_000).default(60),
+      /** Requests per minute for humans without their own rpm_limit, by role (`default` for any other role). */
+      human_rpm_by_role: z.record(z.string(), z.number().int().min(1).max(1_000_000_000)).default({ default: 120 }),
+    })
+    .prefault({}),
   sites: z.array(siteSchema).min(1, 'at least one site is required'),
 });
 
@@ -251,3 +357,9 @@ export type RedisConfig = z.output<typeof redis>;
 export type ListenerConfig = Config['listen'][number];
 export type UpstreamConfig = SiteConfig['upstream'];
 export type AuditConfig = z.output<typeof audit>;
+export type AuthConfig = Config['auth'];
+export type IssuerConfig = z.output<typeof issuer>;
+export type SiteAuthConfig = z.output<typeof siteAuth>;
+export type RevocationConfig = Config['revocation'];
+export type IdentitiesConfig = Config['identities'];
+export { JWS_ALGS };

@@ -13,6 +13,7 @@ import type { PartialConfig, Problem } from './load.js';
 import { checkSecretFile } from './secrets.js';
 import { validateTls } from './validate-tls.js';
 import { validateAudit } from '../audit/config-check.js';
+import { validateIdentityConfig } from '../identity/validate.js';
 
 /** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
@@ -159,5 +160,6 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
   });
   validateTls(config, dir, err, warn);
   validateAudit(config, dir, err);
+  validateIdentityConfig(config, dir, err);
   return out;
 }

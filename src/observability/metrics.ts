@@ -31,6 +31,13 @@ export interface Metrics {
   readonly auditVerifyFailures: Counter<'kind'>;
   readonly auditLastCheckpoint: Gauge;
   readonly auditRefusals: Counter;
+  /** Token stage outcomes: cached, verified, or the refusal code (bounded set). */
+  readonly tokenVerifications: Counter<'site' | 'result'>;
+  readonly revocationEntries: Gauge;
+  /** 1 while the instance can vouch for its revocation set, else 0. */
+  readonly revocationCurrent: Gauge;
+  /** 1 while the identity registry view is current, else 0. */
+  readonly identityRegistryCurrent: Gauge;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -148,6 +155,27 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
   const auditVerifyFailures = new Counter({ name: 'gatehouse_audit_verify_failures_total', help: 'Problems found by audit verification runs (admin API), by kind.', labelNames: ['kind'] as const, registers: [registry] });
   const auditLastCheckpoint = new Gauge({ name: 'gatehouse_audit_last_checkpoint_timestamp_seconds', help: 'Unix time of the last signed audit checkpoint (checkpoint age = now - this).', registers: [registry] });
   const auditRefusals = new Counter({ name: 'gatehouse_audit_refusals_total', help: 'Requests refused with audit_unavailable because records could not be kept.', registers: [registry] });
+  const tokenVerifications = new Counter({
+    name: 'gatehouse_token_verifications_total',
+    help: 'Bearer tokens seen by the token stage, by site and result: cached (verified earlier, signature check skipped), verified, or the refusal code.',
+    labelNames: ['site', 'result'] as const,
+    registers: [registry],
+  });
+  const revocationEntries = new Gauge({
+    name: 'gatehouse_revocation_entries',
+    help: 'Live revocation entries (jti and subject cut-offs) this instance holds in memory.',
+    registers: [registry],
+  });
+  const revocationCurrent = new Gauge({
+    name: 'gatehouse_revocation_current',
+    help: '1 while this instance confirmed its revocation set within revocation.max_staleness, else 0 (authenticated requests get 503).',
+    registers: [registry],
+  });
+  const identityRegistryCurrent = new Gauge({
+    name: 'gatehouse_identity_registry_current',
+    help: '1 while the in-memory identity registry view was refreshed within identities.max_staleness, else 0.',
+    registers: [registry],
+  });
 
   // prom-client's labels() hashes label values on every call; cache the children.
   const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
@@ -193,6 +221,10 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     auditVerifyFailures,
     auditLastCheckpoint,
     auditRefusals,
+    tokenVerifications,
+    revocationEntries,
+    revocationCurrent,
+    identityRegistryCurrent,
     countRequest,
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Identity } from './identity.js';
+import type { Identity, TokenFacts } from './identity.js';
 import type { Refusal } from './refusal.js';
 import type { CompiledSite } from './site.js';
 
@@ -38,6 +38,8 @@ export class Exchange {
   site: CompiledSite | null = null;
   /** Set by the token stage once a credential is verified; null for anonymous requests. */
   identity: Identity | null = null;
+  /** Set with `identity`: token id hash, iat and validity, for the revocation stage. */
+  token: TokenFacts | null = null;
   /** Response headers added by stages (rate-limit headers), flat [name, value, ...]. */
   readonly extraHeaders: string[];
   /** The refusal that decided, if any. */

@@ -17,6 +17,8 @@ import { createProxy } from '../stages/proxy/index.js';
 import { createRateLimitStage } from '../stages/rate-limit/index.js';
 import { createRequestLimitsStage } from '../stages/request-limits/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
+import type { IdentityServices } from '../identity/services.js';
+import { identityForwarding, identityStages } from '../identity/stages.js';
 import type { GatewayContext } from './context.js';
 import { createRouter, type CompiledSite, type Router } from './site.js';
 import type { Stage } from './stage.js';
@@ -43,6 +45,8 @@ export interface RuntimeDeps {
   readonly now?: () => number;
   /** The audit gate (refuses with audit_unavailable when records cannot be kept); used when audit is enabled. */
   readonly auditGate?: Stage;
+  /** Revocation, identity registry and JWKS fetchers; null when auth.issuers is empty. */
+  readonly identity?: IdentityServices | null;
 }
 
 export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
@@ -69,6 +73,8 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       now: deps.now,
     });
     if (rl) stages.push(rl);
+    // token → revocation → identity_rate_limit (sites with `auth` only).
+    stages.push(...identityStages(config, sc, deps));
     const proxy = createProxy({
       siteId: sc.id,
       dispatcher: deps.pools.get(sc.upstream),
@@ -77,6 +83,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       maxBodyBytes: sc.max_body_bytes,
       bodyIdleTimeoutMs: config.http.body_idle_timeout,
       requestIdHeader,
+      identityForwarding: identityForwarding(config, sc),
     });
     const norm = normalizePath(sc.path_prefix) ?? '/';
     const prefix = norm.endsWith('/') ? norm.slice(0, -1) : norm;

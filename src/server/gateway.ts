@@ -33,6 +33,8 @@ import { createMemoryRateLimitStore, createRedisClient, createRedisRateLimitStor
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import { AuditGate, AuditService } from '../audit/service.js';
 import { VERSION } from '../version.js';
+import { IdentityServices } from '../identity/services.js';
+import { identityAdminRoutes } from '../identity/admin-routes.js';
 import { parseListenAddress } from './address.js';
 import { createClientErrorHandler } from './client-errors.js';
 import { createRedirector } from './redirect.js';
@@ -125,6 +127,8 @@ export class Gateway {
   /** The audit trail (null when `audit.enabled` is false); its gate stage exists from the first runtime on. */
   audit: AuditService | null = null;
   private readonly auditGate = new AuditGate();
+  /** Revocation, identity registry, JWKS fetchers (null without auth.issuers). */
+  readonly identity: IdentityServices | null;
 
   private constructor(opts: GatewayOptions) {
     this.loaded = opts.loaded;
@@ -149,8 +153,10 @@ export class Gateway {
     this.adminRoutes.push(...tlsAdminRoutes(this.tls));
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
-    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate }), inflight: 0, retired: false, store };
+    this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now, this.metrics) : null;
+    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity }), inflight: 0, retired: false, store };
     this.live.add(this.gen);
+    if (this.identity) this.adminRoutes.push(...identityAdminRoutes(this.identity, () => this.config, () => this.loaded.dir, this.now));
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
   }
@@ -164,6 +170,7 @@ export class Gateway {
         gw.auditGate.service = gw.audit;
         gw.adminRoutes.push(...gw.audit.routes);
       }
+      await gw.identity?.start();
       await gw.listen();
     } catch (err) {
       await gw.close(0);
@@ -314,6 +321,8 @@ export class Gateway {
     if (this.servers.length === 0) return 'not listening';
     if (!this.gen.store.store.ready()) return 'rate-limit store unreachable';
     if (this.audit !== null && !this.audit.accepting) return 'audit trail cannot keep records';
+    const idReason = this.identity?.notReady((this.now ?? Date.now)()) ?? null;
+    if (idReason !== null) return idReason;
     return null;
   }
 
@@ -339,7 +348,7 @@ export class Gateway {
     let rt: Runtime;
     try {
       if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
-      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate });
+      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity });
     } catch (err) {
       if (store !== this.gen.store) void store.close();
       return this.reloadFailed(reason, err);
@@ -441,6 +450,7 @@ export class Gateway {
       const stores = new Set([...this.live].map((g) => g.store));
       await Promise.all([...stores].map((st) => st.close().catch(() => undefined)));
       await this.audit?.close().catch((err: unknown) => this.log.error({ event: 'audit_close_failed', err: String(err) }, 'audit trail not closed cleanly'));
+      await this.identity?.close().catch(() => undefined);
       this.ctx.denials.close();
       this.log.info({ event: 'stopped' }, 'gatehouse stopped');
       await new Promise<void>((ok) => this.log.flush(() => ok()));
@@ -465,7 +475,14 @@ function listenerChanges(a: Config, b: Config): string[] {
   const out: string[] = [];
   if (JSON.stringify(a.listen) !== JSON.stringify(b.listen)) out.push('listen addresses change only on restart');
   if (a.admin.listen !== b.admin.listen || a.admin.enabled !== b.admin.enabled) out.push('the admin listener changes only on restart');
+  if (identityStoresKey(a) !== identityStoresKey(b)) out.push('enabling auth, and the revocation and identity stores, change only on restart');
   return out;
+}
+
+/** What the identity services were opened with (gateway start); '' when they are not open. */
+function identityStoresKey(c: Config): string {
+  if (c.auth.issuers.length === 0) return '';
+  return JSON.stringify([c.state, c.identities.store, c.revocation, c.identities.refresh_interval, c.identities.max_staleness, c.admin.issuer ?? null]);
 }
 
 function hashFile(file: string): string {

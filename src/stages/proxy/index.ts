@@ -18,6 +18,7 @@ import { Refusal } from '../../pipeline/refusal.js';
 import { rawResponse, refuse } from '../../pipeline/respond.js';
 import type { SiteProxy } from '../../pipeline/site.js';
 import { buildResponseHeaders, type HeaderPolicy } from '../headers/index.js';
+import type { IdentityForwarding } from '../token/forward.js';
 import { upstreamRequestHeaders } from './request-headers.js';
 
 export const PROXY = 'proxy';
@@ -88,11 +89,14 @@ export interface ProxyOptions {
   readonly maxBodyBytes: number;
   readonly bodyIdleTimeoutMs: number;
   readonly requestIdHeader: string;
+  /** Identity headers and Authorization handling towards the upstream (stages/token/forward.ts). */
+  readonly identityForwarding?: IdentityForwarding | null;
 }
 
 export function createProxy(opts: ProxyOptions): SiteProxy {
   const { dispatcher, headers: policy, ctx, siteId, maxBodyBytes, bodyIdleTimeoutMs } = opts;
   const ridLower = opts.requestIdHeader.toLowerCase();
+  const fwd = opts.identityForwarding ?? null;
   const upstreamErrors = {
     upstream_unavailable: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_unavailable'),
     upstream_timeout: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_timeout'),
@@ -234,7 +238,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         {
           path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
           method: req.method as Dispatcher.HttpMethod,
-          headers: upstreamRequestHeaders(ex, ridLower),
+          headers: upstreamRequestHeaders(ex, ridLower, fwd),
           // undici streams any async iterable; its DispatchOptions type only lists Readable.
           body: body as unknown as import('node:stream').Readable | null,
         },
@@ -314,7 +318,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         {
           path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
           method: 'GET',
-          headers: upstreamRequestHeaders(ex, ridLower),
+          headers: upstreamRequestHeaders(ex, ridLower, fwd),
           upgrade: String(ex.req.headers.upgrade ?? 'websocket'),
         },
         handler,

@@ -7,10 +7,11 @@
  */
 import type { Exchange } from '../../pipeline/exchange.js';
 import { HOP_BY_HOP } from '../headers/index.js';
+import type { IdentityForwarding } from '../token/forward.js';
 
 const REPLACED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'expect']);
 
-export function upstreamRequestHeaders(ex: Exchange, requestIdHeaderLower: string): string[] {
+export function upstreamRequestHeaders(ex: Exchange, requestIdHeaderLower: string, fwd: IdentityForwarding | null = null): string[] {
   const req = ex.req;
   const raw = req.rawHeaders;
   const out: string[] = [];
@@ -43,8 +44,11 @@ export function upstreamRequestHeaders(ex: Exchange, requestIdHeaderLower: strin
     }
     if (lower === requestIdHeaderLower) continue;
     if (connTokens !== null && connTokens.has(lower)) continue;
+    // Identity headers and (on auth sites) the caller's token never pass (stages/token/forward.ts).
+    if (fwd !== null && fwd.strip.has(lower)) continue;
     out.push(name, value);
   }
+  if (fwd !== null) fwd.append(ex, out);
   out.push('x-forwarded-for', xff === undefined ? ex.peerIp : `${xff}, ${ex.peerIp}`);
   out.push('x-forwarded-proto', xfp ?? ex.scheme);
   out.push('x-forwarded-host', xfh ?? ex.authority);
