@@ -9,7 +9,7 @@
 // gateway would, timed until the last one is committed. Verification reads the same store
 // back (storage order) and checks every MAC, hash, link and checkpoint signature.
 // Reports medians and every run. The per-request cost on the proxy pipeline is measured by
-// `node bench/run.js --scenarios c,e` (gateway CPU µs/request with and without audit).
+// `node bench/run.js --scenarios c,h` (gateway CPU µs/request with and without audit).
 import crypto from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import fs from 'node:fs';

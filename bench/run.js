@@ -9,14 +9,24 @@
 //   c  gatehouse, full edge pipeline (allowlist 127.0.0.0/8 + ::1, per-IP rate limit that never
 //      triggers, default security headers)
 //   d  fastify 5 + @fastify/http-proxy + @fastify/rate-limit + @fastify/helmet doing (c)'s work
+//   e  gatehouse identity pipeline: (c) plus an RS256 (2048-bit) bearer token verified on every
+//      request, the revocation check and a per-identity limit that never triggers
+//   f  (d) plus @fastify/jwt verifying the same token on every request (fastify-edge.js, JWT mode)
+//   g  HAProxy 2.6 (installed with apt if missing and possible): allowlist, jwt_verify RS256 + exp
+//      check, jti map lookup, per-identity stick-table limit, security headers (one thread, pinned
+//      like the others)
+//   h  gatehouse full edge + audit trail: (c) plus audit (async, SQLite, signed checkpoints)
+//   Default a,b,c,d. Identity comparison: --scenarios a,c,e,f,g. Audit cost: --scenarios c,h.
 //
 // Two phases:
 //   1. closed loop (wrk -c64: 64 requests always in flight): throughput. Its latency is queueing.
-//   2. fixed rate (a, c, d; --no-fixed-rate to skip): the same 64 connections, but requests are
-//      offered at a fixed rate (--rate, default 50 % of the lower of (c)'s and (d)'s phase-1
-//      throughput), so the gateway is not saturated: latency the gateway adds at that load.
+//   2. fixed rate (every selected scenario but b; --no-fixed-rate to skip): the same 64
+//      connections, but requests are offered at a fixed rate (--rate, default 50 % of the lowest
+//      phase-1 throughput among the selected gateways of this phase, e.g. the lower of (c) and (d)
+//      in a default run), so no gateway is saturated: latency the gateway adds at that load.
+//      Identity scenarios send their Authorization header in both phases.
 //
-// Pinning: the gateway under test (b, c, d) on core 0; the upstream and the load generator on core 1.
+// Pinning: the gateway under test (b to h) on core 0; the upstream and the load generator on core 1.
 // Prints a Markdown report to stdout and writes it to bench/results/edge-<timestamp>.md.
 // Progress goes to stderr. See bench/README.md.
 import crypto from 'node:crypto';
@@ -31,37 +41,46 @@ import { fileURLToPath } from 'node:url';
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
 const RESULTS_DIR = path.join(BENCH_DIR, 'results');
-const BENCH_DEPS = ['fastify', '@fastify/http-proxy', '@fastify/rate-limit', '@fastify/helmet', 'autocannon'];
-
-const FIXED_RATE_SCENARIOS = ['a', 'c', 'd'];
+const BENCH_DEPS = ['fastify', '@fastify/http-proxy', '@fastify/rate-limit', '@fastify/helmet', '@fastify/jwt', 'autocannon'];
 
 const SCENARIOS = {
   a: { key: 'a', label: 'a) direct (upstream)', kind: 'upstream' },
   b: { key: 'b', label: 'b) gatehouse proxy only', kind: 'gatehouse', edge: false },
   c: { key: 'c', label: 'c) gatehouse full edge', kind: 'gatehouse', edge: true },
   d: { key: 'd', label: 'd) fastify edge', kind: 'fastify' },
-  e: { key: 'e', label: 'e) gatehouse full edge + audit', kind: 'gatehouse', edge: true, audit: true },
+  e: { key: 'e', label: 'e) gatehouse identity', kind: 'gatehouse', edge: true, identity: true },
+  f: { key: 'f', label: 'f) fastify identity (@fastify/jwt)', kind: 'fastify', identity: true },
+  g: { key: 'g', label: 'g) haproxy 2.6 jwt_verify', kind: 'haproxy', identity: true },
+  h: { key: 'h', label: 'h) gatehouse full edge + audit', kind: 'gatehouse', edge: true, audit: true },
 };
+const ALL_SCENARIOS = Object.keys(SCENARIOS).join(',');
+
+// The fixed-rate phase: every scenario but (b) (the proxy-only path has no latency question of its own).
+const FIXED_RATE_SCENARIOS = ['a', 'c', 'd', 'e', 'f', 'g', 'h'];
+// Their gateways; the automatic rate is 50 % of the slowest of those selected.
+const FIXED_RATE_GATEWAYS = FIXED_RATE_SCENARIOS.filter((k) => k !== 'a');
 
 const HELP = `usage: node bench/run.js [options]
 
   --duration N       seconds per measured run (default 10)
   --connections N    concurrent keep-alive connections (default 64)
   --runs N           measured runs per scenario, interleaved (default 3)
-  --scenarios LIST   comma-separated subset of a,b,c,d,e (default a,b,c,d; e = c + audit trail)
+  --scenarios LIST   comma-separated subset of a,b,c,d,e,f,g,h (default a,b,c,d;
+                     identity comparison: a,c,e,f,g; audit cost: c,h)
   --warmup N         warm-up seconds per server before measuring (default 2; 0 = none)
   --threads N        wrk threads (default 1)
   --timeout N        wrk per-request timeout in seconds (default 5)
-  --log-level L      gatehouse log.level for b and c (default warn)
+  --log-level L      gatehouse log.level for b, c, e and h (default warn)
   --tool T           wrk | autocannon | auto (default auto: wrk, installed with apt if missing)
   --no-fixed-rate    skip the fixed-rate latency phase
   --rate N           offered req/s in the fixed-rate phase (default 0 = automatic: 50 % of the
-                     lower of the (c) and (d) median closed-loop throughputs, rounded down to 100)
+                     lowest median closed-loop throughput among the selected c,d,e,f,g,h, rounded
+                     down to 100)
   --rate-tool T      fixed-rate load generator: wrk | autocannon | auto (default auto: wrk with a
                      paced Lua script; autocannon -R if wrk cannot pace — see bench/README.md)
   --no-pin           do not pin processes to cores with taskset
   --no-install       never install anything (fail instead)
-  --no-build         never (re)build gatehouse (dist/) before running b/c
+  --no-build         never (re)build gatehouse (dist/) before running b, c, e, h
   --keep-tmp         keep the temp dir (configs and server logs) after the run
   --help             this text
 `;
@@ -126,7 +145,7 @@ function parseArgs(argv) {
     .split(',')
     .map((s) => s.trim().toLowerCase())
     .filter(Boolean);
-  for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use a,b,c,d,e)`);
+  for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use ${ALL_SCENARIOS})`);
   opts.list = [...new Set(list)];
   if (opts.list.length === 0) throw new Error('no scenarios selected');
   if (!['wrk', 'autocannon', 'auto'].includes(opts.tool)) throw new Error('--tool must be wrk, autocannon or auto');
@@ -310,25 +329,29 @@ function ensureBenchDeps(opts) {
   if (!benchDepsPresent()) throw new Error('npm install --prefix bench did not install every bench dependency');
 }
 
+/** apt-get install -y pkg (root or passwordless sudo; apt-get update and a retry on failure). */
+function aptInstall(pkg) {
+  if (!which('apt-get')) return false;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const sudo = isRoot ? null : which('sudo');
+  if (!isRoot && !sudo) return false;
+  const apt = (args) =>
+    isRoot
+      ? runSync('apt-get', args, { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 600_000 })
+      : runSync(sudo, ['-n', 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], { timeoutMs: 600_000 });
+  progress(`${pkg} not on PATH: installing it with apt-get`);
+  if (apt(['install', '-y', pkg])) return true;
+  // A fresh machine often has no package lists yet.
+  apt(['update']);
+  return apt(['install', '-y', pkg]);
+}
+
 function ensureLoadTool(opts) {
   if (opts.tool !== 'autocannon') {
     let wrk = which('wrk');
-    if (!wrk && opts.install && which('apt-get')) {
-      const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-      const sudo = isRoot ? null : which('sudo');
-      if (isRoot || sudo) {
-        const apt = (args) =>
-          isRoot
-            ? runSync('apt-get', args, { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 600_000 })
-            : runSync(sudo, ['-n', 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], { timeoutMs: 600_000 });
-        progress('wrk not on PATH: installing it with apt-get');
-        if (!apt(['install', '-y', 'wrk'])) {
-          // A fresh machine often has no package lists yet.
-          apt(['update']);
-          apt(['install', '-y', 'wrk']);
-        }
-        wrk = which('wrk') || (fs.existsSync('/usr/bin/wrk') ? '/usr/bin/wrk' : null);
-      }
+    if (!wrk && opts.install) {
+      aptInstall('wrk');
+      wrk = which('wrk') || (fs.existsSync('/usr/bin/wrk') ? '/usr/bin/wrk' : null);
     }
     if (wrk) {
       const v = spawnSync(wrk, ['-v'], { encoding: 'utf8', timeout: 5000 });
@@ -342,6 +365,26 @@ function ensureLoadTool(opts) {
   if (!fs.existsSync(ac)) throw new Error('autocannon is not installed in bench/node_modules');
   const pkg = JSON.parse(fs.readFileSync(path.join(BENCH_DIR, 'node_modules', 'autocannon', 'package.json'), 'utf8'));
   return { tool: 'autocannon', bin: ac, version: `autocannon ${pkg.version}` };
+}
+
+/**
+ * HAProxy for scenario (g): on PATH, else apt-get install haproxy (Debian 12 ships 2.6) unless
+ * --no-install. jwt_verify needs HAProxy >= 2.5. Returns { bin, version } or { error }.
+ */
+function ensureHaproxy(opts) {
+  const find = () => which('haproxy') || ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'].find((p) => fs.existsSync(p)) || null;
+  let bin = find();
+  if (!bin && opts.install) {
+    aptInstall('haproxy');
+    bin = find();
+  }
+  if (!bin) return { error: `haproxy not installed${opts.install ? ' and apt-get could not install it' : ' (--no-install)'} (apt-get install haproxy)` };
+  const v = spawnSync(bin, ['-v'], { encoding: 'utf8', timeout: 5000 });
+  const line = `${v.stdout || ''}${v.stderr || ''}`.split('\n')[0].trim();
+  const m = /version (\d+)\.(\d+)/i.exec(line);
+  const version = line.replace(/\s+-\s+https?:.*$/, '') || 'haproxy';
+  if (m && (Number(m[1]) < 2 || (Number(m[1]) === 2 && Number(m[2]) < 5))) return { error: `${version}: jwt_verify needs HAProxy 2.5 or later` };
+  return { bin, version };
 }
 
 function newestMtime(dir, ext) {
@@ -431,9 +474,9 @@ async function waitForPort(rec, port, timeoutMs) {
   throw new Error(`${rec.label} did not accept connections on 127.0.0.1:${port} within ${timeoutMs / 1000}s; log tail:\n${tail(rec.logFile)}`);
 }
 
-function httpGet(url, timeoutMs = 5000) {
+function httpGet(url, timeoutMs = 5000, headers = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
@@ -550,6 +593,9 @@ function parseAutocannon(text) {
 // send: at that moment all connections were busy, which is where coordinated omission starts (its
 // latency is measured from the actual send, not from the slot). done() prints one JSON line with
 // the percentiles wrk's --latency does not print (p99.9) and the late-send count.
+// The script defines no request(): wrk's own wrk.init() formats the one request every connection
+// sends from wrk.headers, which hold the -H headers of the command line (the identity scenarios'
+// Authorization header), so paced requests carry the same headers as closed-loop ones.
 const PACED_LUA = `-- written by bench/run.js: fixed-rate pacing for wrk (arg 1 = req/s per wrk thread)
 local ffi = require("ffi")
 ffi.cdef[[
@@ -625,29 +671,34 @@ let LOAD = null; // closed-loop phase: { tool, bin, version }
 let RATE_LOAD = null; // fixed-rate phase: { tool: 'wrk' | 'autocannon', bin, version, script }
 let OPTS = null;
 
-function loadCommand(url, seconds, rate) {
+/** The load generator's command line; headers ({ name: value }) go on every request. */
+function loadCommand(url, seconds, { rate = 0, headers = {} } = {}) {
+  const h = Object.entries(headers);
+  const wrkHeaders = h.flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const acHeaders = h.flatMap(([k, v]) => ['-H', `${k}=${v}`]);
   if (rate) {
     if (RATE_LOAD.tool === 'wrk') {
       const perThread = String(rate / OPTS.threads);
-      return wrapCommand(1, RATE_LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--timeout', `${OPTS.timeout}s`, '-s', RATE_LOAD.script, url, '--', perThread]);
+      return wrapCommand(1, RATE_LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--timeout', `${OPTS.timeout}s`, ...wrkHeaders, '-s', RATE_LOAD.script, url, '--', perThread]);
     }
     // -C: record raw latencies. autocannon's own correction assumes an interval of
     // ceil(1 / per-connection rate) = 1 ms and would add made-up samples (see bench/README.md).
-    return wrapCommand(1, process.execPath, [RATE_LOAD.bin, '-c', String(OPTS.connections), '-R', String(rate), '-C', '-d', String(seconds), '-t', String(OPTS.timeout), '-j', url]);
+    return wrapCommand(1, process.execPath, [RATE_LOAD.bin, '-c', String(OPTS.connections), '-R', String(rate), '-C', '-d', String(seconds), '-t', String(OPTS.timeout), ...acHeaders, '-j', url]);
   }
   if (LOAD.tool === 'wrk') {
-    return wrapCommand(1, LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--latency', '--timeout', `${OPTS.timeout}s`, url]);
+    return wrapCommand(1, LOAD.bin, ['-t', String(OPTS.threads), '-c', String(OPTS.connections), '-d', `${seconds}s`, '--latency', '--timeout', `${OPTS.timeout}s`, ...wrkHeaders, url]);
   }
-  return wrapCommand(1, process.execPath, [LOAD.bin, '-c', String(OPTS.connections), '-d', String(seconds), '-t', String(OPTS.timeout), '-j', url]);
+  return wrapCommand(1, process.execPath, [LOAD.bin, '-c', String(OPTS.connections), '-d', String(seconds), '-t', String(OPTS.timeout), ...acHeaders, '-j', url]);
 }
 
 /**
- * One bounded load run against url: closed loop, or at a fixed rate (req/s) when rate is given.
+ * One bounded load run against url: closed loop, or at a fixed rate (req/s) when rate is given;
+ * headers ({ name: value }, e.g. the identity scenarios' Authorization) go on every request.
  * Returns parsed numbers plus CPU accounting.
  */
-function runLoad(url, seconds, gatewayPid, rate = 0) {
+function runLoad(url, seconds, gatewayPid, { rate = 0, headers = {} } = {}) {
   return new Promise((resolve, reject) => {
-    const full = loadCommand(url, seconds, rate);
+    const full = loadCommand(url, seconds, { rate, headers });
     const tool = rate ? RATE_LOAD.tool : LOAD.tool;
     const paced = rate && tool === 'wrk';
     const child = spawn(full[0], full.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -727,7 +778,7 @@ async function setupRateTool(opts, probeUrl, notes) {
       const wrkVersion = LOAD.tool === 'wrk' ? LOAD.version : 'wrk';
       RATE_LOAD = { tool: 'wrk', bin: wrk, version: `${wrkVersion} with a fixed-rate Lua script (bench/run.js)`, script };
       try {
-        const r = await runLoad(probeUrl, 1, null, 200);
+        const r = await runLoad(probeUrl, 1, null, { rate: 200 });
         if (r.requests > 0) return;
         why = 'the paced probe completed no request';
       } catch (e) {
@@ -747,17 +798,21 @@ async function setupRateTool(opts, probeUrl, notes) {
 // ---------------------------------------------------------------------------------------------
 // servers
 
-/** Scenario e: the audit trail (async, SQLite, checkpoints) with key files written into dir (mode 0600). */
+/** Scenario h: the audit trail (async, SQLite, checkpoints) with key files written into dir (mode 0600). */
 function auditLines(dir) {
   const key = path.join(dir, 'audit-k1.key');
   fs.writeFileSync(key, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
   const { privateKey } = crypto.generateKeyPairSync('ed25519');
   const cpKey = path.join(dir, 'audit-checkpoint.key');
   fs.writeFileSync(cpKey, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
-  return ['state:', `  dir: ${path.join(dir, 'state-e')}`, 'audit:', '  enabled: true', '  keys:', `    - { id: k1, file: ${key} }`, `  checkpoint_key_file: ${cpKey}`];
+  return ['audit:', '  enabled: true', '  keys:', `    - { id: k1, file: ${JSON.stringify(key)} }`, `  checkpoint_key_file: ${JSON.stringify(cpKey)}`];
 }
 
-function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel, audit }) {
+/**
+ * A gatehouse config. stateDir: state.dir (SQLite files: audit store, identity registry);
+ * audit: the lines from auditLines (scenario h); identity: from makeIdentity (scenario e).
+ */
+function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel, stateDir, audit, identity }) {
   const lines = [
     '# written by bench/run.js',
     'listen:',
@@ -766,6 +821,7 @@ function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel, audit 
     `  listen: 127.0.0.1:${adminPort}`,
     'log:',
     `  level: ${logLevel}`,
+    ...(stateDir ? ['state:', `  dir: ${JSON.stringify(stateDir)}`] : []),
     ...(audit ?? []),
     'sites:',
     '  - id: bench',
@@ -783,14 +839,100 @@ function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel, audit 
       '        window: 1m',
     );
   }
+  if (identity) {
+    lines.push(
+      '    auth: {}',
+      'auth:',
+      '  issuers:',
+      '    - id: bench',
+      '      iss: https://bench.local',
+      '      audiences: [gatehouse]',
+      '      algorithms: [RS256]',
+      `      keys: [{ kid: bench-1, file: ${JSON.stringify(identity.publicKeyFile)} }]`,
+    );
+  }
   return lines.join('\n') + '\n';
+}
+
+/** An RS256 (2048-bit) key pair and one token for the identity scenarios (e, f, g). */
+async function makeIdentity(dir) {
+  const { SignJWT } = await import(path.join(ROOT, 'node_modules', 'jose', 'dist', 'webapi', 'index.js'));
+  const { publicKey, privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const publicKeyFile = path.join(dir, 'bench-1.pub.pem');
+  fs.writeFileSync(publicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }));
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ sub: 'bench-agent', type: 'agent', jti: crypto.randomUUID() })
+    .setProtectedHeader({ alg: 'RS256', kid: 'bench-1', typ: 'JWT' })
+    .setIssuer('https://bench.local')
+    .setAudience('gatehouse')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 20 * 3600)
+    .sign(privateKey);
+  fs.writeFileSync(path.join(dir, 'revoked-jti.map'), 'never-issued-jti 1\n');
+  return { publicKeyFile, token };
+}
+
+/** HAProxy 2.6 doing (e)'s work as far as it can: allowlist, jwt_verify + exp, jti map lookup, per-identity and per-IP stick tables, headers. */
+function haproxyConfig({ port, upstreamPort, identity, dir }) {
+  return `# written by bench/run.js
+global
+  nbthread 1
+  maxconn 5000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+backend st_ip
+  stick-table type ip size 100k expire 1m store http_req_rate(1m)
+backend st_sub
+  stick-table type string len 128 size 100k expire 1m store http_req_rate(1m)
+frontend fe
+  bind 127.0.0.1:${port}
+  tcp-request connection reject unless { src 127.0.0.0/8 } || { src ::1 }
+  http-request track-sc1 src table st_ip
+  http-request deny deny_status 429 if { sc_http_req_rate(1,st_ip) gt 1000000000 }
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${identity.publicKeyFile}") -m int 1 }
+  http-request set-var(txn.now) date()
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request deny deny_status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('$.iss') -m str https://bench.local }
+  http-request set-var(txn.jti) var(txn.bearer),jwt_payload_query('$.jti')
+  http-request deny deny_status 401 if { var(txn.jti),map(${path.join(dir, 'revoked-jti.map')}) -m found }
+  http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('$.sub')
+  http-request track-sc0 var(txn.sub) table st_sub
+  http-request deny deny_status 429 if { sc_http_req_rate(0,st_sub) gt 1000000000 }
+  http-request del-header Authorization
+  http-request set-header X-Gatehouse-Subject %[var(txn.sub)]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  option forwardfor
+  http-response set-header Strict-Transport-Security "max-age=31536000; includeSubDomains; preload"
+  http-response set-header X-Frame-Options SAMEORIGIN
+  http-response set-header X-Content-Type-Options nosniff
+  http-response set-header Referrer-Policy strict-origin-when-cross-origin
+  http-response set-header Permissions-Policy "geolocation=(), microphone=(), camera=()"
+  http-response del-header Server
+  default_backend be
+backend be
+  server s1 127.0.0.1:${upstreamPort}
+`;
 }
 
 const EXPECTED_EDGE_HEADERS = ['strict-transport-security', 'x-frame-options', 'x-content-type-options', 'referrer-policy', 'permissions-policy'];
 
 /** One GET through the target: must be 200 with the upstream's body. Returns notes for the report. */
 async function sanityCheck(target, upstreamBody) {
-  const res = await httpGet(target.url);
+  const res = await httpGet(target.url, 5000, target.headers ?? {});
+  if (target.identity) {
+    // The identity variants must refuse a request without a token.
+    const anon = await httpGet(target.url);
+    if (anon.status !== 401) throw new Error(`${target.label}: a request without a token answered ${anon.status}, expected 401`);
+  }
   if (res.status !== 200) throw new Error(`${target.label}: GET / answered ${res.status}, expected 200: ${res.body.slice(0, 200)}`);
   if (res.body !== upstreamBody) throw new Error(`${target.label}: GET / body differs from the upstream's: ${JSON.stringify(res.body.slice(0, 200))}`);
   const notes = [];
@@ -806,7 +948,7 @@ async function sanityCheck(target, upstreamBody) {
 // ---------------------------------------------------------------------------------------------
 // report
 
-function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fixed, notes, buildNote, pinning }) {
+function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fixed, notes, buildNote, pinning, haproxyVersion }) {
   const cpuModel = (() => {
     try {
       const m = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
@@ -868,7 +1010,8 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
   L.push(`- load generator: ${LOAD.version}${LOAD.tool === 'wrk' ? ` (-t${opts.threads} -c${opts.connections} -d${opts.duration}s --latency --timeout ${opts.timeout}s)` : ` (-c ${opts.connections} -d ${opts.duration})`}`);
   if (fixed.list.length) {
     L.push(`- fixed-rate phase: ${RATE_LOAD.version}, ${fmtInt(fixed.rate)} req/s offered over ${opts.connections} connections (${fixed.rateNote}), -d${opts.duration}s`);
-  } else L.push(`- fixed-rate phase: ${opts['fixed-rate'] ? 'not run (needs scenario a, c or d)' : 'skipped (--no-fixed-rate)'}`);
+  } else L.push(`- fixed-rate phase: ${opts['fixed-rate'] ? `not run (needs one of ${FIXED_RATE_SCENARIOS.join(', ')})` : 'skipped (--no-fixed-rate)'}`);
+  if (haproxyVersion) L.push(`- (g): ${haproxyVersion}`);
   L.push(`- ${opts.runs} run(s) × ${opts.duration}s per scenario and phase, interleaved ${opts.list.join(',')}; warm-up ${opts.warmup}s per server; gatehouse log.level ${opts['log-level']}`);
   L.push(`- pinning: ${pinning}`);
   L.push(`- wall time ${elapsedS.toFixed(0)}s`);
@@ -921,6 +1064,8 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
   L.push('## Headline');
   L.push('');
   const have = (k) => results[k] && results[k].length > 0;
+  // The edge headlines ((c)/(d), (c)'s p99) are printed as n/a only in runs that are about the edge.
+  const edgeRun = opts.list.includes('d') || !opts.list.some((k) => 'efgh'.includes(k));
   if (have('c') && have('d')) {
     const ratio = med.c.rps / med.d.rps;
     const rounds = [];
@@ -931,27 +1076,28 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
     L.push(
       `- (d)/(c) gateway CPU per request: ${fmt(med.d.gwUs / med.c.gwUs)}× (${fmt(med.c.gwUs, 1)} vs ${fmt(med.d.gwUs, 1)} µs/req) — what the throughput ratio would be with core 0 fully theirs; less sensitive to other load on the machine`,
     );
-  } else L.push('- (c)/(d) throughput: n/a (needs scenarios c and d)');
+  } else if (edgeRun) L.push('- (c)/(d) throughput: n/a (needs scenarios c and d)');
   const at64 = opts.connections === 64 ? '' : ` — measured at ${opts.connections} connections, the target is stated for 64`;
   if (fixed.list.length) {
     const rateText = `${fmtInt(fixed.rate)} req/s fixed rate, ${opts.connections} connections`;
-    for (const k of ['c', 'd', 'a']) {
+    for (const k of ['c', 'e', 'h', 'd', 'f', 'g', 'a']) {
       if (!fixed.list.includes(k)) continue;
       if (!haveFixed(k)) {
         L.push(`- (${k}) p99 at ${rateText}: n/a (no runs)`);
         continue;
       }
       const m = fmed[k];
-      const target = k === 'c' ? ` (target ≤ 5 ms: ${m.p99 <= 5 ? 'met' : 'NOT met'})${at64}` : k === 'd' ? ' (for comparison)' : ' (the rig\'s own floor)';
+      const target = k === 'c' ? ` (target ≤ 5 ms: ${m.p99 <= 5 ? 'met' : 'NOT met'})${at64}` : k === 'a' ? ' (the rig\'s own floor)' : ' (for comparison)';
       const bold = k === 'c' ? '**' : '';
       const achieved = m.rps < 0.95 * fixed.rate ? ` — only ${fmtInt(m.rps)} req/s achieved` : '';
       L.push(`- ${bold}(${k}) p99 at ${rateText}: ${fmt(m.p99)} ms${bold}${target}; p50 ${fmt(m.p50)} ms, p99.9 ${fmt(m.p999)} ms${achieved}`);
     }
-    if (haveFixed('a') && (haveFixed('c') || haveFixed('d'))) {
-      const added = ['c', 'd'].filter(haveFixed).map((k) => `(${k}) ${fmt(fmed[k].p50 - fmed.a.p50)} ms at p50, ${fmt(fmed[k].p99 - fmed.a.p99)} ms at p99`);
+    const gateways = FIXED_RATE_GATEWAYS.filter(haveFixed);
+    if (haveFixed('a') && gateways.length) {
+      const added = gateways.map((k) => `(${k}) ${fmt(fmed[k].p50 - fmed.a.p50)} ms at p50, ${fmt(fmed[k].p99 - fmed.a.p99)} ms at p99`);
       L.push(`- latency added over (a) at that rate (difference of medians): ${added.join('; ')}`);
     }
-  } else L.push(`- fixed-rate p99: n/a (${opts['fixed-rate'] ? 'needs scenario a, c or d' : '--no-fixed-rate'})`);
+  } else L.push(`- fixed-rate p99: n/a (${opts['fixed-rate'] ? `needs one of ${FIXED_RATE_SCENARIOS.join(', ')}` : '--no-fixed-rate'})`);
   if (have('c')) {
     L.push(
       `- (c) closed-loop p99: ${fmt(med.c.p99)} ms at ${opts.connections} connections — queueing-dominated, not the gateway's added latency (target ≤ 5 ms: ${med.c.p99 <= 5 ? 'met' : 'NOT met'} in closed loop)${at64}`,
@@ -961,15 +1107,36 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
         `- for scale: (a) direct closed-loop p99 is ${fmt(med.a.p99)} ms on this rig; with ${opts.connections} closed-loop connections mean latency ≈ connections ÷ req/s (Little's law), so a closed-loop p99 of 5 ms needs well over ${fmtInt((opts.connections / 5) * 1000)} req/s through the gateway`,
       );
     }
-  } else L.push('- (c) closed-loop p99: n/a (needs scenario c)');
-  if (have('c') && have('e')) {
-    const add = med.e.gwUs / med.c.gwUs - 1;
+  } else if (edgeRun) L.push('- (c) closed-loop p99: n/a (needs scenario c)');
+
+  // Identity: (e) against (f) fastify + @fastify/jwt and (g) HAProxy jwt_verify.
+  const perRound = (x, y) => {
+    const out = [];
+    for (let i = 0; i < Math.min(results[x].length, results[y].length); i++) out.push(results[x][i].rps / results[y][i].rps);
+    return out;
+  };
+  if (have('e')) {
+    if (have('a')) L.push(`- (e) identity pipeline at **${fmt(med.e.rps / med.a.rps)}× direct** throughput`);
+    if (have('c')) L.push(`- (e)/(c) throughput: ${fmt(med.e.rps / med.c.rps)}× (what the identity stages cost on top of the edge); gateway CPU per request ${fmt(med.c.gwUs, 1)} → ${fmt(med.e.gwUs, 1)} µs`);
+    if (have('f')) {
+      const r = med.e.rps / med.f.rps;
+      L.push(`- **(e)/(f) throughput: ${fmt(r)}×** (target ≥ 3×: ${r >= 3 ? 'met' : 'NOT met'}); per round: ${perRound('e', 'f').map((x) => fmt(x)).join(', ')}; CPU per request (f)/(e): ${fmt(med.f.gwUs / med.e.gwUs)}×`);
+    } else if (opts.list.includes('f')) L.push('- (e)/(f) throughput: n/a ((f) did not run)');
+    if (have('g')) {
+      const r = med.e.rps / med.g.rps;
+      L.push(`- **(e)/(g) throughput: ${fmt(r)}×** (target ≥ 1, at or above HAProxy: ${r >= 1 ? 'met' : 'NOT met'}); per round: ${perRound('e', 'g').map((x) => fmt(x)).join(', ')}; CPU per request (g)/(e): ${fmt(med.g.gwUs / med.e.gwUs)}×`);
+    } else if (opts.list.includes('g')) L.push('- (e)/(g) throughput: n/a ((g) did not run)');
+  } else if (opts.list.includes('f') || opts.list.includes('g')) L.push('- (e)/(f), (e)/(g) throughput: n/a (needs scenario e)');
+
+  // Audit: (h) = (c) + the audit trail.
+  if (have('c') && have('h')) {
+    const add = med.h.gwUs / med.c.gwUs - 1;
     const rounds = [];
-    for (let i = 0; i < Math.min(results.c.length, results.e.length); i++) rounds.push(results.e[i].gwCpuUsPerReq / results.c[i].gwCpuUsPerReq - 1);
+    for (let i = 0; i < Math.min(results.c.length, results.h.length); i++) rounds.push(results.h[i].gwCpuUsPerReq / results.c[i].gwCpuUsPerReq - 1);
     L.push(
-      `- **audit cost (e) vs (c): ${fmt(add * 100, 1)} % gateway CPU per request** (${fmt(med.c.gwUs, 1)} → ${fmt(med.e.gwUs, 1)} µs/req; target ≤ 10 %: ${add <= 0.1 ? 'met' : 'NOT met'}); per round: ${rounds.map((x) => fmt(x * 100, 1) + ' %').join(', ')}`,
+      `- **audit cost (h) vs (c): ${fmt(add * 100, 1)} % gateway CPU per request** (${fmt(med.c.gwUs, 1)} → ${fmt(med.h.gwUs, 1)} µs/req; target ≤ 10 %: ${add <= 0.1 ? 'met' : 'NOT met'}); per round: ${rounds.map((x) => fmt(x * 100, 1) + ' %').join(', ')}`,
     );
-  }
+  } else if (opts.list.includes('h')) L.push('- audit cost (h) vs (c): n/a (needs scenarios c and h)');
   L.push('');
 
   L.push('## Diagnostics (closed loop, medians)');
@@ -1015,7 +1182,7 @@ async function main() {
   const cores = os.availableParallelism ? os.availableParallelism() : os.cpus().length;
   PIN = opts.pin && !!which('taskset') && cores >= 2;
   if (opts.pin && !PIN) notes.push(cores < 2 ? 'fewer than 2 cores: processes not pinned' : 'taskset not found: processes not pinned');
-  const pinning = PIN ? 'gateway under test (b, c, d) on core 0; upstream and load generator on core 1 (taskset -c)' : 'none';
+  const pinning = PIN ? 'gateway under test (b to h) on core 0; upstream and load generator on core 1 (taskset -c)' : 'none';
   const sp = which('setpriv');
   if (sp && spawnSync(sp, ['--help'], { encoding: 'utf8', timeout: 2000 }).stdout?.includes('--pdeathsig')) SETPRIV = sp;
 
@@ -1025,6 +1192,7 @@ async function main() {
   if (LOAD.tool === 'autocannon') notes.push('wrk unavailable: autocannon (single-threaded node) generated the load; absolute numbers are lower and not comparable with wrk runs');
   const wantsGatehouse = opts.list.some((k) => SCENARIOS[k].kind === 'gatehouse');
   const buildNote = wantsGatehouse ? ensureGatehouseBuilt(opts) : 'gatehouse not under test';
+  const haproxy = opts.list.includes('g') ? ensureHaproxy(opts) : null;
 
   // Watchdog: the whole run is bounded in time.
   const perRun = opts.duration + 1;
@@ -1041,7 +1209,11 @@ async function main() {
   watchdog.unref();
 
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
-  const [upstreamPort, bPort, bAdmin, cPort, cAdmin, dPort, ePort, eAdmin] = await freePorts(8);
+  const ports = await freePorts(1 + 2 * opts.list.length);
+  const upstreamPort = ports.shift();
+  // Each scenario its own port (and admin port for gatehouse).
+  const portOf = Object.fromEntries(opts.list.map((k) => [k, { port: ports.shift(), admin: ports.shift() }]));
+  const identity = opts.list.some((k) => SCENARIOS[k].identity) ? await makeIdentity(tmpDir) : null;
   const nodeBin = process.execPath;
 
   // Upstream (core 1).
@@ -1054,7 +1226,7 @@ async function main() {
   const targets = {};
   for (const k of opts.list) {
     const s = SCENARIOS[k];
-    targets[k] = { ...s, url: null, rec: null, error: null };
+    targets[k] = { ...s, url: null, rec: null, error: null, headers: s.identity && identity ? { Authorization: `Bearer ${identity.token}` } : {} };
   }
   if (targets.a) {
     targets.a.url = `http://127.0.0.1:${upstreamPort}/`;
@@ -1065,22 +1237,52 @@ async function main() {
   const starts = [];
   for (const k of opts.list) {
     const t = targets[k];
+    const { port, admin: adminPort } = portOf[k];
     if (t.kind === 'gatehouse') {
-      const port = k === 'b' ? bPort : k === 'e' ? ePort : cPort;
-      const adminPort = k === 'b' ? bAdmin : k === 'e' ? eAdmin : cAdmin;
       const cfg = path.join(tmpDir, `gatehouse-${k}.yaml`);
-      fs.writeFileSync(cfg, gatehouseConfig({ port, adminPort, upstreamPort, edge: t.edge, logLevel: opts['log-level'], audit: t.audit ? auditLines(tmpDir) : null }));
+      fs.writeFileSync(
+        cfg,
+        gatehouseConfig({
+          port,
+          adminPort,
+          upstreamPort,
+          edge: t.edge,
+          logLevel: opts['log-level'],
+          stateDir: t.audit || t.identity ? path.join(tmpDir, `state-${k}`) : null,
+          audit: t.audit ? auditLines(tmpDir) : null,
+          identity: t.identity ? identity : null,
+        }),
+      );
+      if (t.identity) {
+        // The token's subject is a registered agent with its own limit (never reached).
+        if (!runSync(nodeBin, [path.join(ROOT, 'bin', 'gatehouse.js'), 'identities', 'add', '--config', cfg, '--subject', 'bench-agent', '--type', 'agent', '--rpm', '1000000000'])) {
+          throw new Error('registering the bench identity failed');
+        }
+      }
       t.url = `http://127.0.0.1:${port}/`;
       t.rec = startChild(`gatehouse (${k})`, 0, nodeBin, [path.join(ROOT, 'bin', 'gatehouse.js'), 'run', '--config', cfg], {
         logFile: path.join(tmpDir, `gatehouse-${k}.log`),
       });
       starts.push([k, port]);
     } else if (t.kind === 'fastify') {
-      t.url = `http://127.0.0.1:${dPort}/`;
-      t.rec = startChild('fastify edge (d)', 0, nodeBin, [path.join(BENCH_DIR, 'fastify-edge.js'), String(dPort), `http://127.0.0.1:${upstreamPort}`], {
-        logFile: path.join(tmpDir, 'fastify-edge.log'),
+      t.url = `http://127.0.0.1:${port}/`;
+      t.rec = startChild(`fastify (${k})`, 0, nodeBin, [path.join(BENCH_DIR, 'fastify-edge.js'), String(port), `http://127.0.0.1:${upstreamPort}`], {
+        logFile: path.join(tmpDir, `fastify-${k}.log`),
+        env: t.identity ? { JWT_PUBLIC_KEY_FILE: identity.publicKeyFile } : {},
       });
-      starts.push([k, dPort]);
+      starts.push([k, port]);
+    } else if (t.kind === 'haproxy') {
+      if (haproxy.error) {
+        t.error = haproxy.error;
+        notes.push(`${t.label} unavailable: ${t.error}`);
+        progress(`${t.label} unavailable: ${t.error}`);
+        continue;
+      }
+      const cfg = path.join(tmpDir, 'haproxy.cfg');
+      fs.writeFileSync(cfg, haproxyConfig({ port, upstreamPort, identity, dir: tmpDir }));
+      t.url = `http://127.0.0.1:${port}/`;
+      t.rec = startChild(`haproxy (${k})`, 0, haproxy.bin, ['-f', cfg, '-db'], { logFile: path.join(tmpDir, 'haproxy.log') });
+      starts.push([k, port]);
     }
   }
   for (const [k, port] of starts) {
@@ -1104,7 +1306,7 @@ async function main() {
   if (opts.warmup > 0) {
     for (const k of active) {
       progress(`warm-up ${targets[k].label}: ${opts.warmup}s`);
-      await runLoad(targets[k].url, opts.warmup, null);
+      await runLoad(targets[k].url, opts.warmup, null, { headers: targets[k].headers });
       await sleep(300);
     }
   }
@@ -1117,7 +1319,7 @@ async function main() {
       if (t.rec.exited) {
         throw new Error(`${t.label} died during the run (${JSON.stringify(t.rec.exited)}); log tail:\n${tail(t.rec.logFile)}`);
       }
-      const r = await runLoad(t.url, opts.duration, gatewayPid(k));
+      const r = await runLoad(t.url, opts.duration, gatewayPid(k), { headers: t.headers });
       results[k].push(r);
       progress(
         `run ${i}/${opts.runs} ${t.label}: ${fmtInt(r.rps)} req/s, p99 ${fmt(r.p99)} ms, p50 ${fmt(r.p50)} ms` +
@@ -1128,22 +1330,24 @@ async function main() {
     }
   }
 
-  // Fixed-rate phase: a, c, d at one offered rate, interleaved, on the servers already warm.
+  // Fixed-rate phase: every selected scenario but b, at one offered rate, interleaved, on the servers already warm.
   const fixed = { rate: NaN, rateNote: '', list: [], results: Object.fromEntries(opts.list.map((k) => [k, []])) };
   const fixedActive = fixedList.filter((k) => active.includes(k));
-  if (opts['fixed-rate'] && fixedActive.length === 0) notes.push('fixed-rate phase skipped: it runs scenarios a, c and d, and none of them is selected or available');
+  if (opts['fixed-rate'] && fixedActive.length === 0) notes.push(`fixed-rate phase skipped: it runs scenarios ${FIXED_RATE_SCENARIOS.join(', ')}, and none of them is selected or available`);
   if (fixedActive.length) {
     const medRps = (k) => (results[k] && results[k].length ? median(results[k].map((r) => r.rps)) : NaN);
     if (opts.rate > 0) {
       fixed.rate = opts.rate;
       fixed.rateNote = '--rate';
     } else {
-      // 50 % of the lower of (c) and (d), so both can sustain it; failing those, of whatever ran.
-      const basis = ['c', 'd'].filter((k) => Number.isFinite(medRps(k)));
+      // 50 % of the slowest gateway of this phase (the lower of (c) and (d) in a default run), so
+      // every one can sustain it; failing those, of (b) or else (a).
+      const basis = FIXED_RATE_GATEWAYS.filter((k) => fixedActive.includes(k) && Number.isFinite(medRps(k)));
       const from = basis.length ? basis : ['b', 'a'].filter((k) => Number.isFinite(medRps(k))).slice(0, 1);
       const lowest = Math.min(...from.map(medRps));
       fixed.rate = Math.max(100, Math.floor((0.5 * lowest) / 100) * 100);
-      fixed.rateNote = `50 % of the lower median closed-loop throughput of ${from.map((k) => `(${k}) ${fmtInt(medRps(k))}`).join(' and ')}, rounded down to 100`;
+      const of = from.map((k) => `(${k}) ${fmtInt(medRps(k))}`).join(', ');
+      fixed.rateNote = `50 % of the ${from.length > 1 ? 'lowest median closed-loop throughput of' : 'median closed-loop throughput of'} ${of}, rounded down to 100`;
     }
     fixed.list = fixedActive;
     await setupRateTool(opts, `http://127.0.0.1:${upstreamPort}/`, notes);
@@ -1154,7 +1358,7 @@ async function main() {
         if (t.rec.exited) {
           throw new Error(`${t.label} died during the run (${JSON.stringify(t.rec.exited)}); log tail:\n${tail(t.rec.logFile)}`);
         }
-        const r = await runLoad(t.url, opts.duration, gatewayPid(k), fixed.rate);
+        const r = await runLoad(t.url, opts.duration, gatewayPid(k), { rate: fixed.rate, headers: t.headers });
         fixed.results[k].push(r);
         progress(
           `fixed-rate run ${i}/${opts.runs} ${t.label}: ${fmtInt(r.rps)} of ${fmtInt(fixed.rate)} req/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, p99.9 ${fmt(r.p999)} ms` +
@@ -1206,7 +1410,8 @@ async function main() {
   }
 
   const elapsedS = (Date.now() - startedAt.getTime()) / 1000;
-  const report = buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fixed, notes, buildNote, pinning });
+  const haproxyVersion = haproxy && !haproxy.error && targets.g && !targets.g.error ? haproxy.version : null;
+  const report = buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fixed, notes, buildNote, pinning, haproxyVersion });
   process.stdout.write(report + '\n');
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `edge-${startedAt.toISOString().replace(/[:.]/g, '-')}.md`);
