@@ -221,3 +221,19 @@ test('checkpoints are signed every checkpoint_records records and on close', asy
   assert.deepEqual(cps.map((c) => c.seq), [4, 8, 10]);
   assert.deepEqual((await verifyOne(s)).problems, []);
 });
+
+test('a quiet stream still gets its checkpoint once checkpoint_interval has passed', async (t) => {
+  const { open, opts } = setup(t);
+  const s = open();
+  let now = 1_700_000_000_000;
+  const w = await AuditWriter.open(opts(s, { checkpointRecords: 0, checkpointIntervalMs: 50, now: () => now }));
+  void w.append(body(1));
+  await w.flush();
+  assert.equal((await s.checkpoints(w.stream)).length, 0);
+  now += 60;
+  // No new record: the writer's own timer signs the checkpoint.
+  for (let i = 0; i < 50 && (await s.checkpoints(w.stream)).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  const cps = await s.checkpoints(w.stream);
+  assert.deepEqual(cps.map((c) => c.seq), [2]);
+  await w.close();
+});

@@ -109,6 +109,7 @@ export class AuditWriter {
   private lastCpTime: number;
   private lastCpIso: string | null;
   private closed = false;
+  private cpTimer: NodeJS.Timeout | null = null;
 
   private constructor(o: WriterOptions, state: StreamState, chain: Chain, spool: Spool, lastCp: StoredCheckpoint | null) {
     this.o = o;
@@ -123,6 +124,12 @@ export class AuditWriter {
     this.lastCpIso = lastCp?.checkpoint.time ?? null;
     this.lastCpTime = lastCp ? Date.parse(lastCp.checkpoint.time) : this.now();
     if (lastCp) o.metrics?.checkpoint(this.lastCpTime / 1000);
+    if (o.signer !== null && o.checkpointIntervalMs > 0) {
+      // A quiet stream still gets its checkpoint on time: the tail a third party cannot
+      // check is never older than checkpoint_interval.
+      this.cpTimer = setInterval(() => void this.flush(), Math.min(o.checkpointIntervalMs, 1000));
+      this.cpTimer.unref();
+    }
   }
 
   /** Opens the instance's stream: replays a spool left by an earlier run, then continues from the stored head. */
@@ -237,7 +244,7 @@ export class AuditWriter {
       // Chain behind the running flush so the caller's records are covered too.
       return this.flushing.then(() => this.flush());
     }
-    if (this.queue.length === 0 && this.spool.empty) return Promise.resolve();
+    if (this.queue.length === 0 && this.spool.empty && !this.checkpointDue()) return Promise.resolve();
     this.flushing = this.doFlush().finally(() => {
       this.flushing = null;
     });
@@ -273,6 +280,10 @@ export class AuditWriter {
       }, this.o.retryMs ?? 1000);
       this.timer.unref();
     }
+  }
+
+  private checkpointDue(): boolean {
+    return this.o.signer !== null && this.o.checkpointIntervalMs > 0 && this.chain.seq > this.lastCpSeq && this.now() - this.lastCpTime >= this.o.checkpointIntervalMs;
   }
 
   private maybeCheckpoint(force: boolean): StoredCheckpoint[] {
@@ -346,6 +357,7 @@ export class AuditWriter {
     }
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.immediate !== null) clearImmediate(this.immediate);
+    if (this.cpTimer !== null) clearInterval(this.cpTimer);
     // A clean stop hands back the unused reservation (everything handed out is sealed and in
     // the store or the spool): the next start declares no gap.
     this.state.reserved = this.chain.seq;

@@ -209,3 +209,26 @@ describe('audit store: PostgreSQL writer role', () => {
     }
   });
 });
+
+describe('audit store: large batches', () => {
+  for (const [name, make] of [['sqlite', makeSqlite], ['postgres', makePostgres]] as const) {
+    it(`${name}: a batch larger than one multi-row statement keeps storage order = seq order and verifies`, async (t) => {
+      const ts = await make(t);
+      if (ts === undefined) return;
+      try {
+        const signer = testSigner();
+        const { records, checkpoints } = buildChain(S, 300, K, signer, [300]);
+        await ts.store.append(records, checkpoints);
+        const rows = await ts.store.readRaw(S, 0, 1000);
+        assert.deepEqual(
+          rows.map((r) => (JSON.parse(r.data) as ChainedRecord).seq),
+          Array.from({ length: 300 }, (_, i) => i + 1),
+        );
+        const reps = await verifyStore(ts.store, { keyring: K, publicKey: signer.publicKey });
+        assert.deepEqual(reps[0]?.problems, []);
+      } finally {
+        await ts.cleanup();
+      }
+    });
+  }
+});

@@ -50,9 +50,31 @@ export function createSqliteAuditStore(file: string): AuditStore {
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   const insRecord = db.prepare('INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  // Multi-row INSERTs: the per-statement overhead is paid once per ROWS records.
+  const ROWS = 64;
+  const insMany = db.prepare(`INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES ${Array.from({ length: ROWS }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`);
+  const args: unknown[] = new Array<unknown>(ROWS * 7);
   const insCp = db.prepare('INSERT INTO audit_checkpoints (stream, seq, data, frontier) VALUES (?, ?, ?, ?)');
   const appendTx = db.transaction((records: readonly ChainedRecord[], cps: readonly StoredCheckpoint[]) => {
-    for (const r of records) insRecord.run(r.stream, r.seq, r.time, r.subject, r.decision, r.hash, recordData(r));
+    let i = 0;
+    for (; i + ROWS <= records.length; i += ROWS) {
+      for (let j = 0; j < ROWS; j++) {
+        const r = records[i + j] as ChainedRecord;
+        const o = j * 7;
+        args[o] = r.stream;
+        args[o + 1] = r.seq;
+        args[o + 2] = r.time;
+        args[o + 3] = r.subject;
+        args[o + 4] = r.decision;
+        args[o + 5] = r.hash;
+        args[o + 6] = recordData(r);
+      }
+      insMany.run(args);
+    }
+    for (; i < records.length; i++) {
+      const r = records[i] as ChainedRecord;
+      insRecord.run(r.stream, r.seq, r.time, r.subject, r.decision, r.hash, recordData(r));
+    }
     for (const c of cps) insCp.run(c.checkpoint.stream, c.checkpoint.seq, JSON.stringify(c.checkpoint), JSON.stringify(c.frontier));
   });
   const headQ = db.prepare('SELECT seq, hash FROM audit_records WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');

@@ -9,38 +9,56 @@
  * - the credential must look like a compact JWS (three base64url segments), else it is
  *   an invalid token without ever reaching the verifier (`looksLikeJws`, checked only
  *   when the token is not in the verified-token cache: a cached token passed it).
+ *
+ * This runs on every authenticated request, so the accepting path allocates nothing but
+ * the token string itself: the result IS the token (a string), only problems are
+ * objects, and names/schemes are compared by character code instead of lower-casing
+ * copies of them.
  */
-export type AuthorizationResult =
-  | { readonly kind: 'token'; readonly token: string }
-  | { readonly kind: 'missing' }
-  | { readonly kind: 'malformed'; readonly reason: string };
+export type AuthorizationProblem = { readonly kind: 'missing' } | { readonly kind: 'malformed'; readonly reason: string };
+/** The token (a string), or why there is none. */
+export type AuthorizationResult = string | AuthorizationProblem;
 
-const MISSING: AuthorizationResult = { kind: 'missing' };
+const MISSING: AuthorizationProblem = { kind: 'missing' };
+const SEVERAL: AuthorizationProblem = { kind: 'malformed', reason: 'several Authorization headers' };
+const TOO_LARGE: AuthorizationProblem = { kind: 'malformed', reason: 'Authorization header too large' };
+const NOT_BEARER: AuthorizationProblem = { kind: 'malformed', reason: 'not a Bearer credential' };
+const EMPTY: AuthorizationProblem = { kind: 'malformed', reason: 'empty Bearer credential' };
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
+/**
+ * Whether `s` starting at `from` equals `lower` (ASCII letters only) ignoring case,
+ * without allocating a lower-cased copy. `c | 0x20` maps exactly 'A'-'Z' onto 'a'-'z'
+ * among the characters that can equal a lowercase letter, so this is exact, not a
+ * heuristic (no other character, ASCII or not, compares equal).
+ */
+function equalsIgnoringCase(s: string, from: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((s.charCodeAt(from + i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
 function isAuthorization(name: string): boolean {
-  return name.length === 13 && name.toLowerCase() === 'authorization';
+  return name.length === 13 && equalsIgnoringCase(name, 0, 'authorization');
 }
 
 export function bearerToken(rawHeaders: readonly string[], maxTokenBytes: number): AuthorizationResult {
   let value: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (!isAuthorization(rawHeaders[i] as string)) continue;
-    if (value !== undefined) return { kind: 'malformed', reason: 'several Authorization headers' };
+    if (value !== undefined) return SEVERAL;
     value = rawHeaders[i + 1] as string;
   }
   if (value === undefined) return MISSING;
   // "Bearer " is 7 bytes; anything longer than that plus the token limit is refused unread.
-  if (value.length > maxTokenBytes + 7) return { kind: 'malformed', reason: 'Authorization header too large' };
-  if (value.length < 7 || value.slice(0, 6).toLowerCase() !== 'bearer' || value.charCodeAt(6) !== 32) {
+  if (value.length > maxTokenBytes + 7) return TOO_LARGE;
+  if (value.length < 7 || !equalsIgnoringCase(value, 0, 'bearer') || value.charCodeAt(6) !== 32) {
     // Another scheme (Basic, ...) or garbage: no bearer token in this request.
-    return value.trim() === '' ? MISSING : { kind: 'malformed', reason: 'not a Bearer credential' };
+    return value.trim() === '' ? MISSING : NOT_BEARER;
   }
   let start = 7;
   while (start < value.length && value.charCodeAt(start) === 32) start++;
-  const token = value.slice(start);
-  if (token === '') return { kind: 'malformed', reason: 'empty Bearer credential' };
-  return { kind: 'token', token };
+  if (start === value.length) return EMPTY;
+  return value.slice(start);
 }
 
 /** Whether a credential has the compact-JWS shape (checked on a cache miss only). */

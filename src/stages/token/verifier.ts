@@ -35,6 +35,12 @@ export interface VerifiedToken {
   readonly expiresAtMs: number;
   readonly issuer: CompiledIssuer;
   readonly kid: string;
+  /**
+   * The key came from the issuer's file keys (`keys`, `jwks_file`), which are fixed for
+   * the config generation: a cache hit then needs no key lookup. JWKS-URL keys can be
+   * dropped by a refresh and are looked up on every hit.
+   */
+  readonly staticKey: boolean;
 }
 
 export function findKey(issuer: CompiledIssuer, kid: string): VerificationKey | undefined {
@@ -158,5 +164,6 @@ export async function verifyToken(token: string, opts: VerifierOptions): Promise
     expiresAtMs: validUntilMs,
     issuer,
     kid,
+    staticKey: issuer.staticKeys.get(kid) === key,
   };
 }
