@@ -11,6 +11,7 @@
 import type { IdentitiesConfig } from '../../config/schema.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Exchange } from '../../pipeline/exchange.js';
+import type { Identity } from '../../pipeline/identity.js';
 import { Refusal } from '../../pipeline/refusal.js';
 import type { Stage, StageResult } from '../../pipeline/stage.js';
 import type { IdentityView } from '../../stores/identities/view.js';
@@ -22,6 +23,8 @@ const RULE = 'identity';
 const WINDOW_MS = 60_000;
 /** '~' cannot start a site id, so identity budgets never share a key with a site's rules. */
 const KEY_PREFIX = rateKey('~identity', 'rpm', '');
+/** Distinct limits whose RateLimit-Policy value is kept (limits come from config and the registry). */
+const MAX_POLICIES = 1024;
 
 export interface IdentityRateLimitOptions {
   readonly siteId: string;
@@ -44,10 +47,28 @@ export function createIdentityRateLimitStage(opts: IdentityRateLimitOptions): St
   const now = opts.now ?? Date.now;
   const refused = metrics.rateLimitRefusals.labels(siteId, RULE, 'enforce');
   const storeRefused = metrics.rateLimitStoreErrors.labels(siteId, 'refused');
+  // The store key of an identity, built once per verified identity rather than once per
+  // request: the token stage hands out the same frozen Identity object for every request
+  // of a cached token, so the key string is reused (no concatenation, and the Map in the
+  // memory store finds its hash already computed). Weak: it goes when the token's cache
+  // entry does.
+  const keys = new WeakMap<Identity, string>();
+  // RateLimit-Policy depends on the limit only, and identities share a few limits.
+  const policies = new Map<number, string>();
+
+  function policyFor(limit: number): string {
+    let p = policies.get(limit);
+    if (p === undefined) {
+      if (policies.size >= MAX_POLICIES) policies.clear();
+      p = `"${RULE}";q=${limit};w=60`;
+      policies.set(limit, p);
+    }
+    return p;
+  }
 
   function decided(ex: Exchange, limit: number, d: RateDecision): StageResult {
     const o = d.rules[0];
-    ex.extraHeaders.push('RateLimit-Policy', `"${RULE}";q=${limit};w=60`);
+    ex.extraHeaders.push('RateLimit-Policy', policyFor(limit));
     if (o === undefined) return undefined;
     const t = Math.ceil(o.resetMs / 1000);
     ex.extraHeaders.push('RateLimit', `"${RULE}";r=${d.allowed ? o.remaining : 0};t=${t}`);
@@ -68,9 +89,16 @@ export function createIdentityRateLimitStage(opts: IdentityRateLimitOptions): St
       if (id === null) return undefined;
       const rec = registry.get(id.subject);
       const limit = limitFor(identities, id.type, rec?.role ?? id.role, rec?.rpm_limit);
+      let key = keys.get(id);
+      if (key === undefined) {
+        key = KEY_PREFIX + id.subject;
+        keys.set(id, key);
+      }
       let d: RateDecision | Promise<RateDecision>;
       try {
-        d = store.hit([{ key: KEY_PREFIX + id.subject, limit, windowMs: WINDOW_MS, enforce: true }], now());
+        // A fresh hit list per decision (two small young objects): the store interface does
+        // not promise that a store is done with its input when hit() returns.
+        d = store.hit([{ key, limit, windowMs: WINDOW_MS, enforce: true }], now());
       } catch (err) {
         return failed(err);
       }

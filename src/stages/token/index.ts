@@ -25,6 +25,7 @@ export const TOKEN = 'token';
 const REQ = ['WWW-Authenticate', 'Bearer realm="gatehouse", error="invalid_request"'];
 const INV = ['WWW-Authenticate', 'Bearer realm="gatehouse", error="invalid_token"'];
 const MISSING = new Refusal('missing_token', TOKEN, undefined, REQ);
+const NOT_JWS = new Refusal('invalid_token', TOKEN, undefined, INV, 'not a compact JWS');
 
 export interface TokenStageOptions {
   readonly siteId: string;
@@ -52,13 +53,33 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
   const verifierOpts = { issuers, claims: opts.auth.claims, maxLifetimeMs: opts.maxLifetimeMs, now };
   const m = opts.metrics.tokenVerifications;
   const counted = { cached: m.labels(opts.siteId, 'cached'), verified: m.labels(opts.siteId, 'verified') };
-  const count = (result: string) => m.labels(opts.siteId, result).inc();
+  // Refusals of bad input are counted too and should cost next to nothing: the label
+  // child of each result (a small fixed set of codes) and the Refusal of each header
+  // problem (a few constants, see authorization.ts) are made once, not per request.
+  const children = new Map<string, { inc(): void }>();
+  const count = (result: string): void => {
+    let c = children.get(result);
+    if (c === undefined) {
+      c = m.labels(opts.siteId, result);
+      children.set(result, c);
+    }
+    c.inc();
+  };
+  const malformed = new Map<string, Refusal>();
+  const malformedRefusal = (reason: string): Refusal => {
+    let r = malformed.get(reason);
+    if (r === undefined) {
+      r = new Refusal('invalid_token', TOKEN, undefined, REQ, reason);
+      malformed.set(reason, r);
+    }
+    return r;
+  };
   // Cache hits are the steady state. prom-client's labelled inc() hashes the label set on
   // every call (about 0.5 µs, a quarter of a whole cache hit), so hits are counted in a
   // plain integer and added to the counter by a timer armed by the first hit after a
-  // flush: the metric lags by at most one second and never loses a hit. The timer is
-  // unref'd so it never holds the process open; a stage of an old config generation
-  // flushes once more and then arms nothing.
+  // flush: the metric lags by at most one second and drops no hit while the process
+  // runs. The timer is unref'd so it never holds the process open; a stage of an old
+  // config generation flushes once more and then arms nothing.
   let pendingCached = 0;
   const flushCached = (): void => {
     const n = pendingCached;
@@ -92,16 +113,17 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
           return MISSING;
         }
         count('invalid_token');
-        return new Refusal('invalid_token', TOKEN, undefined, REQ, a.reason);
+        return malformedRefusal(a.reason);
       }
       // The whole token is hashed (a hostile token that differs from a cached one in any
       // byte, signature included, misses and goes to jose), once, with the one-shot
       // crypto.hash: createHash() builds a stream-like Hash object per call and costs
       // about twice as much. 'binary' (= latin1) output is the 32 digest bytes as a
       // 32-character string: the cheapest string to build and for the Map to hash and
-      // compare. Header values are Latin-1 decoded by Node's parser, and every cached
-      // token is a verified ASCII JWS, so the UTF-8 input encoding never maps two
-      // different requests' tokens onto the same bytes.
+      // compare. The input is encoded as UTF-8, which is not injective for every JS
+      // string (lone surrogates all become U+FFFD), but every cached token is a verified
+      // ASCII JWS and UTF-8 maps no other string onto an ASCII string's bytes (every
+      // non-ASCII character becomes bytes >= 0x80), so only the token itself can hit.
       const key = hash('sha256', a, 'binary');
       const hit = cache.get(key, now());
       // A cached token stays good only while its key is still configured (rotation out).
@@ -113,12 +135,12 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
       }
       if (!looksLikeJws(a)) {
         count('invalid_token');
-        return new Refusal('invalid_token', TOKEN, undefined, INV, 'not a compact JWS');
+        return NOT_JWS;
       }
       return verifyToken(a, verifierOpts).then(
         (v) => {
           counted.verified.inc();
-          cache.set(key, v);
+          cache.set(key, v, now());
           return accept(ex, v);
         },
         (err: unknown) => refusal(err),
