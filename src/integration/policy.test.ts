@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Gateway } from '../server/gateway.js';
+import { auditFiles } from '../audit/test-files.js';
 import { loadConfig } from '../config/load.js';
 import { baseConfig, request, startGateway, startUpstream, writeConfig, type Reply, type TestGateway, type Upstream } from '../testing/harness.js';
 import { bearer, keyDir, makeKey, sign, type TestKey } from '../testing/tokens.js';
@@ -261,6 +262,46 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
       assert.equal((await g.gw.reload()).ok, true);
       assert.equal(code(await request(`${g.url}/x`, { method: 'POST', headers: bearer(t) })), 'policy_denied');
       assert.equal(code(await request(`${g.url}/x`, { headers: bearer(t) })), 'ok');
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('an evaluation error refuses (fail closed), even when a permit applies', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-everr-'));
+    // Agents carry no role: the forbid's condition errors, Cedar skips it, the permit applies.
+    writeFileSync(join(dir, 'p.cedar'), '@id("all") permit(principal, action, resource);\n@id("no-guests") forbid(principal, action, resource) when { principal.role == "guest" };');
+    const g = await startGateway(config({ files: [join(dir, 'p.cedar')] }));
+    try {
+      const t = await sign(key, { sub: 'a5', domain: 'billing' });
+      const r = await request(`${g.url}/x`, { headers: bearer(t) });
+      assert.equal(code(r), 'policy_denied');
+      const line = g.logs.findLast((l) => l.code === 'policy_denied');
+      assert.deepEqual(line?.policies, ['no-guests']);
+      assert.equal(line?.rule, 'error');
+      assert.ok(g.logs.some((l) => l.event === 'policy_evaluation_failed'));
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('the audit record carries the ids of the deciding policies', async () => {
+    const dir = policyDir('domain-isolation.cedar');
+    const files = auditFiles();
+    const g = await startGateway(
+      baseConfig(up.url, { domain: 'billing', auth: {}, policy: { files: [join(dir, 'domain-isolation.cedar')] } }, { auth: issuers(key), identities: { unknown_identity: 'allow' }, state: { dir: files.stateDir }, audit: files.block() }),
+    );
+    try {
+      assert.equal(code(await request(`${g.url}/x`, { headers: bearer(await sign(key, { sub: 'a6', domain: 'billing' })) })), 'ok');
+      assert.equal(code(await request(`${g.url}/x`, { headers: bearer(await sign(key, { sub: 'a7', domain: 'search' })) })), 'policy_denied');
+      await g.gw.audit?.writer.flush();
+      const recs = (await g.gw.audit?.store.query({ limit: 100 })) ?? [];
+      const allowed = recs.find((r) => r.subject === 'a6');
+      const refused = recs.find((r) => r.subject === 'a7');
+      assert.deepEqual(allowed?.policies, ['agents-own-domain']);
+      assert.equal(refused?.code, 'policy_denied');
+      assert.equal(refused?.stage, 'policy');
+      assert.deepEqual(refused?.policies, [], 'deny by default: no policy decided');
     } finally {
       await g.close();
     }
