@@ -55,14 +55,16 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
     const enforced = handle.enforced;
     const shadow = handle.shadow;
     if (enforced === null && shadow === null) return undefined;
-    const t = new Date(now());
+    // Only the UTC hour and weekday: finer time would make every decision unique (no cache).
+    const hours = Math.floor(now() / 3_600_000);
     const input: DecisionInput = {
       identity: ex.identity,
       method: ex.req.method ?? 'GET',
       clientIp: ex.clientIp,
       path: ex.normPath,
-      hour: t.getUTCHours(),
-      weekday: t.getUTCDay(),
+      hour: hours % 24,
+      // 1970-01-01 was a Thursday (4).
+      weekday: (Math.floor(hours / 24) + 4) % 7,
       body,
     };
     const key = decisionKey(input);
