@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -135,6 +136,27 @@ describe('policy decision matrix (example policies)', { concurrency: false }, ()
     assert.equal(code(await llm(research, JSON.stringify({ model: 'large-1' }))), 'ok');
     // A body over policy.max_body_bytes is refused before it is read.
     assert.equal(code(await llm(t, JSON.stringify({ model: 'small-1', pad: 'x'.repeat(400) }))), 'body_too_large');
+  });
+
+  it('a chunked body with Expect: 100-continue is read for the policy and forwarded whole', async () => {
+    const t = await agent({ sub: 'agent-k', domain: 'llm' });
+    const parts = ['{"model":', '"small-1",', '"prompt":"hello"}'];
+    const reply = await new Promise<{ status: number; body: string }>((ok, fail) => {
+      const req = httpRequest(`${g.url}/llm/v1/chat`, { method: 'POST', agent: false, headers: { ...bearer(t), 'content-type': 'application/json', expect: '100-continue' } });
+      req.on('continue', () => {
+        for (const p of parts) req.write(p);
+        req.end();
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => ok({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', fail);
+      req.flushHeaders();
+    });
+    assert.equal(reply.status, 200, reply.body);
+    assert.equal((JSON.parse(reply.body) as { body: string }).body, parts.join(''));
   });
 
   it('anonymous visitors on a site without auth: read yes, write no, forbidden path no', async () => {
