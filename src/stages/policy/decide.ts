@@ -13,7 +13,7 @@
  */
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { Identity } from '../../pipeline/identity.js';
-import type { LoadedPolicySet } from './policy-set.js';
+import type { ContextUse, LoadedPolicySet } from './policy-set.js';
 
 export interface Decision {
   readonly decision: 'allow' | 'deny' | 'error';
@@ -44,12 +44,19 @@ export interface DecisionInput {
 
 const SEP = '\u001f';
 
-/** Every part of the input that can change the decision, in a fixed order. */
-export function decisionKey(i: DecisionInput): string {
+/**
+ * Every part of the input that can change the decision, in a fixed order: the principal
+ * and the action always, the context fields only when the set's policies read them.
+ */
+export function decisionKey(i: DecisionInput, uses: ContextUse): string {
   const id = i.identity;
   let k = id === null ? 'anon' : `${id.type}${SEP}${id.subject}${SEP}${id.role ?? ''}${SEP}${id.domain ?? ''}${SEP}${id.agent ?? ''}`;
-  k += `${SEP}${i.method}${SEP}${i.clientIp}${SEP}${i.path}${SEP}${i.hour}${SEP}${i.weekday}`;
-  if (i.body !== null) k += SEP + JSON.stringify(i.body);
+  k += SEP + i.method;
+  k += uses.ip ? SEP + i.clientIp : SEP;
+  k += uses.path ? SEP + i.path : SEP;
+  k += uses.hour ? `${SEP}${i.hour}` : SEP;
+  k += uses.weekday ? `${SEP}${i.weekday}` : SEP;
+  if (uses.body && i.body !== null) k += SEP + JSON.stringify(i.body);
   return k;
 }
 
@@ -65,14 +72,15 @@ function principalOf(id: Identity | null): { uid: { type: string; id: string }; 
 export function evaluate(set: LoadedPolicySet, res: ResourceFacts, i: DecisionInput): Decision {
   const p = principalOf(i.identity);
   const resource = { type: 'Site', id: res.site };
-  const context: Record<string, cedar.CedarValueJson> = {
-    ip: { __extn: { fn: 'ip', arg: i.clientIp } },
-    path: i.path,
-    method: i.method,
-    hour: i.hour,
-    weekday: i.weekday,
-  };
-  if (i.body !== null) context.body = i.body;
+  // Only what the policies read (policy-set.ts contextUse), so the cache key covers it all.
+  const u = set.uses;
+  const context: Record<string, cedar.CedarValueJson> = {};
+  if (u.ip) context.ip = { __extn: { fn: 'ip', arg: i.clientIp } };
+  if (u.path) context.path = i.path;
+  if (u.method) context.method = i.method;
+  if (u.hour) context.hour = i.hour;
+  if (u.weekday) context.weekday = i.weekday;
+  if (u.body && i.body !== null) context.body = i.body;
   let answer: cedar.AuthorizationAnswer;
   try {
     answer = cedar.statefulIsAuthorized({

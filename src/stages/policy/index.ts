@@ -67,9 +67,8 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
       weekday: (Math.floor(hours / 24) + 4) % 7,
       body,
     };
-    const key = decisionKey(input);
     if (shadow !== null) {
-      const s = decideWith(shadow, key, input);
+      const s = decideWith(shadow, decisionKey(input, shadow.set.uses), input);
       counters.shadow[s.decision].inc();
       if (s.decision !== 'allow') {
         ex.note('policy_shadow', { decision: s.decision, policies: s.policies });
@@ -77,7 +76,7 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
       }
     }
     if (enforced === null) return undefined;
-    const d = decideWith(enforced, key, input);
+    const d = decideWith(enforced, decisionKey(input, enforced.set.uses), input);
     counters.enforce[d.decision].inc();
     ex.note('policies', d.policies);
     if (d.decision === 'allow') return undefined;

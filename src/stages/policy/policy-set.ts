@@ -26,6 +26,38 @@ export interface LoadedPolicySet {
   readonly ids: readonly string[];
   /** SHA-256 over the files' contents: a file event without a change does not reload. */
   readonly digest: string;
+  /** The context fields the policies read; the others stay out of the evaluation and the cache key. */
+  readonly uses: ContextUse;
+}
+
+export interface ContextUse {
+  readonly ip: boolean;
+  readonly path: boolean;
+  readonly method: boolean;
+  readonly hour: boolean;
+  readonly weekday: boolean;
+  readonly body: boolean;
+}
+
+const CONTEXT_FIELDS = ['ip', 'path', 'method', 'hour', 'weekday', 'body'] as const;
+const ALL: ContextUse = Object.freeze({ ip: true, path: true, method: true, hour: true, weekday: true, body: true });
+
+/**
+ * Which context fields the policies can read. Conservative: any mention of `context`
+ * other than `context.<field>` (e.g. `context has ip`, `context["ip"]`, a comment) means
+ * every field. Leaving out what no policy reads keeps the decision cache small (a site
+ * whose policies ignore the client IP does not cache per IP).
+ */
+export function contextUse(texts: readonly string[]): ContextUse {
+  const used: Record<string, boolean> = {};
+  for (const text of texts) {
+    for (const m of text.matchAll(/\bcontext\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?/g)) {
+      const field = m[2];
+      if (field === undefined || !(CONTEXT_FIELDS as readonly string[]).includes(field)) return ALL;
+      used[field] = true;
+    }
+  }
+  return Object.freeze({ ip: used.ip === true, path: used.path === true, method: used.method === true, hour: used.hour === true, weekday: used.weekday === true, body: used.body === true });
 }
 
 interface ReadFiles {
@@ -81,7 +113,8 @@ export function loadPolicySet(files: readonly string[]): LoadedPolicySet {
     throw new PolicyLoadError(files.join(', '), String(err));
   }
   if (answer.type === 'failure') throw new PolicyLoadError(files.join(', '), firstError(answer.errors));
-  return Object.freeze({ pid, ids: Object.freeze(Object.keys(read.policies)), digest: read.digest });
+  const uses = contextUse(Object.values(read.policies));
+  return Object.freeze({ pid, ids: Object.freeze(Object.keys(read.policies)), digest: read.digest, uses });
 }
 
 /** For `gatehouse check`: the problem with the files, or null. Does not keep anything. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DecisionCache, decisionKey, evaluate, type Decision, type DecisionInput } from './decide.js';
-import { loadPolicySet, PolicyLoadError } from './policy-set.js';
+import { contextUse, loadPolicySet, PolicyLoadError, type ContextUse } from './policy-set.js';
 
 const file = (text: string, name = 'p.cedar'): string => {
   const f = join(mkdtempSync(join(tmpdir(), 'gatehouse-policy-unit-')), name);
@@ -39,10 +39,23 @@ describe('policy sets', () => {
   });
 
   it('the cache key covers every input that can change a decision', () => {
-    const k = decisionKey(input);
+    const all: ContextUse = { ip: true, path: true, method: true, hour: true, weekday: true, body: true };
+    const k = decisionKey(input, all);
     for (const v of [{ method: 'POST' }, { clientIp: '10.1.2.4' }, { path: '/y' }, { hour: 10 }, { weekday: 2 }, { body: { model: 'm' } }, { identity: null }, { identity: { ...input.identity!, role: 'r' } }]) {
-      assert.notEqual(decisionKey({ ...input, ...v } as DecisionInput), k, JSON.stringify(v));
+      assert.notEqual(decisionKey({ ...input, ...v } as DecisionInput, all), k, JSON.stringify(v));
     }
+    // Context fields no policy reads stay out of the key (one entry for every client IP).
+    const none: ContextUse = { ip: false, path: false, method: false, hour: false, weekday: false, body: false };
+    assert.equal(decisionKey({ ...input, clientIp: '192.0.2.9', path: '/z', hour: 3 }, none), decisionKey(input, none));
+    assert.notEqual(decisionKey({ ...input, method: 'POST' }, none), decisionKey(input, none), 'the action always counts');
+  });
+
+  it('context use is found conservatively', () => {
+    assert.deepEqual(contextUse(['permit(principal, action, resource) when { context.path like "/a*" && context . hour > 3 };']), { ip: false, path: true, method: false, hour: true, weekday: false, body: false });
+    assert.equal(contextUse(['permit(principal, action, resource) when { context has ip };']).ip, true, 'anything but context.<field> means every field');
+    assert.equal(contextUse(['permit(principal, action, resource) when { context["weekday"] == 1 };']).weekday, true);
+    assert.equal(contextUse(['permit(principal, action, resource) when { context.unknown == 1 };']).ip, true);
+    assert.equal(contextUse(['permit(principal, action, resource);']).ip, false);
   });
 
   it('the decision cache is a bounded LRU', () => {
