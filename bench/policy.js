@@ -4,7 +4,7 @@
 //   1. µs per decision: Cedar evaluation through the WASM binding (pre-parsed set, the
 //      cache-miss path) vs the stage on a cache hit (key building + LRU lookup).
 //   2. Gateway CPU per request, identity pipeline (token, revocation, identity rate limit)
-//      with and without a policy, measured on the gateway process (/proc/<pid>/stat) over
+//      without a policy, with a policy, and with a policy but no decision cache, measured on the gateway process (/proc/<pid>/stat) over
 //      the same number of proxied requests; runs interleaved, medians reported.
 //
 // Usage: node bench/policy.js [--n 200000] [--requests 20000] [--runs 3] [--connections 8]
@@ -77,14 +77,15 @@ await new Promise((ok) => upstream.listen(0, '127.0.0.1', ok));
 const upUrl = `http://127.0.0.1:${upstream.address().port}`;
 const dir = keyDir();
 const key = makeKey(dir, 'k1', 'RS256');
-const base = (withPolicy) => ({
+// mode: 'identity' (no policy), 'policy' (decision cache on), 'policy-nocache' (cache_entries: 0).
+const base = (mode) => ({
   listen: [{ address: '127.0.0.1:0' }],
   admin: { listen: '127.0.0.1:0' },
   log: { level: 'warn' },
-  state: { dir: path.join(dir, withPolicy ? 'state-p' : 'state-i') },
+  state: { dir: path.join(dir, `state-${mode}`) },
   auth: { issuers: [{ id: 'm', iss: 'https://issuer.test', audiences: ['gatehouse'], keys: [{ kid: 'k1', file: key.file }] }] },
   identities: { unknown_identity: 'allow', default_agent_rpm: 1_000_000_000 },
-  sites: [{ id: 'billing', hosts: ['127.0.0.1'], domain: 'billing', upstream: { urls: [upUrl] }, auth: {}, ...(withPolicy ? { policy: { files: [POLICY_FILE] } } : {}) }],
+  sites: [{ id: 'billing', hosts: ['127.0.0.1'], domain: 'billing', upstream: { urls: [upUrl] }, auth: {}, ...(mode === 'identity' ? {} : { policy: { files: [POLICY_FILE], cache_entries: mode === 'policy' ? 10_000 : 0 } }) }],
 });
 // A handful of agents: steady state (verified-token cache and decision cache warm).
 const tokens = [];
@@ -133,12 +134,14 @@ async function spawnGateway(config) {
   }
   return { child, port, stop: () => new Promise((ok) => child.once('exit', ok).kill('SIGTERM')) };
 }
-const gws = { identity: await spawnGateway(base(false)), policy: await spawnGateway(base(true)) };
+const MODES = ['identity', 'policy', 'policy-nocache'];
+const gws = {};
+for (const m of MODES) gws[m] = await spawnGateway(base(m));
 try {
   for (const g of Object.values(gws)) await load(g.port, 2000); // warm-up
-  const results = { identity: [], policy: [] };
+  const results = Object.fromEntries(MODES.map((m) => [m, []]));
   for (let r = 0; r < RUNS; r++) {
-    for (const name of ['identity', 'policy']) {
+    for (const name of MODES) {
       const g = gws[name];
       const c0 = cpuUs(g.child.pid);
       await load(g.port, REQUESTS);
@@ -149,7 +152,9 @@ try {
   const p = median(results.policy);
   console.log(`gateway CPU per request, identity pipeline:          ${i.toFixed(1)} µs   runs: ${results.identity.map((x) => x.toFixed(1)).join(', ')}`);
   console.log(`gateway CPU per request, identity pipeline + policy: ${p.toFixed(1)} µs   runs: ${results.policy.map((x) => x.toFixed(1)).join(', ')}`);
-  console.log(`policy adds: ${(((p - i) / i) * 100).toFixed(1)} % (median of ${RUNS} runs × ${REQUESTS} requests, ${CONNECTIONS} connections)`);
+  const n = median(results['policy-nocache']);
+  console.log(`gateway CPU per request, + policy without cache:     ${n.toFixed(1)} µs   runs: ${results['policy-nocache'].map((x) => x.toFixed(1)).join(', ')}`);
+  console.log(`policy adds: ${(((p - i) / i) * 100).toFixed(1)} % with the decision cache, ${(((n - i) / i) * 100).toFixed(1)} % without (median of ${RUNS} runs × ${REQUESTS} requests, ${CONNECTIONS} connections)`);
 } finally {
   for (const g of Object.values(gws)) await g.stop();
   upstream.close();
