@@ -279,6 +279,16 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
       assert.deepEqual(line?.policies, ['old-allow']);
       const m = await request(`${g.adminUrl}/metrics`);
       assert.match(m.body, /gatehouse_policy_decisions_total\{site="app",mode="shadow",decision="deny"\} 1/);
+      // A file change to the shadow set updates the shadow set, never the enforced one.
+      writeFileSync(join(dir, 'new.cedar'), '@id("new-get-only") permit(principal, action == Action::"GET", resource);\n@id("new-stop") forbid(principal, action, resource);');
+      await eventually(async () => {
+        const r = await request(`${g.url}/x`, { headers: bearer(t) });
+        assert.equal(code(r), 'ok', 'the enforced (old) set still decides');
+        const l = g.logs.findLast((x) => x.method === 'GET' && x.status === 200);
+        return JSON.stringify(l?.policy_shadow) === JSON.stringify({ decision: 'deny', policies: ['new-stop'] });
+      });
+      writeFileSync(join(dir, 'new.cedar'), '@id("new-get-only") permit(principal, action == Action::"GET", resource);');
+      await eventually(async () => g.logs.filter((x) => x.event === 'policy_reloaded').length >= 2);
       // Promoted (shadow: false): now it is enforced.
       g.write(config({ files: [join(dir, 'new.cedar')] }));
       assert.equal((await g.gw.reload()).ok, true);
