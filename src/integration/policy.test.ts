@@ -57,7 +57,7 @@ describe('policy decision matrix (example policies)', { concurrency: false }, ()
   let up: Upstream;
   let g: TestGateway;
   const key = makeKey(keyDir(), 'k1', 'ES256');
-  const dir = policyDir('domain-isolation.cedar', 'roles.cedar', 'models.cedar', 'public.cedar');
+  const dir = policyDir('domain-isolation.cedar', 'roles.cedar', 'models.cedar', 'public.cedar', 'admin.cedar');
   const agent = (claims: Record<string, unknown>) => sign(key, { type: 'agent', ...claims });
   const human = (role: string | undefined) => sign(key, { sub: `h-${role ?? 'none'}`, type: 'human', role });
 
@@ -73,6 +73,7 @@ describe('policy decision matrix (example policies)', { concurrency: false }, ()
           site('search', '/search', { domain: 'search', auth: {}, policy: { files: [join(dir, 'domain-isolation.cedar')] } }),
           site('llm', '/llm', { domain: 'llm', auth: {}, policy: { files: [join(dir, 'models.cedar')], body_fields: ['model'], max_body_bytes: 256 } }),
           site('public', '/', { policy: { files: [join(dir, 'public.cedar')] } }),
+          { ...site('admin', '/', { auth: { paths: ['/api*'] }, policy: { files: [join(dir, 'admin.cedar'), join(dir, 'roles.cedar')] } }), hosts: ['localhost'] },
         ],
       }),
     );
@@ -163,6 +164,17 @@ describe('policy decision matrix (example policies)', { concurrency: false }, ()
     assert.equal(code(await get('/index.html')), 'ok');
     assert.equal(code(await get('/form', undefined, 'POST')), 'policy_denied');
     assert.equal(code(await get('/internal/metrics')), 'policy_denied');
+  });
+
+  it('the admin site: anonymous login page, staff by role, token required on /api', async () => {
+    const admin = (path: string, token?: string, method = 'GET') => request(`${g.url}${path}`, { method, headers: { host: 'localhost', ...(token ? bearer(token) : {}) } });
+    assert.equal(code(await admin('/login', undefined, 'POST')), 'ok', 'anonymous principal on a path without auth');
+    assert.equal(code(await admin('/dashboards')), 'policy_denied');
+    assert.equal(code(await admin('/api/users')), 'missing_token');
+    const viewer = await human('viewer');
+    assert.equal(code(await admin('/api/users', viewer)), 'ok');
+    assert.equal(code(await admin('/api/users', viewer, 'DELETE')), 'policy_denied');
+    assert.equal(code(await admin('/api/users', await human('admin'), 'DELETE')), 'ok');
   });
 
   it('steady state is served from the decision cache', async () => {
