@@ -47,6 +47,9 @@ export function exchangeBody(ex: Exchange, instance: string | null, final: boole
     b.rule = r.rule ?? null;
     b.code = r.code;
   }
+  // The policy stage notes the ids of the policies that decided (docs/policy.md).
+  const policies = ex.notes?.policies;
+  if (Array.isArray(policies)) b.policies = policies as string[];
   b.latency_us = Math.round((performance.now() - ex.start) * 1000);
   b.bytes_in = ex.bytesIn;
   b.bytes_out = final ? ex.bytesOut : null;

@@ -74,6 +74,8 @@ const upstream = z.strictObject({
   idle_timeout: duration('5m'),
   keep_alive_timeout: duration('4s'),
   max_connections: z.number().int().min(1).max(100_000).default(256),
+  /** Network zone of this upstream (e.g. production, management); the site must list it in `zones` (docs/policy.md). */
+  zone: id.optional(),
   /** Verification of https:// upstreams (docs/tls.md); the internal root is trusted by default when a `ca` block exists. */
   tls: z
     .strictObject({
@@ -143,6 +145,19 @@ const siteAuth = z.strictObject({
   pass_authorization: z.boolean().default(false),
 });
 
+const sitePolicy = z.strictObject({
+  /** Cedar policy files (relative to the config file); watched and reloaded on change. */
+  files: z.array(z.string().min(1)).min(1, 'a policy names at least one file'),
+  /** Evaluate, log and count what this set would refuse, and keep enforcing the previous set. */
+  shadow: z.boolean().default(false),
+  /** Top-level fields of a JSON request body put into `context.body` (e.g. `model`); empty: the body is not read. */
+  body_fields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'a top-level JSON field name')).default([]),
+  /** Largest body read for body_fields; a larger body is refused (413). */
+  max_body_bytes: size('64KiB').pipe(z.number().int().min(1).max(16_777_216)),
+  /** Decisions remembered per policy generation (0: no cache). */
+  cache_entries: z.number().int().min(0).max(10_000_000).default(10_000),
+});
+
 export const siteSchema = z.strictObject({
   id,
   hosts: z.array(z.string().min(1)).min(1, 'a site serves at least one host'),
@@ -156,6 +171,12 @@ export const siteSchema = z.strictObject({
   headers: headersBlock.optional(),
   /** Bearer-token authentication for this site (docs/identity.md). */
   auth: siteAuth.optional(),
+  /** Zones this site may reach; its upstream's `zone` must be one of them (docs/policy.md). */
+  zones: z.array(id).optional(),
+  /** Domain this site belongs to: the `domain` attribute of the policy resource (docs/policy.md). */
+  domain: z.string().min(1).max(256).optional(),
+  /** Cedar authorization policy for this site (docs/policy.md). */
+  policy: sitePolicy.optional(),
 });
 
 const listener = z.strictObject({
@@ -360,6 +381,7 @@ export type AuditConfig = z.output<typeof audit>;
 export type AuthConfig = Config['auth'];
 export type IssuerConfig = z.output<typeof issuer>;
 export type SiteAuthConfig = z.output<typeof siteAuth>;
+export type SitePolicyConfig = z.output<typeof sitePolicy>;
 export type RevocationConfig = Config['revocation'];
 export type IdentitiesConfig = Config['identities'];
 export { JWS_ALGS };

@@ -14,6 +14,7 @@ import { checkSecretFile } from './secrets.js';
 import { validateTls } from './validate-tls.js';
 import { validateAudit } from '../audit/config-check.js';
 import { validateIdentityConfig } from '../identity/validate.js';
+import { validatePolicyConfig } from '../stages/policy/validate.js';
 
 /** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
@@ -161,5 +162,6 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
   validateTls(config, dir, err, warn);
   validateAudit(config, dir, err);
   validateIdentityConfig(config, dir, err);
+  validatePolicyConfig(config, dir, err);
   return out;
 }

@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   token_revoked: { status: 401, message: 'The bearer token has been revoked.' },
   identity_suspended: { status: 403, message: 'This identity is suspended.' },
   unknown_identity: { status: 403, message: 'This identity is not registered.' },
+  policy_denied: { status: 403, message: 'Access to this resource is not permitted.' },
+  zone_violation: { status: 403, message: 'This site may not reach the requested service.' },
   not_found: { status: 404, message: 'No such endpoint.' },
   method_not_allowed: { status: 405, message: 'Method not allowed.' },
   expectation_failed: { status: 417, message: 'The request states an expectation the gateway cannot meet.' },

@@ -38,6 +38,12 @@ export interface Metrics {
   readonly revocationCurrent: Gauge;
   /** 1 while the identity registry view is current, else 0. */
   readonly identityRegistryCurrent: Gauge;
+  /** Policy decisions by site, mode (enforce/shadow) and decision (allow/deny/error). */
+  readonly policyDecisions: Counter<'site' | 'mode' | 'decision'>;
+  /** Policy decision cache lookups by site and result (hit/miss). */
+  readonly policyCache: Counter<'site' | 'result'>;
+  /** Policy file reloads by site and result (success/failure). */
+  readonly policyReloads: Counter<'site' | 'result'>;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -171,6 +177,24 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     help: '1 while this instance confirmed its revocation set within revocation.max_staleness, else 0 (authenticated requests get 503).',
     registers: [registry],
   });
+  const policyDecisions = new Counter({
+    name: 'gatehouse_policy_decisions_total',
+    help: 'Policy decisions by site, mode (enforce, shadow) and decision (allow, deny, error).',
+    labelNames: ['site', 'mode', 'decision'] as const,
+    registers: [registry],
+  });
+  const policyCache = new Counter({
+    name: 'gatehouse_policy_cache_total',
+    help: 'Policy decision cache lookups by site and result (hit, miss).',
+    labelNames: ['site', 'result'] as const,
+    registers: [registry],
+  });
+  const policyReloads = new Counter({
+    name: 'gatehouse_policy_reloads_total',
+    help: 'Policy file reloads after a file change, by site and result (success, failure: the last good set stays).',
+    labelNames: ['site', 'result'] as const,
+    registers: [registry],
+  });
   const identityRegistryCurrent = new Gauge({
     name: 'gatehouse_identity_registry_current',
     help: '1 while the in-memory identity registry view was refreshed within identities.max_staleness, else 0.',
@@ -225,6 +249,9 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     revocationEntries,
     revocationCurrent,
     identityRegistryCurrent,
+    policyDecisions,
+    policyCache,
+    policyReloads,
     countRequest,
   };
 }

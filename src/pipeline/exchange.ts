@@ -48,6 +48,8 @@ export class Exchange {
   status = 0;
   /** Log fields added by stages (e.g. shadow refusals); null until a stage adds one. */
   notes: Record<string, unknown> | null = null;
+  /** The request body when a stage had to read it (policy body_fields); the proxy sends it instead of the stream. */
+  body: Buffer | null = null;
   upstreamMs = -1;
   bytesIn = 0;
   bytesOut = 0;

@@ -19,6 +19,8 @@ import { createRequestLimitsStage } from '../stages/request-limits/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import type { IdentityServices } from '../identity/services.js';
 import { identityForwarding, identityStages } from '../identity/stages.js';
+import { policyStages, zoneViolation } from '../stages/policy/compile.js';
+import type { PolicyRegistry } from '../stages/policy/registry.js';
 import type { GatewayContext } from './context.js';
 import { createRouter, type CompiledSite, type Router } from './site.js';
 import type { Stage } from './stage.js';
@@ -47,6 +49,10 @@ export interface RuntimeDeps {
   readonly auditGate?: Stage;
   /** Revocation, identity registry and JWKS fetchers; null when auth.issuers is empty. */
   readonly identity?: IdentityServices | null;
+  /** Policy sets kept across generations (hot reload); null: loaded once, unwatched. */
+  readonly policies?: PolicyRegistry | null;
+  /** The config file's directory (relative policy file paths). */
+  readonly dir?: string;
 }
 
 export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
@@ -75,6 +81,8 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     if (rl) stages.push(rl);
     // token → revocation → identity_rate_limit (sites with `auth` only).
     stages.push(...identityStages(config, sc, deps));
+    // policy, after the identity is known and limited (docs/policy.md).
+    stages.push(...policyStages(config, sc, deps));
     const proxy = createProxy({
       siteId: sc.id,
       dispatcher: deps.pools.get(sc.upstream),
@@ -84,6 +92,7 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       bodyIdleTimeoutMs: config.http.body_idle_timeout,
       requestIdHeader,
       identityForwarding: identityForwarding(config, sc),
+      zoneViolation: zoneViolation(sc),
     });
     const norm = normalizePath(sc.path_prefix) ?? '/';
     const prefix = norm.endsWith('/') ? norm.slice(0, -1) : norm;

@@ -6,8 +6,8 @@
  *
  * Stage ids (config key = metric label = log field = audit field), in the fixed order
  * the pipeline runs them (docs/lifecycle.md):
- *   ip_filter → request_limits → rate_limit → [token, revocation, identity_rate_limit,
- *   policy: later issues] → proxy → headers (applied to every response) → log/metrics
+ *   ip_filter → request_limits → rate_limit → token → revocation → identity_rate_limit →
+ *   policy → proxy → headers (applied to every response) → log/metrics
  */
 import type { Exchange } from './exchange.js';
 import type { Refusal } from './refusal.js';

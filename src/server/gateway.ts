@@ -35,6 +35,7 @@ import { AuditGate, AuditService } from '../audit/service.js';
 import { VERSION } from '../version.js';
 import { IdentityServices } from '../identity/services.js';
 import { identityAdminRoutes } from '../identity/admin-routes.js';
+import { PolicyRegistry } from '../stages/policy/registry.js';
 import { parseListenAddress } from './address.js';
 import { createClientErrorHandler } from './client-errors.js';
 import { createRedirector } from './redirect.js';
@@ -129,6 +130,8 @@ export class Gateway {
   private readonly auditGate = new AuditGate();
   /** Revocation, identity registry, JWKS fetchers (null without auth.issuers). */
   readonly identity: IdentityServices | null;
+  /** Policy sets per site across generations; their files are watched and hot-reloaded (docs/policy.md). */
+  readonly policies: PolicyRegistry;
 
   private constructor(opts: GatewayOptions) {
     this.loaded = opts.loaded;
@@ -148,14 +151,16 @@ export class Gateway {
       onIdle: null,
     };
     this.now = opts.now;
+    this.policies = new PolicyRegistry(this.log, this.metrics, true);
     this.tls = new TlsManager({ config, dir: opts.loaded.dir, metrics: this.metrics, log: this.log });
     this.pools.setTls(this.tls);
     this.adminRoutes.push(...tlsAdminRoutes(this.tls));
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
     this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now, this.metrics) : null;
-    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity }), inflight: 0, retired: false, store };
+    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: opts.loaded.dir }), inflight: 0, retired: false, store };
     this.live.add(this.gen);
+    this.policies.commit();
     if (this.identity) this.adminRoutes.push(...identityAdminRoutes(this.identity, () => this.config, () => this.loaded.dir, this.now));
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
@@ -348,12 +353,14 @@ export class Gateway {
     let rt: Runtime;
     try {
       if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
-      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity });
+      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: loaded.dir });
     } catch (err) {
       if (store !== this.gen.store) void store.close();
+      this.policies.discard();
       return this.reloadFailed(reason, err);
     }
     const old = this.gen;
+    this.policies.commit();
     store.refs++;
     this.generation++;
     this.gen = { rt, inflight: 0, retired: false, store };
@@ -426,6 +433,7 @@ export class Gateway {
     this.closing = (async () => {
       this.ctx.draining = true;
       this.watcher?.close();
+      this.policies.close();
       this.tls.close();
       const closed = this.servers.map((s) => new Promise<void>((ok) => s.close(() => ok())));
       for (const s of this.servers) s.closeIdleConnections();

@@ -23,6 +23,7 @@ import { upstreamRequestHeaders } from './request-headers.js';
 
 export const PROXY = 'proxy';
 const EXPECTATION_FAILED = new Refusal('expectation_failed', PROXY, 'expect');
+const ZONE_VIOLATION = new Refusal('zone_violation', PROXY, 'zone');
 
 class BodyLimitError extends Error {
   readonly code = 'body_too_large';
@@ -91,6 +92,8 @@ export interface ProxyOptions {
   readonly requestIdHeader: string;
   /** Identity headers and Authorization handling towards the upstream (stages/token/forward.ts). */
   readonly identityForwarding?: IdentityForwarding | null;
+  /** The upstream's zone is not one the site may reach: refuse before connecting (docs/policy.md). */
+  readonly zoneViolation?: boolean;
 }
 
 export function createProxy(opts: ProxyOptions): SiteProxy {
@@ -115,6 +118,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     const req = ex.req;
     const res = ex.res;
     if (res === null) return;
+    if (opts.zoneViolation === true) return refuse(ctx, ex, policy, ZONE_VIOLATION);
     const t0 = performance.now();
     const cl = req.headers['content-length'];
     const hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
@@ -131,8 +135,10 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     // listener would switch the request to flowing mode and lose chunks that arrive
     // before undici starts reading. The iterator enforces the size limit on bodies
     // without a declared length and the idle timeout between chunks.
-    let body: AsyncIterable<Buffer> | null = null;
-    if (hasBody) {
+    let body: AsyncIterable<Buffer> | Buffer | null = null;
+    // A stage read the body already (policy body_fields): send those bytes.
+    if (ex.body !== null) body = ex.body;
+    else if (hasBody) {
       if (bodyIdleTimeoutMs > 0) {
         bodyTimer = setTimeout(() => {
           // 408 with Connection: close (the body is unread), see respond.ts.
@@ -231,7 +237,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     if (expect !== undefined) {
       // Admitted: now the client may send its body. Any other expectation cannot be met.
       if (expect.toLowerCase() !== '100-continue') return refuse(ctx, ex, policy, EXPECTATION_FAILED);
-      if (hasBody) res.writeContinue();
+      if (hasBody && ex.body === null) res.writeContinue();
     }
     try {
       dispatcher.dispatch(
@@ -250,6 +256,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
   }
 
   function upgrade(ex: Exchange, head: Buffer): void {
+    if (opts.zoneViolation === true) return refuse(ctx, ex, policy, ZONE_VIOLATION);
     const client = ex.socket;
     const t0 = performance.now();
     let done = false;

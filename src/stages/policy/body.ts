@@ -1,0 +1,78 @@
+/**
+ * Reading a bounded JSON request body for policy `body_fields`. The bytes are kept on the
+ * exchange (`ex.body`) and the proxy sends them instead of the stream, so the upstream
+ * gets exactly what the policy looked at.
+ */
+import type { Exchange } from '../../pipeline/exchange.js';
+
+export class BodyReadError extends Error {
+  constructor(readonly code: 'body_too_large' | 'request_timeout') {
+    super(code);
+  }
+}
+
+export function hasRequestBody(ex: Exchange): boolean {
+  const h = ex.req.headers;
+  const cl = h['content-length'];
+  return cl !== undefined ? cl !== '0' : h['transfer-encoding'] !== undefined;
+}
+
+/** Reads the whole body, at most `limit` bytes, with an idle timeout between chunks. */
+export function readBoundedBody(ex: Exchange, limit: number, idleMs: number): Promise<Buffer> {
+  const req = ex.req;
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(new BodyReadError('body_too_large'));
+  // The client waits for 100 Continue before sending; the gateway admitted it this far.
+  if (ex.res !== null && req.headers.expect?.toLowerCase() === '100-continue') ex.res.writeContinue();
+  return new Promise((ok, fail) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let timer: NodeJS.Timeout | null = null;
+    const done = (err: Error | null) => {
+      if (timer !== null) clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+      if (err !== null) {
+        req.pause();
+        fail(err);
+      } else ok(Buffer.concat(chunks, size));
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) return done(new BodyReadError('body_too_large'));
+      chunks.push(c);
+      timer?.refresh();
+    };
+    const onEnd = () => done(null);
+    const onError = (e: Error) => done(e);
+    const onAborted = () => done(new Error('client aborted the request body'));
+    if (idleMs > 0) {
+      timer = setTimeout(() => done(new BodyReadError('request_timeout')), idleMs);
+      timer.unref();
+    }
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+  });
+}
+
+/** The configured top-level fields of a JSON object body; scalars only, anything else is left out. */
+export function pickFields(body: Buffer, fields: readonly string[]): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return out;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return out;
+  for (const f of fields) {
+    const v = (parsed as Record<string, unknown>)[f];
+    // Cedar has no floats: only integers pass as numbers.
+    if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isSafeInteger(v))) out[f] = v;
+  }
+  return out;
+}
