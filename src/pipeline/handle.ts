@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { normalizeHost } from '../config/validate.js';
+import { routingHost } from '../http/host.js';
 import { normalizePath, parseTarget } from '../http/path.js';
 import { normalizeIp } from '../net/ip.js';
 import type { HeaderPolicy } from '../stages/headers/index.js';
@@ -36,8 +36,6 @@ const BAD_TARGET = new Refusal('bad_request', 'request', 'target');
 const BAD_PATH = new Refusal('bad_request', 'request', 'path');
 const NO_HOST = new Refusal('missing_host', 'request', 'host');
 const BAD_HOST = new Refusal('bad_request', 'request', 'host');
-/** RFC 3986 reg-name / IPv4 (after the port is stripped), or a bracketed IPv6 literal. */
-const HOST_SYNTAX = /^(?:[a-z0-9._~!$&'()*+,;=%-]+|\[[0-9a-f:.]+\])$/;
 
 /** More than one Host header is a 400 (RFC 9112 §3.2): which one would the upstream believe? */
 function hasDuplicateHost(raw: readonly string[]): boolean {
@@ -105,20 +103,13 @@ function route(ctx: GatewayContext, rt: Runtime, ex: Exchange, terminal: Termina
   if (target === null || target.path === '*') return refuse(ctx, ex, rt.headers, BAD_TARGET);
   ex.path = target.path;
   ex.query = target.query;
-  let host = target.authority ?? req.headers.host;
+  const host = target.authority ?? req.headers.host;
   if (host === undefined || host === '') return refuse(ctx, ex, rt.headers, NO_HOST);
   if (hasDuplicateHost(req.rawHeaders)) return refuse(ctx, ex, rt.headers, BAD_HOST);
   ex.authority = host;
-  // Strip the port: sites are matched by name.
-  if (host.charCodeAt(0) === 91 /* [ */) {
-    const end = host.indexOf(']');
-    host = end < 0 ? host : host.slice(0, end + 1);
-  } else {
-    const colon = host.indexOf(':');
-    if (colon >= 0) host = host.slice(0, colon);
-  }
-  ex.host = normalizeHost(host);
-  if (!HOST_SYNTAX.test(ex.host)) return refuse(ctx, ex, rt.headers, BAD_HOST);
+  const routing = routingHost(host);
+  if (routing === null) return refuse(ctx, ex, rt.headers, BAD_HOST);
+  ex.host = routing;
   const norm = normalizePath(target.path);
   if (norm === null) return refuse(ctx, ex, rt.headers, BAD_PATH);
   ex.normPath = norm;

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { normalizeHost } from '../config/validate.js';
+import { routingHost } from '../http/host.js';
 import type { GatewayContext } from '../pipeline/context.js';
 import { errorBody, ownHeaders, rawResponse } from '../pipeline/respond.js';
 import type { Runtime } from '../pipeline/runtime.js';
@@ -38,20 +39,13 @@ function servedHosts(rt: Runtime): HostSet {
   return s;
 }
 
+/** Host names and addresses that may go into a Location header (stricter than routing). */
+const LOCATION_HOST = /^[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/;
+
 /** The host of a Host header without its port; null when it is not a plain host name or address. */
 export function hostOf(header: string | undefined): string | null {
-  if (!header) return null;
-  let host = header.trim();
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    if (end < 0) return null;
-    host = host.slice(0, end + 1);
-  } else {
-    const colon = host.indexOf(':');
-    if (colon >= 0) host = host.slice(0, colon);
-  }
-  host = normalizeHost(host);
-  return /^[a-z0-9.-]+$|^\[[0-9a-f:.]+\]$/.test(host) ? host : null;
+  const host = header ? routingHost(header.trim()) : null;
+  return host !== null && LOCATION_HOST.test(host) ? host : null;
 }
 
 function served(rt: Runtime, host: string): boolean {
