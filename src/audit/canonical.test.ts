@@ -8,8 +8,9 @@ import { createHash, createPrivateKey, createPublicKey } from 'node:crypto';
 import test from 'node:test';
 import fc from 'fast-check';
 import { canonical, genesis, mac, recordHash } from './canonical.js';
+import { leafHex, macKey, nodeHex, RecordHasher } from './chain-hash.js';
 import { checkpointCanonical, createSigner, verifyCheckpoint } from './checkpoint.js';
-import { merkleRoot, MerkleAccumulator } from './merkle.js';
+import { leafHash, merkleRoot, MerkleAccumulator, nodeHash } from './merkle.js';
 import { CANONICAL_FIELDS, emptyBody, type AuditBody, type ChainFields } from './record.js';
 
 const KEY = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');
@@ -58,6 +59,40 @@ test('genesis, canonical form, MAC and hash reproduce the documented vectors', (
   const m2 = mac(KEY, h1, c2);
   assert.equal(m2.toString('hex'), V.mac2);
   assert.equal(recordHash(h1, c2, m2).toString('hex'), V.hash2);
+});
+
+test('the hex fast path (chain-hash.ts) reproduces the documented vectors', () => {
+  const hs = new RecordHasher();
+  const k = macKey(KEY);
+  hs.load(V.genesis, V.canon1);
+  assert.equal(hs.mac(k), V.mac1);
+  assert.equal(hs.hash(V.mac1), V.hash1);
+  hs.load(V.hash1, V.canon2);
+  assert.equal(hs.hash(V.mac2), V.hash2);
+  assert.equal(hs.mac(k), V.mac2);
+  const acc = new MerkleAccumulator();
+  acc.push(V.hash1);
+  assert.equal(acc.rootHex(), V.root1);
+  acc.push(V.hash2);
+  assert.equal(acc.rootHex(), V.root2);
+});
+
+test('the hex fast path equals createHmac / the Buffer reference for any key, prev and record text', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 200 }), fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.string({ unit: 'binary', maxLength: 3000 }), fc.uint8Array({ minLength: 32, maxLength: 32 }), (key, prev, text, other) => {
+      const K = Buffer.from(key);
+      const P = Buffer.from(prev);
+      const O = Buffer.from(other);
+      const hs = new RecordHasher();
+      hs.load(P.toString('hex'), text);
+      const m = mac(K, P, text);
+      assert.equal(hs.mac(macKey(K)), m.toString('hex'));
+      assert.equal(hs.hash(m.toString('hex')), recordHash(P, text, m).toString('hex'));
+      assert.equal(leafHex(P.toString('hex')), leafHash(P).toString('hex'));
+      assert.equal(nodeHex(P.toString('hex'), O.toString('hex')), nodeHash(P, O).toString('hex'));
+    }),
+    { numRuns: 300 },
+  );
 });
 
 test('canonical form equals RFC 8785 for the record domain: keys sorted, JSON.stringify of the sorted object', () => {

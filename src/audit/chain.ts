@@ -3,7 +3,8 @@
  * Merkle frontier. `seal` turns a body with its (already assigned) seq into a chained
  * record; sealing must happen in seq order.
  */
-import { canonical, mac, recordHash } from './canonical.js';
+import { canonical } from './canonical.js';
+import { RecordHasher } from './chain-hash.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
 import type { AuditBody, ChainedRecord } from './record.js';
@@ -20,10 +21,12 @@ export class Chain {
   readonly stream: string;
   /** Seq of the last sealed record (0 before the first). */
   seq: number;
-  prev: Buffer;
+  /** The last sealed record's hash (the genesis hash before the first), lowercase hex. */
+  prev: string;
   readonly merkle: MerkleAccumulator;
+  private readonly hasher = new RecordHasher();
 
-  constructor(stream: string, seq: number, prev: Buffer, merkle: MerkleAccumulator) {
+  constructor(stream: string, seq: number, prev: string, merkle: MerkleAccumulator) {
     this.stream = stream;
     this.seq = seq;
     this.prev = prev;
@@ -37,13 +40,15 @@ export class Chain {
     r.seq = seq;
     r.kid = keys.activeId;
     const canon = canonical(r);
-    const m = mac(keys.active, this.prev, canon);
-    const h = recordHash(this.prev, canon, m);
-    r.prev_hash = this.prev.toString('hex');
-    r.mac = m.toString('hex');
-    r.hash = h.toString('hex');
+    const hs = this.hasher;
+    hs.load(this.prev, canon);
+    const m = hs.mac(keys.activeMac);
+    const h = hs.hash(m);
+    r.prev_hash = this.prev;
+    r.mac = m;
+    r.hash = h;
     // The stored form: the canonical JSON plus the three chain members (no second stringify).
-    dataOf.set(r, `${canon.slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${r.mac}","hash":"${r.hash}"}`);
+    dataOf.set(r, `${canon.slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${m}","hash":"${h}"}`);
     this.prev = h;
     this.seq = seq;
     this.merkle.push(h);

@@ -7,11 +7,15 @@
  */
 import { resolve } from 'node:path';
 import { readSecretFile } from '../config/secrets.js';
+import { macKey, type MacKey } from './chain-hash.js';
 
 export interface Keyring {
   readonly activeId: string;
   readonly active: Buffer;
+  /** The active key with its HMAC pad blocks precomputed (chain-hash.ts). */
+  readonly activeMac: MacKey;
   get(id: string): Buffer | undefined;
+  getMac(id: string): MacKey | undefined;
   ids(): string[];
 }
 
@@ -22,10 +26,14 @@ export function decodeKey(text: string): Buffer {
 export function createKeyring(keys: ReadonlyMap<string, Buffer>, activeId: string): Keyring {
   const active = keys.get(activeId);
   if (active === undefined) throw new Error(`audit key ${activeId} is not in the keyring`);
+  const macs = new Map<string, MacKey>();
+  for (const [id, k] of keys) macs.set(id, macKey(k));
   return {
     activeId,
     active,
+    activeMac: macs.get(activeId) as MacKey,
     get: (id) => keys.get(id),
+    getMac: (id) => macs.get(id),
     ids: () => [...keys.keys()],
   };
 }

@@ -7,6 +7,7 @@
  * writer can append leaves forever and take a root at any time.
  */
 import { createHash, hash } from 'node:crypto';
+import { leafHex, nodeHex } from './chain-hash.js';
 
 const LEAF = Buffer.from([0]);
 const NODE = Buffer.from([1]);
@@ -34,17 +35,23 @@ function mth(e: readonly Buffer[], lo: number, hi: number): Buffer {
   return nodeHash(mth(e, lo, lo + k), mth(e, lo + k, hi));
 }
 
-/** Incremental MTH: push leaves, read the root of everything pushed so far. */
+const EMPTY_ROOT = createHash('sha256').digest('hex');
+
+/**
+ * Incremental MTH: push leaves, read the root of everything pushed so far. Hashes are
+ * kept as hex (the writer's and verifier's per-record path; chain-hash.ts says why).
+ */
 export class MerkleAccumulator {
   /** stack[i]: root of a complete subtree of 2^i leaves, or null. */
-  private readonly stack: Array<Buffer | null> = [];
+  private readonly stack: Array<string | null> = [];
   size = 0;
 
-  push(entry: Buffer): void {
-    let h = leafHash(entry);
+  /** Appends one leaf: a 32-byte entry (a record hash), as hex or bytes. */
+  push(entry: string | Buffer): void {
+    let h = leafHex(typeof entry === 'string' ? entry : entry.toString('hex'));
     let i = 0;
     while (i < this.stack.length && this.stack[i] !== null) {
-      h = nodeHash(this.stack[i] as Buffer, h);
+      h = nodeHex(this.stack[i] as string, h);
       this.stack[i] = null;
       i++;
     }
@@ -53,27 +60,31 @@ export class MerkleAccumulator {
     this.size++;
   }
 
-  /** RFC 9162 root: complete subtrees combined right to left (smaller subtrees are the right children). */
-  root(): Buffer {
-    if (this.size === 0) return createHash('sha256').digest();
-    let acc: Buffer | null = null;
+  /** RFC 9162 root, hex: complete subtrees combined right to left (smaller subtrees are the right children). */
+  rootHex(): string {
+    if (this.size === 0) return EMPTY_ROOT;
+    let acc: string | null = null;
     for (let i = 0; i < this.stack.length; i++) {
       const h = this.stack[i];
       if (h === null || h === undefined) continue;
-      acc = acc === null ? h : nodeHash(h, acc);
+      acc = acc === null ? h : nodeHex(h, acc);
     }
-    return acc as Buffer;
+    return acc as string;
+  }
+
+  root(): Buffer {
+    return Buffer.from(this.rootHex(), 'hex');
   }
 
   /** Serializable frontier (to resume after a restart without re-reading the stream). */
   state(): { size: number; stack: Array<string | null> } {
-    return { size: this.size, stack: this.stack.map((b) => (b === null ? null : b.toString('hex'))) };
+    return { size: this.size, stack: [...this.stack] };
   }
 
   static from(state: { size: number; stack: Array<string | null> }): MerkleAccumulator {
     const m = new MerkleAccumulator();
     m.size = state.size;
-    for (const s of state.stack) m.stack.push(s === null ? null : Buffer.from(s, 'hex'));
+    for (const s of state.stack) m.stack.push(s);
     return m;
   }
 }

@@ -170,8 +170,8 @@ export function testSigner(): CheckpointSigner {
 }
 
 /** Builds records 1..n of `stream` with checkpoints at every seq in `cpAt`. */
-export function buildChain(stream: string, n: number, keys: Keyring, signer: CheckpointSigner, cpAt: readonly number[], from?: { seq: number; prev: Buffer; merkle: MerkleAccumulator }): { records: ChainedRecord[]; checkpoints: StoredCheckpoint[] } {
-  const chain = from ? new Chain(stream, from.seq, from.prev, from.merkle) : new Chain(stream, 0, genesis(stream), new MerkleAccumulator());
+export function buildChain(stream: string, n: number, keys: Keyring, signer: CheckpointSigner, cpAt: readonly number[], from?: { seq: number; prev: string; merkle: MerkleAccumulator }): { records: ChainedRecord[]; checkpoints: StoredCheckpoint[] } {
+  const chain = from ? new Chain(stream, from.seq, from.prev, from.merkle) : new Chain(stream, 0, genesis(stream).toString('hex'), new MerkleAccumulator());
   const records: ChainedRecord[] = [];
   const checkpoints: StoredCheckpoint[] = [];
   for (let i = chain.seq + 1; i <= n; i++) {
@@ -185,7 +185,7 @@ export function buildChain(stream: string, n: number, keys: Keyring, signer: Che
     records.push(chain.seal(b, i, keys));
     if (cpAt.includes(i)) {
       checkpoints.push({
-        checkpoint: signer.sign({ stream, seq: i, head_hash: chain.prev.toString('hex'), merkle_root: chain.merkle.root().toString('hex'), time: new Date(1_700_000_000_000 + i * 1000).toISOString() }),
+        checkpoint: signer.sign({ stream, seq: i, head_hash: chain.prev, merkle_root: chain.merkle.rootHex(), time: new Date(1_700_000_000_000 + i * 1000).toISOString() }),
         frontier: chain.merkle.state(),
       });
     }

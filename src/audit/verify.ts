@@ -20,7 +20,8 @@
  * checkpoint.
  */
 import type { KeyObject } from 'node:crypto';
-import { canonical, genesis, isHex32, mac as hmac, recordHash } from './canonical.js';
+import { canonical, genesis, isHex32 } from './canonical.js';
+import { RecordHasher, type MacKey } from './chain-hash.js';
 import { verifyCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
@@ -90,6 +91,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
   let expected = 1;
   let prevHex = genesis(stream).toString('hex');
   const merkle = new MerkleAccumulator();
+  const hasher = new RecordHasher();
   const seen = new Set<number>();
   const skipped = new Set<number>();
   // A record whose MAC failed but whose hash is self-consistent: the next record decides
@@ -104,7 +106,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     while (cpIdx < cps.length && (cps[cpIdx] as Checkpoint).seq === seq) {
       const c = cps[cpIdx++] as Checkpoint;
       if (c.head_hash !== hash) problem(seq, 'modified', `record ${seq} does not match the head hash of the signed checkpoint at seq ${seq}`);
-      else if (c.merkle_root !== merkle.root().toString('hex')) problem(seq, 'modified', `the Merkle root over records 1..${seq} does not match the signed checkpoint at seq ${seq}: an earlier record was rewritten`);
+      else if (c.merkle_root !== merkle.rootHex()) problem(seq, 'modified', `the Merkle root over records 1..${seq} does not match the signed checkpoint at seq ${seq}: an earlier record was rewritten`);
     }
   };
 
@@ -130,10 +132,8 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     }
     rep.records++;
     const seq = r.seq;
-    const storedPrev = Buffer.from(r.prev_hash, 'hex');
-    const storedMac = Buffer.from(r.mac, 'hex');
-    const h = recordHash(storedPrev, canon, storedMac);
-    const hHex = h.toString('hex');
+    hasher.load(r.prev_hash, canon);
+    const hHex = hasher.hash(r.mac);
     const selfConsistent = hHex === r.hash;
 
     if (pendingMac !== null) {
@@ -170,17 +170,17 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     if (!selfConsistent) {
       problem(seq, 'modified', `record ${seq}'s content does not match its hash`);
     } else if (keyring !== null) {
-      const key = keyring.get(r.kid);
+      const key = keyring.getMac(r.kid);
       if (key === undefined) problem(seq, 'wrong_key', `record ${seq} names key id ${JSON.stringify(r.kid)}, which is not in the keyring`);
-      else if (!hmac(key, storedPrev, canon).equals(storedMac)) {
-        const other = keyring.ids().find((id) => id !== r.kid && hmac(keyring.get(id) as Buffer, storedPrev, canon).equals(storedMac));
+      else if (hasher.mac(key) !== r.mac) {
+        const other = keyring.ids().find((id) => id !== r.kid && hasher.mac(keyring.getMac(id) as MacKey) === r.mac);
         if (other !== undefined) problem(seq, 'wrong_key', `record ${seq} claims key ${JSON.stringify(r.kid)} but its MAC was made with key ${JSON.stringify(other)}`);
         else pendingMac = { seq, hash: r.hash, detail: `the MAC of record ${seq} does not verify with key ${JSON.stringify(r.kid)}` };
       }
     }
 
     seen.add(seq);
-    merkle.push(h);
+    merkle.push(hHex);
     prevHex = hHex;
     expected = seq + 1;
     rep.lastSeq = seq;

@@ -151,7 +151,7 @@ export class AuditWriter {
       merkle = new MerkleAccumulator();
       for (const h of await o.store.hashesAfter(state.stream, 0)) merkle.push(h);
     }
-    const chain = new Chain(state.stream, head?.seq ?? 0, head ? Buffer.from(head.hash, 'hex') : genesis(state.stream), merkle);
+    const chain = new Chain(state.stream, head?.seq ?? 0, head ? head.hash : genesis(state.stream).toString('hex'), merkle);
     const w = new AuditWriter(o, state, chain, spool, lastCp);
     // Every start is recorded; one after a crash names the seqs that may have been lost.
     const headSeq = chain.seq;
@@ -208,7 +208,7 @@ export class AuditWriter {
       stream: this.stream,
       mode: this.o.mode,
       head_seq: this.chain.seq,
-      head_hash: this.chain.prev.toString('hex'),
+      head_hash: this.chain.prev,
       next_seq: this.nextSeq,
       queued: this.queue.length,
       store_ok: this.storeOk,
@@ -294,7 +294,7 @@ export class AuditWriter {
     const byTime = this.o.checkpointIntervalMs > 0 && now - this.lastCpTime >= this.o.checkpointIntervalMs;
     if (!force && !byCount && !byTime) return [];
     const time = new Date(now).toISOString();
-    const checkpoint = signer.sign({ stream: this.stream, seq: this.chain.seq, head_hash: this.chain.prev.toString('hex'), merkle_root: this.chain.merkle.root().toString('hex'), time });
+    const checkpoint = signer.sign({ stream: this.stream, seq: this.chain.seq, head_hash: this.chain.prev, merkle_root: this.chain.merkle.root().toString('hex'), time });
     this.lastCpSeq = this.chain.seq;
     this.lastCpTime = now;
     this.lastCpIso = time;
