@@ -16,6 +16,8 @@
 //      check, jti map lookup, per-identity stick-table limit, security headers (one thread, pinned
 //      like the others)
 //   h  gatehouse full edge + audit trail: (c) plus audit (async, SQLite, signed checkpoints)
+//   i  the Node.js floor (node-floor.js): node:http + an undici Pool forwarding to the upstream,
+//      no security work at all — what the platform costs before gatehouse does anything
 //   Default a,b,c,d. Identity comparison: --scenarios a,c,e,f,g. Audit cost: --scenarios c,h.
 //
 // Two phases:
@@ -52,6 +54,7 @@ const SCENARIOS = {
   f: { key: 'f', label: 'f) fastify identity (@fastify/jwt)', kind: 'fastify', identity: true },
   g: { key: 'g', label: 'g) haproxy 2.6 jwt_verify', kind: 'haproxy', identity: true },
   h: { key: 'h', label: 'h) gatehouse full edge + audit', kind: 'gatehouse', edge: true, audit: true },
+  i: { key: 'i', label: 'i) node:http + undici floor', kind: 'floor' },
 };
 const ALL_SCENARIOS = Object.keys(SCENARIOS).join(',');
 
@@ -65,8 +68,8 @@ const HELP = `usage: node bench/run.js [options]
   --duration N       seconds per measured run (default 10)
   --connections N    concurrent keep-alive connections (default 64)
   --runs N           measured runs per scenario, interleaved (default 3)
-  --scenarios LIST   comma-separated subset of a,b,c,d,e,f,g,h (default a,b,c,d;
-                     identity comparison: a,c,e,f,g; audit cost: c,h)
+  --scenarios LIST   comma-separated subset of a,b,c,d,e,f,g,h,i (default a,b,c,d;
+                     identity comparison: a,c,e,f,g,i; audit cost: c,h)
   --warmup N         warm-up seconds per server before measuring (default 2; 0 = none)
   --threads N        wrk threads (default 1)
   --timeout N        wrk per-request timeout in seconds (default 5)
@@ -936,7 +939,7 @@ async function sanityCheck(target, upstreamBody) {
   if (res.status !== 200) throw new Error(`${target.label}: GET / answered ${res.status}, expected 200: ${res.body.slice(0, 200)}`);
   if (res.body !== upstreamBody) throw new Error(`${target.label}: GET / body differs from the upstream's: ${JSON.stringify(res.body.slice(0, 200))}`);
   const notes = [];
-  if (target.kind !== 'upstream') {
+  if (target.kind !== 'upstream' && target.kind !== 'floor') {
     const missing = EXPECTED_EDGE_HEADERS.filter((h) => !(h in res.headers));
     if (missing.length) notes.push(`${target.label}: response lacks ${missing.join(', ')}`);
     if ('server' in res.headers) notes.push(`${target.label}: response carries a Server header (${res.headers.server})`);
@@ -1126,6 +1129,10 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
       const r = med.e.rps / med.g.rps;
       L.push(`- **(e)/(g) throughput: ${fmt(r)}×** (target ≥ 1, at or above HAProxy: ${r >= 1 ? 'met' : 'NOT met'}); per round: ${perRound('e', 'g').map((x) => fmt(x)).join(', ')}; CPU per request (g)/(e): ${fmt(med.g.gwUs / med.e.gwUs)}×`);
     } else if (opts.list.includes('g')) L.push('- (e)/(g) throughput: n/a ((g) did not run)');
+    if (have('i')) {
+      L.push(`- (e)/(i) throughput: ${fmt(med.e.rps / med.i.rps)}× of the Node.js floor (node:http + undici, no security work); gateway CPU per request (i) ${fmt(med.i.gwUs, 1)} µs vs (e) ${fmt(med.e.gwUs, 1)} µs`);
+      if (have('g')) L.push(`- the floor against HAProxy: (i)/(g) throughput ${fmt(med.i.rps / med.g.rps)}×, CPU per request (i) ${fmt(med.i.gwUs, 1)} µs vs (g) ${fmt(med.g.gwUs, 1)} µs: below 1 means no gateway on node:http + undici can match HAProxy's whole pipeline on this machine`);
+    }
   } else if (opts.list.includes('f') || opts.list.includes('g')) L.push('- (e)/(f), (e)/(g) throughput: n/a (needs scenario e)');
 
   // Audit: (h) = (c) + the audit trail.
@@ -1269,6 +1276,12 @@ async function main() {
       t.rec = startChild(`fastify (${k})`, 0, nodeBin, [path.join(BENCH_DIR, 'fastify-edge.js'), String(port), `http://127.0.0.1:${upstreamPort}`], {
         logFile: path.join(tmpDir, `fastify-${k}.log`),
         env: t.identity ? { JWT_PUBLIC_KEY_FILE: identity.publicKeyFile } : {},
+      });
+      starts.push([k, port]);
+    } else if (t.kind === 'floor') {
+      t.url = `http://127.0.0.1:${port}/`;
+      t.rec = startChild(`node floor (${k})`, 0, nodeBin, [path.join(BENCH_DIR, 'node-floor.js'), String(port), `http://127.0.0.1:${upstreamPort}`], {
+        logFile: path.join(tmpDir, `node-floor-${k}.log`),
       });
       starts.push([k, port]);
     } else if (t.kind === 'haproxy') {
