@@ -92,6 +92,24 @@ async function verifyRun(store) {
   return n / s;
 }
 
+// The verifier's ceiling on this machine and store: read every record of the store and
+// JSON.parse it, nothing else (no canonical form, no hash, no MAC, no Merkle). No verifier
+// that reads the stored JSON can go faster than this, single-threaded.
+async function readParseRun(store) {
+  const t0 = performance.now();
+  let n = 0;
+  for (const s of await store.streams()) {
+    let after = 0;
+    for (;;) {
+      const rows = await store.readRaw(s, after, 10_000);
+      for (const r of rows) if (JSON.parse(r.data).seq > 0) n++;
+      if (rows.length < 10_000) break;
+      after = rows[rows.length - 1].id;
+    }
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
 // Calibration: how fast this machine hashes right now (per-call overhead dominates every
 // audit figure: about five SHA-256-sized crypto calls per record).
 function calibrate() {
@@ -102,7 +120,7 @@ function calibrate() {
 }
 const calib = [];
 
-const results = { sqlite: [], verify: [], postgres: [], verifyPg: [] };
+const results = { sqlite: [], verify: [], readParse: [], postgres: [], verifyPg: [] };
 for (let run = 0; run < RUNS; run++) {
   calib.push(calibrate());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-audit-'));
@@ -110,6 +128,7 @@ for (let run = 0; run < RUNS; run++) {
   try {
     results.sqlite.push(await appendRun(store, dir));
     results.verify.push(await verifyRun(store));
+    results.readParse.push(await readParseRun(store));
   } finally {
     await store.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -147,6 +166,7 @@ const out = [
   row('append, chained, PostgreSQL', results.postgres, '≥ 20,000'),
   row('verify (SQLite store: MAC + hash + link + Merkle + signatures)', results.verify, '≥ 200,000'),
   row('verify (PostgreSQL store)', results.verifyPg, '—'),
+  row('ceiling for any verifier: read + JSON.parse only (SQLite store, one thread)', results.readParse, '—'),
   row('calibration: SHA-256 calls (createHash, 20 bytes)', calib, '—'),
   '',
 ];
