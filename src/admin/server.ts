@@ -6,16 +6,25 @@
  * is ever reachable through them.
  *
  * API routes (`auth: true`) need `Authorization: Bearer <token>` matching the token in
- * `admin.token_file`; when no admin authentication is configured they are refused
- * (403 admin_auth_not_configured) — never open by default. /metrics, /healthz and
- * /readyz stay unauthenticated for scrapers and probes.
+ * `admin.token_file`, or an allowed client certificate (admin.client_certificates, over
+ * HTTPS with admin.tls); when no admin authentication is configured they are refused
+ * (403 admin_auth_not_configured) — never open by default (src/admin/authenticate.ts).
+ * /metrics, /healthz and /readyz stay unauthenticated for scrapers and probes. Every API
+ * call is logged (`admin_request`) with the principal that made it: `token`, or the
+ * certificate identity from the allow list — never the token itself.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TlsOptions } from 'node:tls';
 import type { ErrorCode } from '../errors/codes.js';
 import { ERROR_CODES } from '../errors/codes.js';
+import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { errorBody } from '../pipeline/respond.js';
+import { authenticateAdmin, type AdminAuth, type AdminAuthDecision } from './authenticate.js';
+
+export { bearerMatches } from './authenticate.js';
+export type { AdminAuth } from './authenticate.js';
 
 export interface AdminRequest {
   readonly req: IncomingMessage;
@@ -52,8 +61,11 @@ export interface AdminDeps {
   readonly notReady: () => string | null;
   /** The current routes (read per request, so reload and late registration work). */
   readonly routes: () => readonly AdminRoute[];
-  /** The current admin token, or null when none is configured. */
-  readonly token: () => string | null;
+  /** The current admin authentication (read per API request, so a reload applies at once). */
+  readonly auth: () => AdminAuth;
+  readonly log: Logger;
+  /** Serve HTTPS with these options (admin.tls); plain HTTP without. */
+  readonly tls?: TlsOptions;
 }
 
 const MAX_BODY = 64 * 1024;
@@ -73,16 +85,23 @@ function sendError(res: ServerResponse, code: ErrorCode, extra: Record<string, s
   res.end(errorBody(code, '-'));
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-/** Constant-time check of a bearer token (hashing first makes the lengths equal). */
-export function bearerMatches(header: string | undefined, token: string): boolean {
-  if (header === undefined) return false;
-  const m = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(header);
-  if (!m) return false;
-  return timingSafeEqual(digest(m[1] as string), digest(token));
+/** One line per admin API call, written when the answer is done (its status known). */
+function logCall(log: Logger, req: IncomingMessage, res: ServerResponse, method: string, path: string, d: AdminAuthDecision): void {
+  const fields = {
+    event: 'admin_request',
+    method,
+    path,
+    peer_ip: req.socket.remoteAddress ?? null,
+    auth: d.ok ? d.method : null,
+    principal: d.ok ? d.principal : null,
+    ...(d.cert ? { cert_subject: d.cert.subject, cert_serial: d.cert.serial } : {}),
+    ...(d.ok ? {} : { code: d.code, cause: d.cause, ...(d.tlsError !== undefined ? { tls_error: d.tlsError } : {}) }),
+  };
+  res.once('close', () => {
+    const line = { ...fields, status: res.headersSent ? res.statusCode : null };
+    if (d.ok) log.info(line, 'admin API call');
+    else log.warn(line, 'admin API call refused');
+  });
 }
 
 function readJson(req: IncomingMessage): Promise<unknown> {
@@ -113,7 +132,7 @@ function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 export function createAdminServer(deps: AdminDeps): Server {
-  return createServer({ requireHostHeader: false }, (req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://admin');
@@ -153,9 +172,15 @@ export function createAdminServer(deps: AdminDeps): Server {
       pathMatched = true;
       if (route.method !== method) continue;
       if (route.auth) {
-        const token = deps.token();
-        if (token === null) return sendError(res, 'admin_auth_not_configured');
-        if (!bearerMatches(req.headers.authorization, token)) return sendError(res, 'admin_unauthorized', { 'WWW-Authenticate': 'Bearer realm="gatehouse-admin"' });
+        const auth = deps.auth();
+        // The wall clock, as the TLS handshake uses: certificate validity is about real time.
+        const d = authenticateAdmin(req, auth, Date.now());
+        logCall(deps.log, req, res, method, path, d);
+        if (!d.ok) {
+          // The challenge names the scheme that can succeed; a certificate has no HTTP challenge.
+          const challenge: Record<string, string> = d.code === 'admin_unauthorized' && auth.token !== null ? { 'WWW-Authenticate': 'Bearer realm="gatehouse-admin"' } : {};
+          return sendError(res, d.code, challenge);
+        }
       }
       const r: AdminRequest = {
         req,
@@ -174,5 +199,8 @@ export function createAdminServer(deps: AdminDeps): Server {
       return;
     }
     sendError(res, pathMatched ? 'method_not_allowed' : 'not_found');
-  });
+  };
+  // HTTPS is the same server with TLS underneath: same routes, same answers.
+  if (deps.tls) return createHttpsServer({ requireHostHeader: false, ...deps.tls }, handler) as unknown as Server;
+  return createServer({ requireHostHeader: false }, handler);
 }

@@ -12,7 +12,7 @@ import { UsageError } from './args.js';
 
 const USAGE = `usage:
   gatehouse ca init  --dir DIR --password-file FILE [--root-password-file FILE] [--name CN] [--force]
-  gatehouse ca issue --dir DIR --password-file FILE --name NAME [--san DNS]... [--ip IP]...
+  gatehouse ca issue --dir DIR --password-file FILE --name NAME [--san DNS]... [--ip IP]... [--uri URI]...
                      [--lifetime 24h] [--client] [--server] [--out PREFIX]
   gatehouse ca trust --dir DIR`;
 
@@ -58,6 +58,7 @@ async function issue(args: string[]): Promise<number> {
     name: { type: 'string' },
     san: { type: 'string', multiple: true },
     ip: { type: 'string', multiple: true },
+    uri: { type: 'string', multiple: true },
     lifetime: { type: 'string' },
     client: { type: 'boolean' },
     server: { type: 'boolean' },
@@ -72,7 +73,7 @@ async function issue(args: string[]): Promise<number> {
   const server = v.server === true || !client;
   const ca = await loadCa(dir, readSecretFile(str(v, 'password-file')));
   const out = typeof v.out === 'string' ? v.out : name.replace(/[^A-Za-z0-9._-]/g, '_');
-  const issued = await issueCertificate(ca, { name, dnsNames: (v.san as string[] | undefined) ?? [], ips: (v.ip as string[] | undefined) ?? [], lifetimeMs, client, server });
+  const issued = await issueCertificate(ca, { name, dnsNames: (v.san as string[] | undefined) ?? [], ips: (v.ip as string[] | undefined) ?? [], uris: (v.uri as string[] | undefined) ?? [], lifetimeMs, client, server });
   writeFileSync(`${out}.crt`, issued.chainPem);
   writeFileSync(`${out}.key`, issued.keyPem, { mode: 0o600 });
   chmodSync(`${out}.key`, 0o600);

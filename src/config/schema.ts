@@ -179,16 +179,16 @@ export const siteSchema = z.strictObject({
   policy: sitePolicy.optional(),
 });
 
+/** Serve HTTPS: certificate files (reloaded when they change) or certificates from the internal CA. */
+const serverTls = z.strictObject({
+  cert_file: z.string().optional(),
+  key_file: z.string().optional(),
+  internal_ca: z.boolean().default(false),
+});
+
 const listener = z.strictObject({
   address: z.string(),
-  /** Serve HTTPS: certificate files (reloaded when they change) or certificates from the internal CA. */
-  tls: z
-    .strictObject({
-      cert_file: z.string().optional(),
-      key_file: z.string().optional(),
-      internal_ca: z.boolean().default(false),
-    })
-    .optional(),
+  tls: serverTls.optional(),
   /** A plain-HTTP listener that answers every request with 308 to the HTTPS listener. */
   redirect_https: z.boolean().optional(),
 });
@@ -256,8 +256,24 @@ export const configSchema = z.strictObject({
     .strictObject({
       listen: z.string().default('127.0.0.1:9090'),
       enabled: z.boolean().default(true),
-      /** Bearer token for the admin API, read from a file (mode 0600). Without it the API is refused. */
+      /** Bearer token for the admin API, read from a file (mode 0600). Without it (and without client_certificates) the API is refused. */
       token_file: z.string().optional(),
+      /** Serve the admin listener over HTTPS, like a public listener's `tls` (docs/tls.md#the-admin-listener). */
+      tls: serverTls
+        .extend({
+          /** DNS names and IPs an internal_ca certificate covers besides the listen host (required when it listens on every interface). */
+          names: z.array(z.string().min(1)).optional(),
+        })
+        .optional(),
+      /** Admin API authentication by client certificate (needs `tls`): a trust pool and the identities allowed. */
+      client_certificates: z
+        .strictObject({
+          /** PEM bundle of the CAs client certificates must chain to; default: the internal CA's root (needs a `ca` block). */
+          ca_file: z.string().optional(),
+          /** Allowed identities, exact match: `cn:NAME`, `dns:NAME` or `uri:URI`. Empty is an error (no "any certificate"). */
+          allow: z.array(z.string()).default([]),
+        })
+        .optional(),
       /** Lets POST /v1/tokens sign tokens (only when set): private key file (mode 0600), kid and iss. */
       issuer: z
         .strictObject({
@@ -376,6 +392,8 @@ export type HeadersConfig = z.output<typeof headersBlock>;
 export type PostgresConfig = z.output<typeof postgres>;
 export type RedisConfig = z.output<typeof redis>;
 export type ListenerConfig = Config['listen'][number];
+export type ServerTlsConfig = z.output<typeof serverTls>;
+export type AdminConfig = Config['admin'];
 export type UpstreamConfig = SiteConfig['upstream'];
 export type AuditConfig = z.output<typeof audit>;
 export type AuthConfig = Config['auth'];

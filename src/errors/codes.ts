@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   body_too_large: { status: 413, message: 'The request body is too large.' },
   admin_unauthorized: { status: 401, message: 'Admin API authentication failed.' },
   admin_auth_not_configured: { status: 403, message: 'The admin API is disabled: no admin authentication is configured.' },
+  admin_forbidden: { status: 403, message: 'This client is not allowed to use the admin API.' },
   missing_token: { status: 401, message: 'A bearer token is required.' },
   invalid_token: { status: 401, message: 'The bearer token is not valid.' },
   token_expired: { status: 401, message: 'The bearer token has expired.' },

@@ -118,7 +118,7 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     registers: [registry],
   });
   info.set({ version: opts.version }, 1);
-  // TLS (docs/tls.md). `name` is the certificate's id: site/<site id>, upstream-client, file/<cert_file>.
+  // TLS (docs/tls.md). `name` is the certificate's id: site/<site id>, upstream-client, admin, file/<cert_file>.
   const tlsCertExpiry = new Gauge({
     name: 'gatehouse_tls_certificate_expiry_timestamp_seconds',
     help: 'Unix time at which the certificate in use expires, by certificate name.',

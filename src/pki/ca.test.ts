@@ -88,7 +88,7 @@ describe('internal CA (gatehouse ca, verified with openssl)', () => {
     assert.equal((readFileSync(`${out}.crt`, 'utf8').match(/BEGIN CERTIFICATE/g) ?? []).length, 2);
   });
 
-  it('ca issue: default lifetime 24 h and server usage only; --client alone gives client usage only', () => {
+  it('ca issue: default lifetime 24 h and server usage only; --client alone gives client usage only; --uri adds a URI name', () => {
     const p = caPaths(ca);
     const a = join(dir, 'default');
     assert.equal(cli('issue', '--dir', ca, '--password-file', pw, '--name', 'web.internal', '--out', a).status, 0);
@@ -99,8 +99,10 @@ describe('internal CA (gatehouse ca, verified with openssl)', () => {
     assert.match(text, /Extended Key Usage: \n\s+TLS Web Server Authentication\n/);
     assert.match(openssl('verify', '-purpose', 'sslserver', '-CAfile', p.rootCert, '-untrusted', p.intermediateCert, `${a}.crt`), /OK/);
     const c = join(dir, 'client');
-    assert.equal(cli('issue', '--dir', ca, '--password-file', pw, '--name', 'agent-7', '--client', '--out', c).status, 0);
-    assert.match(openssl('x509', '-in', `${c}.crt`, '-noout', '-text'), /Extended Key Usage: \n\s+TLS Web Client Authentication\n/);
+    assert.equal(cli('issue', '--dir', ca, '--password-file', pw, '--name', 'agent-7', '--uri', 'spiffe://corp.example/agent-7', '--client', '--out', c).status, 0);
+    const clientText = openssl('x509', '-in', `${c}.crt`, '-noout', '-text');
+    assert.match(clientText, /Extended Key Usage: \n\s+TLS Web Client Authentication\n/);
+    assert.match(clientText, /DNS:agent-7, URI:spiffe:\/\/corp\.example\/agent-7/);
     assert.match(openssl('verify', '-purpose', 'sslclient', '-CAfile', p.rootCert, '-untrusted', p.intermediateCert, `${c}.crt`), /OK/);
     const bad = spawnSync('openssl', ['verify', '-purpose', 'sslserver', '-CAfile', p.rootCert, '-untrusted', p.intermediateCert, `${c}.crt`], { encoding: 'utf8' });
     assert.notEqual(bad.status, 0, 'a client-only certificate must not verify for server use');

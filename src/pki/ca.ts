@@ -206,6 +206,8 @@ export interface IssueOptions {
   readonly name: string;
   readonly dnsNames?: readonly string[];
   readonly ips?: readonly string[];
+  /** URI names (e.g. SPIFFE ids `spiffe://corp/ops`): client identities for allow lists. */
+  readonly uris?: readonly string[];
   readonly lifetimeMs?: number;
   readonly server?: boolean;
   readonly client?: boolean;
@@ -225,6 +227,8 @@ export interface Issued {
   readonly issuedAt: Date;
 }
 
+/** An absolute URI without spaces or control characters (what a URI SAN may hold). */
+const URI = /^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/i;
 const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export async function issueCertificate(ca: Ca, opts: IssueOptions): Promise<Issued> {
@@ -251,6 +255,10 @@ export async function issueCertificate(ca: Ca, opts: IssueOptions): Promise<Issu
   for (const ip of opts.ips ?? []) {
     if (!isIP(ip)) throw new CaError(`not an IP address: ${JSON.stringify(ip)}`);
     add(ip);
+  }
+  for (const uri of opts.uris ?? []) {
+    if (!URI.test(uri) || !URL.canParse(uri)) throw new CaError(`not an absolute URI: ${JSON.stringify(uri)}`);
+    names.push({ type: 'url', value: uri });
   }
   const keys = await generateKeys();
   const eku: string[] = [];

@@ -33,3 +33,8 @@ export function parseListenAddress(s: string): ListenAddress | null {
 export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
+
+/** True for a host that means every interface: '' (`:port`), 0.0.0.0 or ::. */
+export function isWildcardHost(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::';
+}

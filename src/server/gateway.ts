@@ -14,10 +14,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
-import { createAdminServer, type AdminRoute } from '../admin/server.js';
+import { compileAllowList } from '../admin/client-cert.js';
+import { createAdminServer, type AdminAuth, type AdminRoute } from '../admin/server.js';
 import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
@@ -123,6 +124,8 @@ export class Gateway {
   /** Admin API routes registered by modules (revocation, identities, audit). */
   readonly adminRoutes: AdminRoute[] = [];
   private adminToken: string | null = null;
+  /** Identities allowed to use the admin API by client certificate; null when that is not configured. */
+  private adminAllow: ReadonlySet<string> | null = null;
   /** Certificates for HTTPS listeners and trust material for https:// upstreams (docs/tls.md). */
   readonly tls: TlsManager;
   /** The audit trail (null when `audit.enabled` is false); its gate stage exists from the first runtime on. */
@@ -164,6 +167,7 @@ export class Gateway {
     if (this.identity) this.adminRoutes.push(...identityAdminRoutes(this.identity, () => this.config, () => this.loaded.dir, this.now));
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
+    this.adminAllow = adminAllowList(config);
   }
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
@@ -253,8 +257,11 @@ export class Gateway {
         metrics: this.metrics,
         notReady: () => this.notReady(),
         routes: () => this.adminRoutes,
-        token: () => this.adminToken,
+        auth: () => this.adminAuth(),
+        log: this.log,
+        tls: config.admin.tls ? this.tls.adminServerOptions() : undefined,
       });
+      if (config.admin.tls) this.tls.attachAdmin(admin as unknown as HttpsServer);
       await new Promise<void>((ok, fail) => {
         admin.once('error', fail);
         admin.listen(addr.port, addr.host, () => {
@@ -265,6 +272,13 @@ export class Gateway {
       this.admin = admin;
     }
     this.log.info({ event: 'listening', listen: this.addresses().public.map(fmt), admin: this.addresses().admin ? fmt(this.addresses().admin as AddressInfo) : null, version: VERSION }, 'gatehouse listening');
+  }
+
+  private readonly adminTrustedNow = (socket: Socket): boolean => this.tls.adminTrustCurrent(socket);
+
+  /** Read per admin API request: the token and allow list of the current config, and the trust-pool check. */
+  private adminAuth(): AdminAuth {
+    return { token: this.adminToken, clientCerts: this.adminAllow === null ? null : { allow: this.adminAllow, trustedNow: this.adminTrustedNow } };
   }
 
   /** The global IP filter also applies per connection, so a denied peer gets zero bytes even for malformed requests. */
@@ -345,7 +359,7 @@ export class Gateway {
     try {
       loaded = loadConfig(file);
       const problems = listenerChanges(this.config, loaded.config);
-      if (problems.length > 0) throw new ConfigError(file, problems.map((message) => ({ path: 'listen', message, severity: 'error' as const })));
+      if (problems.length > 0) throw new ConfigError(file, problems.map(({ path, message }) => ({ path, message, severity: 'error' as const })));
     } catch (err) {
       return this.reloadFailed(reason, err);
     }
@@ -372,6 +386,7 @@ export class Gateway {
     this.applyServerLimits(loaded.config);
     this.log.level = loaded.config.log.level;
     this.adminToken = readAdminToken(loaded);
+    this.adminAllow = adminAllowList(loaded.config);
     void this.tls.update(loaded.config, loaded.dir);
     this.audit?.reload(loaded);
     if (this.audit === null && loaded.config.audit.enabled) this.log.warn({ event: 'audit_restart_required' }, 'audit.enabled takes effect on restart');
@@ -479,11 +494,21 @@ function readAdminToken(loaded: LoadedConfig): string | null {
   return f ? readSecretFile(resolve(loaded.dir, f)) : null;
 }
 
-function listenerChanges(a: Config, b: Config): string[] {
-  const out: string[] = [];
-  if (JSON.stringify(a.listen) !== JSON.stringify(b.listen)) out.push('listen addresses change only on restart');
-  if (a.admin.listen !== b.admin.listen || a.admin.enabled !== b.admin.enabled) out.push('the admin listener changes only on restart');
-  if (identityStoresKey(a) !== identityStoresKey(b)) out.push('enabling auth, and the revocation and identity stores, change only on restart');
+function adminAllowList(config: Config): ReadonlySet<string> | null {
+  const c = config.admin.client_certificates;
+  return c && config.admin.tls ? compileAllowList(c.allow) : null;
+}
+
+function listenerChanges(a: Config, b: Config): Array<{ path: string; message: string }> {
+  const out: Array<{ path: string; message: string }> = [];
+  if (JSON.stringify(a.listen) !== JSON.stringify(b.listen)) out.push({ path: 'listen', message: 'listen addresses change only on restart' });
+  if (a.admin.listen !== b.admin.listen || a.admin.enabled !== b.admin.enabled) out.push({ path: 'listen', message: 'the admin listener changes only on restart' });
+  // HTTP or HTTPS, and whether the handshake asks for a client certificate, are fixed when the server is made.
+  if (JSON.stringify(a.admin.tls ?? null) !== JSON.stringify(b.admin.tls ?? null)) out.push({ path: 'admin.tls', message: 'admin.tls changes only on restart' });
+  if ((a.admin.client_certificates === undefined) !== (b.admin.client_certificates === undefined)) {
+    out.push({ path: 'admin.client_certificates', message: 'turning admin.client_certificates on or off takes a restart (its ca_file and allow list apply at reload)' });
+  }
+  if (identityStoresKey(a) !== identityStoresKey(b)) out.push({ path: 'listen', message: 'enabling auth, and the revocation and identity stores, change only on restart' });
   return out;
 }
 

@@ -14,11 +14,17 @@
  *
  * An SNI name that no certificate covers fails the handshake before any certificate is
  * sent: the gateway never shows a certificate for a name it does not serve.
+ *
+ * The admin listener (admin.tls) is served by the same machinery with one certificate
+ * (files, or `admin` from the internal CA for its listen host and admin.tls.names) and,
+ * with admin.client_certificates, the trust pool its clients' certificates must chain
+ * to: ca_file (re-read when it changes) or the internal root. Its context is replaced in
+ * place when either changes, like a listener's default context.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { createSecureContext, type ConnectionOptions, type SecureContext, type TlsOptions } from 'node:tls';
 import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js';
@@ -27,7 +33,9 @@ import { normalizeHost } from '../config/validate.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { issueCertificate, loadCa, type Ca, type IssueOptions, type Issued } from '../pki/ca.js';
+import { trustPool, type TrustPool } from '../pki/trust-pool.js';
 import type { UpstreamTlsMaterial, UpstreamTlsProvider } from '../stages/proxy/pools.js';
+import { isLoopbackHost, isWildcardHost, parseListenAddress } from './address.js';
 
 /**
  * Forward-secret AEAD suites only: TLS 1.3's three, and ECDHE with AES-GCM or
@@ -127,6 +135,38 @@ function siteSpec(site: Config['sites'][number], lifetimeMs: number): IssueOptio
   return { name, dnsNames: dns, ips, lifetimeMs, server: true, client: false };
 }
 
+/**
+ * The admin listener's internal_ca certificate: admin.tls.names and the host it listens
+ * on (a loopback host with every loopback name, since clients reach it as localhost,
+ * 127.0.0.1 or ::1 depending on their resolver). null when none is needed.
+ */
+export function adminCertificateSpec(config: Config, lifetimeMs: number): IssueOptions | null {
+  const a = config.admin;
+  if (!a.enabled || !a.tls?.internal_ca) return null;
+  const hosts = [...(a.tls.names ?? [])];
+  const addr = parseListenAddress(a.listen);
+  if (addr && !isWildcardHost(addr.host)) {
+    hosts.push(addr.host);
+    if (isLoopbackHost(addr.host)) hosts.push('localhost', '127.0.0.1', '::1');
+  }
+  const dns: string[] = [];
+  const ips: string[] = [];
+  for (const h of hosts) {
+    const host = h.replace(/^\[|\]$/g, '').toLowerCase();
+    const list = isIP(host) ? ips : dns;
+    if (!list.includes(host)) list.push(host);
+  }
+  const name = dns[0] ?? ips[0];
+  // A wildcard address without names is a config error (validate-tls.ts).
+  if (name === undefined) return null;
+  return { name, dnsNames: dns, ips, lifetimeMs, server: true, client: false };
+}
+
+/** One TCP connection's id while it is open: the raw socket and its TLSSocket share it. */
+function connectionKey(s: Socket): string | null {
+  return s.remoteAddress === undefined || s.remotePort === undefined ? null : `${s.remoteAddress}|${s.remotePort}`;
+}
+
 function sanNames(leaf: X509Certificate): string[] {
   return (leaf.subjectAltName ?? '').split(', ').filter((s) => s !== '');
 }
@@ -144,6 +184,16 @@ export class TlsManager implements UpstreamTlsProvider {
   private wildcard = new Map<string, InternalCert>();
   private readonly fileCerts = new Map<string, FileCert>();
   private clientCert: InternalCert | null = null;
+  /** The admin listener's certificate from the internal CA (admin.tls.internal_ca). */
+  private adminCert: InternalCert | null = null;
+  /** The HTTPS admin server, once attached. */
+  private adminServer: HttpsServer | null = null;
+  /** The admin trust pool (admin.client_certificates): `key` says what it was loaded from, `version` counts loads. */
+  private adminTrust: { key: string; version: number; pool: TrustPool } | null = null;
+  /** What the admin server's secure context holds: the certificate chain and the trust pool version. */
+  private adminApplied = { chainPem: '', trust: -1 };
+  /** Open admin connections by peer address and port, with the trust-pool version their handshake used. */
+  private readonly adminConnections = new Map<string, { readonly trust: number }>();
   /** Bumped whenever upstream TLS material changes (new client certificate, CA reloaded). */
   private upstreamVersion = 0;
   private readonly upstreamCache = new Map<string, UpstreamTlsMaterial>();
@@ -162,10 +212,9 @@ export class TlsManager implements UpstreamTlsProvider {
   /** Loads the CA and every certificate the config needs; throws when one cannot be had. */
   async start(): Promise<void> {
     await this.loadCaIfChanged();
-    for (const l of this.config.listen) {
-      if (l.tls && !l.tls.internal_ca && l.tls.cert_file && l.tls.key_file) this.loadFileCert(l.tls.cert_file, l.tls.key_file, true);
-    }
+    for (const [certFile, keyFile] of this.certFiles()) this.loadFileCert(certFile, keyFile, true);
     await this.syncInternal(true);
+    this.loadAdminTrust(true);
     this.tick = setInterval(() => this.onTick(), this.config.tls.check_interval);
     this.tick.unref();
   }
@@ -192,10 +241,123 @@ export class TlsManager implements UpstreamTlsProvider {
 
   attach(server: HttpsServer, l: ListenerConfig): void {
     this.attached.push({ server, listener: l });
+    this.countHandshakeFailures(server);
+  }
+
+  private countHandshakeFailures(server: HttpsServer): void {
     server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
       if (err.message === UNKNOWN_SNI) return; // counted in the SNICallback
       this.metrics.tlsHandshakeFailures.labels(err.code?.startsWith('ERR_SSL_') ? 'protocol' : 'other').inc();
     });
+  }
+
+  /**
+   * Options for the HTTPS admin server: one certificate for every name (it serves no
+   * sites), and with admin.client_certificates a certificate request against the admin
+   * trust pool. The handshake completes without a certificate, or with one that does not
+   * verify, so probes and scrapers need none; the admin server decides per API request
+   * (src/admin/client-cert.ts).
+   */
+  adminServerOptions(): TlsOptions {
+    const cert = this.adminCertState();
+    if (!cert) throw new Error('no certificate for the admin listener');
+    const requestCert = this.config.admin.client_certificates !== undefined;
+    // Without `ca`, node would verify client certificates against its public root store.
+    if (requestCert && !this.adminTrust) throw new Error('no trust pool for admin client certificates');
+    this.adminApplied = { chainPem: cert.chainPem, trust: this.adminTrust?.version ?? -1 };
+    return {
+      ...this.adminContextOptions(cert),
+      handshakeTimeout: Math.min(this.config.http.header_timeout, 120_000),
+      requestCert,
+      rejectUnauthorized: false,
+    };
+  }
+
+  attachAdmin(server: HttpsServer): void {
+    this.adminServer = server;
+    this.countHandshakeFailures(server);
+    // tls.Server makes each connection's TLSSocket, with the secure context in force, in its
+    // own 'connection' listener, which runs before this one: the version recorded here is
+    // the pool that connection's handshake verifies against.
+    server.on('connection', (raw: Socket) => {
+      const key = connectionKey(raw);
+      if (key === null) return;
+      const entry = { trust: this.adminApplied.trust };
+      this.adminConnections.set(key, entry);
+      raw.once('close', () => {
+        if (this.adminConnections.get(key) === entry) this.adminConnections.delete(key);
+      });
+    });
+  }
+
+  /**
+   * Whether an admin connection was verified against the trust pool in force now. A
+   * replaced pool (reload, changed ca_file) thus applies to open keep-alive connections
+   * too, not only to new handshakes.
+   */
+  adminTrustCurrent(socket: Socket): boolean {
+    const key = connectionKey(socket);
+    const entry = key === null ? undefined : this.adminConnections.get(key);
+    return entry !== undefined && this.adminTrust !== null && entry.trust === this.adminTrust.version;
+  }
+
+  private adminContextOptions(cert: CertState): TlsOptions {
+    return { ...TLS_BASE_OPTIONS, cert: cert.chainPem, key: cert.keyPem, ...(this.adminTrust ? { ca: [...this.adminTrust.pool.pems] } : {}) };
+  }
+
+  private adminCertState(): CertState | null {
+    const t = this.config.admin.enabled ? this.config.admin.tls : undefined;
+    if (!t) return null;
+    if (t.internal_ca) return this.adminCert;
+    return t.cert_file && t.key_file ? (this.fileCerts.get(this.fileKey(t.cert_file, t.key_file)) ?? null) : null;
+  }
+
+  /** A renewed or reloaded admin certificate, or a changed trust pool, reaches new admin connections. */
+  private refreshAdmin(): void {
+    const server = this.adminServer;
+    const cert = this.adminCertState();
+    if (!server || !cert) return;
+    const trust = this.adminTrust?.version ?? -1;
+    if (this.adminApplied.chainPem === cert.chainPem && this.adminApplied.trust === trust) return;
+    this.adminApplied = { chainPem: cert.chainPem, trust };
+    server.setSecureContext(this.adminContextOptions(cert));
+  }
+
+  /** Loads (or reloads) the admin trust pool. At start a failure throws; later it is logged and the old pool kept. */
+  private loadAdminTrust(strict: boolean): void {
+    const a = this.config.admin;
+    const c = a.enabled && a.tls ? a.client_certificates : undefined;
+    if (!c) {
+      this.adminTrust = null;
+      return;
+    }
+    const file = c.ca_file !== undefined ? resolve(this.dir, c.ca_file) : null;
+    const key = file ? `file:${file}|${fileStamp(file)}` : `internal:${this.caKey}`;
+    if (this.adminTrust?.key === key) return;
+    try {
+      if (!file && !this.ca) throw new Error('no internal CA configured');
+      const pool = trustPool(file ? readFileSync(file, 'utf8') : (this.ca as Ca).rootPem);
+      const replaced = this.adminTrust !== null;
+      this.adminTrust = { key, version: (this.adminTrust?.version ?? 0) + 1, pool };
+      if (replaced) this.log.info({ event: 'tls_admin_trust_reloaded', source: file ? c.ca_file : 'internal_ca', certificates: pool.pems.length }, 'admin client-certificate trust pool reloaded; new connections use it');
+    } catch (err) {
+      const source = file ? c.ca_file : 'internal_ca';
+      if (strict) throw new Error(`cannot load the admin client-certificate trust pool (${source}): ${(err as Error).message}`);
+      // Do not retry the same broken file on every tick; the previous pool stays in force.
+      if (this.adminTrust) this.adminTrust = { ...this.adminTrust, key };
+      this.log.error({ event: 'tls_admin_trust_reload_failed', source, err: (err as Error).message }, 'the admin client-certificate trust pool does not load; the previous pool stays in force');
+    }
+  }
+
+  /** Certificate file pairs to serve: the listeners' and the admin listener's. */
+  private certFiles(): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (const l of this.config.listen) {
+      if (l.tls && !l.tls.internal_ca && l.tls.cert_file && l.tls.key_file) out.push([l.tls.cert_file, l.tls.key_file]);
+    }
+    const t = this.config.admin.enabled ? this.config.admin.tls : undefined;
+    if (t && !t.internal_ca && t.cert_file && t.key_file) out.push([t.cert_file, t.key_file]);
+    return out;
   }
 
   /** Certificate matching an SNI name for this listener, or null (the handshake fails). */
@@ -232,6 +394,8 @@ export class TlsManager implements UpstreamTlsProvider {
         this.upstreamCache.clear();
       }
       await this.syncInternal(false);
+      this.loadAdminTrust(false);
+      this.refreshAdmin();
     } catch (err) {
       this.log.error({ event: 'tls_update_failed', err: (err as Error).message }, 'TLS material for the new config could not be prepared; existing certificates keep serving');
     }
@@ -281,8 +445,15 @@ export class TlsManager implements UpstreamTlsProvider {
       this.clientCert = await this.issueNew('upstream-client', clientSpec);
       this.upstreamVersion++;
     }
+    const adminSpec = this.ca !== null ? adminCertificateSpec(config, lifetime) : null;
+    if (this.adminCert && (!adminSpec || this.adminCert.specKey !== JSON.stringify(adminSpec))) {
+      this.drop(this.adminCert);
+      this.adminCert = null;
+    }
+    if (adminSpec && !this.adminCert) this.adminCert = await this.issueNew('admin', adminSpec);
     // Listeners created before a site certificate existed get their no-SNI default now.
     for (const a of this.attached) this.refreshDefault(a);
+    this.refreshAdmin();
   }
 
   private reindex(): void {
@@ -361,6 +532,7 @@ export class TlsManager implements UpstreamTlsProvider {
       this.metrics.tlsRenewals.labels(c.name).inc();
       if (c === this.clientCert) this.upstreamVersion++;
       for (const a of this.attached) this.refreshDefault(a);
+      this.refreshAdmin();
       this.log.info({ event: 'tls_certificate_renewed', name: c.name, serial: c.serial, not_after: issued.notAfter.toISOString() }, 'certificate renewed');
       this.scheduleRenewal(c);
     } catch (err) {
@@ -377,7 +549,7 @@ export class TlsManager implements UpstreamTlsProvider {
   }
 
   private isCurrent(c: InternalCert): boolean {
-    return c === this.clientCert || this.siteCerts.get(c.name.slice('site/'.length)) === c;
+    return c === this.clientCert || c === this.adminCert || this.siteCerts.get(c.name.slice('site/'.length)) === c;
   }
 
   private drop(c: InternalCert): void {
@@ -412,6 +584,7 @@ export class TlsManager implements UpstreamTlsProvider {
       if (old) {
         this.metrics.tlsRenewals.labels(name).inc();
         for (const a of this.attached) this.refreshDefault(a);
+        this.refreshAdmin();
         this.log.info({ event: 'tls_certificate_reloaded', name, serial: c.serial, not_after: leaf.validTo }, 'certificate file changed; new handshakes use it');
       }
     } catch (err) {
@@ -437,12 +610,13 @@ export class TlsManager implements UpstreamTlsProvider {
   }
 
   private onTick(): void {
-    for (const l of this.config.listen) {
-      if (l.tls && !l.tls.internal_ca && l.tls.cert_file && l.tls.key_file) this.loadFileCert(l.tls.cert_file, l.tls.key_file, false);
-    }
+    for (const [certFile, keyFile] of this.certFiles()) this.loadFileCert(certFile, keyFile, false);
+    this.loadAdminTrust(false);
+    this.refreshAdmin();
     for (const c of this.fileCerts.values()) this.observe(c);
     for (const c of this.siteCerts.values()) this.observe(c);
     if (this.clientCert) this.observe(this.clientCert);
+    if (this.adminCert) this.observe(this.adminCert);
   }
 
   /** Trust material for new connections to an https:// upstream (pools.ts asks at every connect). */
@@ -481,7 +655,7 @@ export class TlsManager implements UpstreamTlsProvider {
   /** What is presented now, for the admin API: no key material, only identifiers and dates. */
   certificates(): Array<{ name: string; serial: string; not_after: string; renew_at: string | null; failed_attempts: number; names: string[] }> {
     const out = [];
-    const internal = [...this.siteCerts.values(), ...(this.clientCert ? [this.clientCert] : [])];
+    const internal = [...this.siteCerts.values(), ...(this.clientCert ? [this.clientCert] : []), ...(this.adminCert ? [this.adminCert] : [])];
     for (const c of internal) {
       out.push({ name: c.name, serial: c.serial, not_after: new Date(c.notAfter).toISOString(), renew_at: new Date(c.issuedAt + ((c.notAfter - c.issuedAt) * 2) / 3).toISOString(), failed_attempts: c.failures, names: sanNames(c.leaf) });
     }
@@ -494,6 +668,7 @@ export class TlsManager implements UpstreamTlsProvider {
   /** Serial of the certificate currently presented for a name (tests, the admin API). */
   currentSerial(name: string): string | null {
     if (name === 'upstream-client') return this.clientCert?.serial ?? null;
+    if (name === 'admin') return this.adminCert?.serial ?? null;
     if (name.startsWith('site/')) return this.siteCerts.get(name.slice(5))?.serial ?? null;
     for (const c of this.fileCerts.values()) if (c.name === name) return c.serial;
     return null;
@@ -504,5 +679,6 @@ export class TlsManager implements UpstreamTlsProvider {
     if (this.tick) clearInterval(this.tick);
     for (const c of this.siteCerts.values()) if (c.timer) clearTimeout(c.timer);
     if (this.clientCert?.timer) clearTimeout(this.clientCert.timer);
+    if (this.adminCert?.timer) clearTimeout(this.adminCert.timer);
   }
 }

@@ -109,7 +109,7 @@ export async function startGateway(config: unknown, opts: { now?: () => number; 
     gw,
     port,
     url: `http://127.0.0.1:${port}`,
-    adminUrl: a.admin ? `http://127.0.0.1:${a.admin.port}` : '',
+    adminUrl: a.admin ? `${gw.config.admin.tls ? 'https' : 'http'}://127.0.0.1:${a.admin.port}` : '',
     file,
     logs,
     write: (c) => writeFileSync(file, typeof c === 'string' ? c : stringify(c)),

@@ -42,8 +42,8 @@ export interface TlsReply {
   readonly cipher: string;
 }
 
-/** One HTTPS request to 127.0.0.1:port, SNI `servername`, trusting only `ca`. */
-export function httpsGet(port: number, opts: { ca: string; servername?: string; path?: string; method?: string; headers?: Record<string, string>; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string } = { ca: '' }): Promise<TlsReply> {
+/** One HTTPS request to 127.0.0.1:port, SNI `servername`, trusting only `ca`; `cert`/`key` present a client certificate. */
+export function httpsGet(port: number, opts: { ca: string; servername?: string; path?: string; method?: string; headers?: Record<string, string>; minVersion?: 'TLSv1.2' | 'TLSv1.3'; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string; cert?: string; key?: string } = { ca: '' }): Promise<TlsReply> {
   return new Promise((resolve, reject) => {
     const host = opts.servername ?? 'localhost';
     const req = httpsRequest(
@@ -59,6 +59,8 @@ export function httpsGet(port: number, opts: { ca: string; servername?: string; 
         maxVersion: opts.maxVersion,
         minVersion: opts.minVersion,
         ciphers: opts.ciphers,
+        cert: opts.cert,
+        key: opts.key,
       },
       (res) => {
         const sock = res.socket as TLSSocket;
@@ -77,7 +79,7 @@ export function httpsGet(port: number, opts: { ca: string; servername?: string; 
 }
 
 /** A bare TLS handshake: resolves with the peer certificate or the handshake error. */
-export function handshake(port: number, servername: string | undefined, ca: string, extra: { maxVersion?: 'TLSv1.2' | 'TLSv1.3'; minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2'; ciphers?: string } = {}): Promise<{ ok: boolean; cert: PeerCertificate | null; error: string | null; socket: TLSSocket }> {
+export function handshake(port: number, servername: string | undefined, ca: string, extra: { maxVersion?: 'TLSv1.2' | 'TLSv1.3'; minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2'; ciphers?: string; cert?: string; key?: string } = {}): Promise<{ ok: boolean; cert: PeerCertificate | null; error: string | null; socket: TLSSocket }> {
   return new Promise((resolve) => {
     let settled = false;
     const socket = connect({ host: '127.0.0.1', port, servername, ca, ...extra });
