@@ -60,6 +60,11 @@ export function createSqliteAuditStore(file: string): AuditStore {
   let failure: Error | null = null;
   let closing = false;
   let closed: Promise<void> | null = null;
+  /** Appends issued so far: a page read ahead is used only if none was issued since. */
+  let appends = 0;
+  /** The page after the last full page readRaw returned, requested before it was asked for. */
+  let readAhead: { stream: string; afterId: number; limit: number; appends: number; page: Promise<Results['readRaw']> } | null = null;
+
   // Idle, the thread must not keep the process alive (a CLI that is done must exit even if
   // it forgot close()); while a call waits for its reply it must, or the process could
   // exit with the call unanswered.
@@ -137,6 +142,10 @@ export function createSqliteAuditStore(file: string): AuditStore {
       }
       const flat: Array<string | number> = [];
       for (const c of cps as readonly StoredCheckpoint[]) flat.push(c.checkpoint.stream, c.checkpoint.seq, JSON.stringify(c.checkpoint), JSON.stringify(c.frontier));
+      // A page read ahead before this append might miss its rows: a caller that reads after
+      // its own append must see them.
+      appends++;
+      readAhead = null;
       await call({ op: 'append', batch: { text: parts.join(''), nums, cps: flat } }, [nums.buffer]);
     },
     async head(stream) {
@@ -154,8 +163,21 @@ export function createSqliteAuditStore(file: string): AuditStore {
       return call({ op: 'streams' });
     },
     async readRaw(stream, afterId, limit) {
-      const p = await call({ op: 'readRaw', stream, afterId, limit });
+      let page: Promise<Results['readRaw']>;
+      const ahead = readAhead;
+      readAhead = null;
+      if (ahead !== null && ahead.stream === stream && ahead.afterId === afterId && ahead.limit === limit && ahead.appends === appends) page = ahead.page;
+      else page = call({ op: 'readRaw', stream, afterId, limit });
+      const p = await page;
       const n = p.ids.length;
+      if (n === limit && n > 0) {
+        // A full page: the caller (the verifier, an export) most likely wants the next one
+        // and will spend far longer on this one than the worker needs to read it.
+        const next = p.ids[n - 1] as number;
+        readAhead = { stream, afterId: next, limit, appends, page: call({ op: 'readRaw', stream, afterId: next, limit }) };
+        // Never awaited when the caller stops here: its failure is the next call's, not an unhandled rejection.
+        readAhead.page.catch(() => undefined);
+      }
       const data = unpackStrings(p);
       const rows = new Array<{ id: number; data: string }>(n);
       for (let i = 0; i < n; i++) rows[i] = { id: p.ids[i] as number, data: data[i] as string };
