@@ -10,7 +10,8 @@
 // back (storage order) and checks every MAC, hash, link and checkpoint signature.
 // The append phase also reports the process CPU per record (process.cpuUsage, user + system,
 // every thread of the process: the store's worker thread counts too), so throughput and CPU
-// cost are seen together. "event-loop hold" is the time one store.append call of a
+// cost are seen together, and the main thread's busy time per record (event-loop
+// utilization: what the gateway's request thread gives to audit, sealing included). "event-loop hold" is the time one store.append call of a
 // 600-record sealed batch keeps the calling thread busy before it returns (what every
 // in-flight request waits for at 5-6k req/s with the default 100 ms flush).
 // Reports medians and every run. The per-request cost on the proxy pipeline is measured by
@@ -81,16 +82,18 @@ async function appendRun(store, stateDir) {
   await w.flush();
   const t0 = performance.now();
   const c0 = process.cpuUsage();
+  const e0 = performance.eventLoopUtilization();
   for (let i = 0; i < N; i++) {
     void w.append(body(i));
     if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
   }
   await w.flush();
   const c = process.cpuUsage(c0);
+  const e = performance.eventLoopUtilization(e0);
   const s = (performance.now() - t0) / 1000;
   await w.close();
   if (w.status().spool_bytes > 0) throw new Error('records were spooled: the store failed during the run');
-  return { rate: N / s, cpuUs: (c.user + c.system) / N };
+  return { rate: N / s, cpuUs: (c.user + c.system) / N, mainUs: (e.active * 1000) / N };
 }
 
 // Event-loop hold of one append: BATCHES batches of 600 records sealed beforehand (sealing
@@ -155,7 +158,7 @@ function calibrate() {
 }
 const calib = [];
 
-const results = { sqlite: [], verify: [], readParse: [], postgres: [], verifyPg: [], cpuSqlite: [], cpuPg: [], hold: [] };
+const results = { sqlite: [], verify: [], readParse: [], postgres: [], verifyPg: [], cpuSqlite: [], cpuPg: [], mainSqlite: [], mainPg: [], hold: [] };
 for (let run = 0; run < RUNS; run++) {
   calib.push(calibrate());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-audit-'));
@@ -164,6 +167,7 @@ for (let run = 0; run < RUNS; run++) {
     const a = await appendRun(store, dir);
     results.sqlite.push(a.rate);
     results.cpuSqlite.push(a.cpuUs);
+    results.mainSqlite.push(a.mainUs);
     results.verify.push(await verifyRun(store));
     results.readParse.push(await readParseRun(store));
     results.hold.push(await holdRun(store));
@@ -171,7 +175,7 @@ for (let run = 0; run < RUNS; run++) {
     await store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  process.stderr.write(`run ${run + 1}/${RUNS}: sqlite ${Math.round(results.sqlite.at(-1))}/s (${results.cpuSqlite.at(-1).toFixed(1)} µs CPU/record), verify ${Math.round(results.verify.at(-1))}/s, append hold ${results.hold.at(-1).toFixed(2)} ms/${HOLD_BATCH}\n`);
+  process.stderr.write(`run ${run + 1}/${RUNS}: sqlite ${Math.round(results.sqlite.at(-1))}/s (${results.cpuSqlite.at(-1).toFixed(1)} µs CPU/record, main thread busy ${results.mainSqlite.at(-1).toFixed(1)} µs/record), verify ${Math.round(results.verify.at(-1))}/s, append hold ${results.hold.at(-1).toFixed(2)} ms/${HOLD_BATCH}\n`);
   if (WITH_PG) {
     const { default: postgres } = await import(path.join(ROOT, 'node_modules', 'postgres', 'src', 'index.js'));
     const schema = `bench_audit_${crypto.randomBytes(4).toString('hex')}`;
@@ -182,6 +186,7 @@ for (let run = 0; run < RUNS; run++) {
       const a = await appendRun(pstore, pdir);
       results.postgres.push(a.rate);
       results.cpuPg.push(a.cpuUs);
+      results.mainPg.push(a.mainUs);
       results.verifyPg.push(await verifyRun(pstore));
       process.stderr.write(`run ${run + 1}/${RUNS}: postgres ${Math.round(results.postgres.at(-1))}/s, verify ${Math.round(results.verifyPg.at(-1))}/s\n`);
     } finally {
@@ -216,6 +221,8 @@ const out = [
   '| --- | ---: | --- |',
   row2('process CPU per record, SQLite (µs, user + system, all threads)', results.cpuSqlite, f1),
   row2('process CPU per record, PostgreSQL (µs)', results.cpuPg, f1),
+  row2('main thread busy per record, SQLite (µs, event-loop utilization)', results.mainSqlite, f1),
+  row2('main thread busy per record, PostgreSQL (µs)', results.mainPg, f1),
   row2(`event-loop hold of one store.append, ${HOLD_BATCH} sealed records, SQLite (ms)`, results.hold, f2),
   '',
 ];
