@@ -127,17 +127,20 @@ export function createSqliteAuditStore(file: string): AuditStore {
       for (let i = 0; i < n; i++) {
         const r = records[i] as ChainedRecord;
         const data = recordData(r);
+        // `?? null`: a record read back from the spool's JSON is an object of the same shape, but not typed by anyone.
+        const subject = r.subject ?? null;
+        const decision = r.decision ?? null;
         const o = i * RECORD_NUMS;
         nums[o] = r.seq;
         nums[o + 1] = r.stream.length;
         nums[o + 2] = r.time.length;
-        nums[o + 3] = r.subject === null ? -1 : r.subject.length;
-        nums[o + 4] = r.decision === null ? -1 : r.decision.length;
+        nums[o + 3] = subject === null ? -1 : subject.length;
+        nums[o + 4] = decision === null ? -1 : decision.length;
         nums[o + 5] = r.hash.length;
         nums[o + 6] = data.length;
         parts.push(r.stream, r.time);
-        if (r.subject !== null) parts.push(r.subject);
-        if (r.decision !== null) parts.push(r.decision);
+        if (subject !== null) parts.push(subject);
+        if (decision !== null) parts.push(decision);
         parts.push(r.hash, data);
       }
       const flat: Array<string | number> = [];
@@ -193,6 +196,7 @@ export function createSqliteAuditStore(file: string): AuditStore {
     },
     close() {
       closed ??= (async () => {
+        readAhead = null;
         let err: unknown = null;
         if (failure === null) {
           // Queued after every earlier request: they finish first, then the database closes.
