@@ -3,9 +3,10 @@
  * worker thread (sqlite-worker.ts, which owns the better-sqlite3 connection).
  *
  * Cost is what shapes them: a structured clone walks every property of every object, so
- * neither records nor rows cross as objects. Many strings cross as one packed string plus
- * a Float64Array of lengths (transferred, not copied); cloning one flat string is a copy
- * of its bytes, and slicing it apart on the other side makes no copies at all.
+ * neither records nor rows cross as objects. A batch to append crosses in shared memory
+ * (AppendPayload). Rows read cross as one packed string plus a Float64Array of lengths
+ * (transferred, not copied); cloning one flat string is a copy of its bytes, and slicing
+ * it apart on the other side makes no copies at all.
  */
 import type { RecordQuery } from './types.js';
 
@@ -16,13 +17,20 @@ export interface PackedStrings {
 }
 
 /**
- * One append (one transaction). Per record, `RECORD_NUMS` numbers in `nums`: the seq, then
- * the lengths of its string columns (stream, time, subject, decision, hash, data) as they
- * follow one another in `text`, -1 for a null subject or decision.
+ * One append (one transaction), written by the store into two shared buffers it reuses
+ * (sqlite.ts: a fresh megabyte-sized buffer per batch costs page faults on both threads).
+ * Per record, `RECORD_NUMS` numbers in `nums`: the seq, then the byte lengths of its string
+ * columns (stream, time, subject, decision, hash, data) as they follow one another in
+ * `text`: n for n bytes of UTF-8, -1 for a null subject or decision, -2 - n for n bytes of
+ * UTF-16LE (a string with a lone surrogate, which UTF-8 cannot carry unchanged). The store does not touch either buffer
+ * again before the reply.
  */
 export interface AppendPayload {
-  readonly text: string;
-  readonly nums: Float64Array<ArrayBuffer>;
+  readonly count: number;
+  readonly nums: SharedArrayBuffer;
+  readonly text: SharedArrayBuffer;
+  /** Bytes of `text` in use. */
+  readonly used: number;
   /** Per checkpoint four values: stream, seq, checkpoint JSON, frontier JSON. */
   readonly cps: Array<string | number>;
 }

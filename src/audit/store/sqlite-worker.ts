@@ -65,21 +65,38 @@ function open(): Database.Database {
 }
 const db = open();
 
-const insRecord = db.prepare('INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
+// The text columns are bound as the batch's UTF-8 bytes (Buffer views, no string made and
+// encoded again); CAST makes them TEXT in the database encoding (UTF-8), byte for byte what
+// binding the string would have stored. A string bound as such (one with a lone surrogate)
+// or NULL passes CAST unchanged.
+const ROW = '(CAST(? AS TEXT), ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))';
+const insRecord = db.prepare(`INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES ${ROW}`);
 // Multi-row INSERTs: the per-statement overhead is paid once per ROWS records.
 const ROWS = 64;
-const insMany = db.prepare(`INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES ${Array.from({ length: ROWS }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`);
+const insMany = db.prepare(`INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES ${Array.from({ length: ROWS }, () => ROW).join(', ')}`);
 const args: unknown[] = new Array<unknown>(ROWS * 7);
 const one: unknown[] = new Array<unknown>(7);
 const insCp = db.prepare('INSERT INTO audit_checkpoints (stream, seq, data, frontier) VALUES (?, ?, ?, ?)');
 
-// The batch being decoded: its packed text and the read position in it.
-let src = '';
+// The batch being decoded: its UTF-8 text and the read position in it.
+let src: Buffer = Buffer.alloc(0);
 let pos = 0;
 
-function take(len: number): string | null {
-  if (len < 0) return null;
-  const v = src.slice(pos, pos + len);
+/**
+ * The next text value of the batch, to bind: `len` UTF-8 bytes (a view on them), -1 null,
+ * -2 - n: n bytes of UTF-16LE (a string that is not well-formed, bound as the string).
+ */
+function take(len: number): Buffer | string | null {
+  if (len === -1) return null;
+  if (len < -1) {
+    const n = -2 - len;
+    const v = src.toString('utf16le', pos, pos + n);
+    pos += n;
+    return v;
+  }
+  // An empty view may have no data pointer, which SQLite would bind as NULL.
+  if (len === 0) return '';
+  const v = src.subarray(pos, pos + len);
   pos += len;
   return v;
 }
@@ -98,25 +115,26 @@ function record(nums: Float64Array, i: number, out: unknown[], o: number): void 
 }
 
 const appendTx = db.transaction((b: AppendPayload) => {
-  const count = b.nums.length / RECORD_NUMS;
-  if (!Number.isInteger(count) || b.cps.length % 4 !== 0) throw new Error('audit store (sqlite): malformed append payload');
-  src = b.text;
+  const count = b.count;
+  if (!Number.isInteger(count) || count < 0 || count * RECORD_NUMS * 8 > b.nums.byteLength || b.used > b.text.byteLength || b.cps.length % 4 !== 0) throw new Error('audit store (sqlite): malformed append payload');
+  const nums = new Float64Array(b.nums, 0, count * RECORD_NUMS);
+  src = Buffer.from(b.text, 0, b.used);
   pos = 0;
   try {
     let i = 0;
     for (; i + ROWS <= count; i += ROWS) {
-      for (let j = 0; j < ROWS; j++) record(b.nums, i + j, args, j * 7);
+      for (let j = 0; j < ROWS; j++) record(nums, i + j, args, j * 7);
       insMany.run(args);
     }
     for (; i < count; i++) {
-      record(b.nums, i, one, 0);
+      record(nums, i, one, 0);
       insRecord.run(one);
     }
     // Checked before the commit: a batch that does not decode exactly is not stored at all.
-    if (pos !== src.length) throw new Error('audit store (sqlite): malformed append payload');
+    if (pos !== b.used) throw new Error('audit store (sqlite): malformed append payload');
   } finally {
-    // The batch's text is not kept alive until the next append.
-    src = '';
+    // The shared buffers go back to the store with the reply: nothing here may keep them.
+    src = Buffer.alloc(0);
     args.fill(undefined);
     one.fill(undefined);
   }

@@ -167,13 +167,20 @@ describe('audit store: SQLite worker thread', () => {
     const store = open(t, file);
     const { records, checkpoints } = buildChain(S, 3, K, testSigner(), [3]);
     records[0]!.subject = 'é ü 漢字 \u{1F600}';
+    // A lone surrogate: stored as the same bytes better-sqlite3 stores for it when bound directly.
+    records[1]!.subject = 'lone \ud800 surrogate';
     await store.append(records, checkpoints);
     await store.close();
     const db = new Database(file, { readonly: true });
     try {
       const row = db.prepare('SELECT typeof(stream) AS a, typeof(seq) AS b, typeof(time) AS c, typeof(subject) AS d, typeof(decision) AS e, typeof(hash) AS f, typeof(data) AS g FROM audit_records ORDER BY id LIMIT 1').get();
       assert.deepEqual(row, { a: 'text', b: 'integer', c: 'text', d: 'text', e: 'text', f: 'text', g: 'text' });
-      assert.deepEqual(db.prepare('SELECT subject FROM audit_records ORDER BY id').pluck().all(), ['é ü 漢字 \u{1F600}', 'alice', null]);
+      const subjects = db.prepare('SELECT subject FROM audit_records ORDER BY id').pluck().all();
+      assert.deepEqual([subjects[0], subjects[2]], ['é ü 漢字 \u{1F600}', null]);
+      const mem = new Database(':memory:');
+      const direct = mem.prepare('SELECT hex(?)').pluck().get('lone \ud800 surrogate');
+      mem.close();
+      assert.equal(db.prepare('SELECT hex(subject) FROM audit_records WHERE seq = 2').pluck().get(), direct);
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
       assert.deepEqual(db.prepare('SELECT typeof(seq) AS s, typeof(data) AS d, typeof(frontier) AS f FROM audit_checkpoints').all(), [{ s: 'integer', d: 'text', f: 'text' }]);
     } finally {

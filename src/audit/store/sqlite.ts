@@ -45,6 +45,28 @@ export function sqliteStoreWorker(store: AuditStore): Worker | undefined {
   return workers.get(store);
 }
 
+/** String.prototype.isWellFormed (ES2024, in Node 20; the project's lib is ES2023). */
+interface WellFormed {
+  isWellFormed(): boolean;
+}
+
+/** Shared buffers for one append in flight: the numbers and the UTF-8 text of a batch. */
+interface Slot {
+  nums: Float64Array;
+  text: Buffer;
+}
+
+/** A power of two ≥ n and ≥ min: buffers grow rarely, and are kept. */
+function capacity(n: number, min: number): number {
+  let c = min;
+  while (c < n) c *= 2;
+  return c;
+}
+
+function newSlot(): Slot {
+  return { nums: new Float64Array(new SharedArrayBuffer(8 * RECORD_NUMS * 64)), text: Buffer.from(new SharedArrayBuffer(1 << 16)) };
+}
+
 interface Waiter {
   resolve(value: unknown): void;
   reject(err: Error): void;
@@ -63,6 +85,12 @@ export function createSqliteAuditStore(file: string): AuditStore {
   /** Appends issued so far: a page read ahead is used only if none was issued since. */
   let appends = 0;
   /** The page after the last full page readRaw returned, requested before it was asked for. */
+  /**
+   * Reused shared buffers, one per append in flight (the writer has one, two while it
+   * seals the next batch). A fresh megabyte-sized buffer per batch, as a cloned string or
+   * a transferred ArrayBuffer is, costs page faults on both threads every time.
+   */
+  const slots: Slot[] = [];
   let readAhead: { stream: string; afterId: number; limit: number; appends: number; page: Promise<Results['readRaw']> } | null = null;
 
   // Idle, the thread must not keep the process alive (a CLI that is done must exit even if
@@ -119,29 +147,50 @@ export function createSqliteAuditStore(file: string): AuditStore {
       await call({ op: 'ping' });
     },
     async append(records, cps) {
-      // Only what the INSERTs need, as one string and one Float64Array (transferred):
-      // cloning the record objects (35 members each) would cost more than the copy.
+      // Only what the INSERTs need, written into shared buffers: cloning the record objects
+      // (35 members each) would cost more than the copy.
       const n = records.length;
-      const nums = new Float64Array(n * RECORD_NUMS);
-      const parts: string[] = [];
-      for (let i = 0; i < n; i++) {
-        const r = records[i] as ChainedRecord;
-        const data = recordData(r);
-        // `?? null`: a record read back from the spool's JSON is an object of the same shape, but not typed by anyone.
-        const subject = r.subject ?? null;
-        const decision = r.decision ?? null;
-        const o = i * RECORD_NUMS;
-        nums[o] = r.seq;
-        nums[o + 1] = r.stream.length;
-        nums[o + 2] = r.time.length;
-        nums[o + 3] = subject === null ? -1 : subject.length;
-        nums[o + 4] = decision === null ? -1 : decision.length;
-        nums[o + 5] = r.hash.length;
-        nums[o + 6] = data.length;
-        parts.push(r.stream, r.time);
-        if (subject !== null) parts.push(subject);
-        if (decision !== null) parts.push(decision);
-        parts.push(r.hash, data);
+      const slot = slots.pop() ?? newSlot();
+      if (slot.nums.length < n * RECORD_NUMS) slot.nums = new Float64Array(new SharedArrayBuffer(8 * RECORD_NUMS * capacity(n, 64)));
+      const nums = slot.nums;
+      let used = 0;
+      const put = (v: string): number => {
+        // Room for the worst case (3 bytes per UTF-16 unit) before writing: never a partial string.
+        if (used + 3 * v.length > slot.text.length) {
+          const bigger = Buffer.from(new SharedArrayBuffer(capacity(used + 3 * v.length, 1 << 16)));
+          slot.text.copy(bigger, 0, 0, used);
+          slot.text = bigger;
+        }
+        // UTF-8 gives back the same string only when it is well-formed; a lone surrogate (a
+        // token's subject can carry one) would come back as U+FFFD and be stored as other
+        // bytes than before. Such a string crosses as its UTF-16 code units instead.
+        if (!(v as unknown as WellFormed).isWellFormed()) {
+          const k = slot.text.write(v, used, 'utf16le');
+          used += k;
+          return -2 - k;
+        }
+        const k = slot.text.write(v, used, 'utf8');
+        used += k;
+        return k;
+      };
+      try {
+        for (let i = 0; i < n; i++) {
+          const r = records[i] as ChainedRecord;
+          const o = i * RECORD_NUMS;
+          // `?? null`: a record read back from the spool's JSON is an object of the same shape, but not typed by anyone.
+          const subject = r.subject ?? null;
+          const decision = r.decision ?? null;
+          nums[o] = r.seq;
+          nums[o + 1] = put(r.stream);
+          nums[o + 2] = put(r.time);
+          nums[o + 3] = subject === null ? -1 : put(subject);
+          nums[o + 4] = decision === null ? -1 : put(decision);
+          nums[o + 5] = put(r.hash);
+          nums[o + 6] = put(recordData(r));
+        }
+      } catch (err) {
+        slots.push(slot);
+        throw err;
       }
       const flat: Array<string | number> = [];
       for (const c of cps as readonly StoredCheckpoint[]) flat.push(c.checkpoint.stream, c.checkpoint.seq, JSON.stringify(c.checkpoint), JSON.stringify(c.frontier));
@@ -149,7 +198,12 @@ export function createSqliteAuditStore(file: string): AuditStore {
       // its own append must see them.
       appends++;
       readAhead = null;
-      await call({ op: 'append', batch: { text: parts.join(''), nums, cps: flat } }, [nums.buffer]);
+      try {
+        await call({ op: 'append', batch: { count: n, nums: nums.buffer as SharedArrayBuffer, text: slot.text.buffer as SharedArrayBuffer, used, cps: flat } });
+      } finally {
+        // Answered: the worker is done with the buffers (a dead worker's are dropped with it).
+        if (failure === null) slots.push(slot);
+      }
     },
     async head(stream) {
       const row = await call({ op: 'head', stream });
