@@ -116,7 +116,7 @@ function record(nums: Float64Array, i: number, out: unknown[], o: number): void 
 
 const appendTx = db.transaction((b: AppendPayload) => {
   const count = b.count;
-  if (!Number.isInteger(count) || count < 0 || count * RECORD_NUMS * 8 > b.nums.byteLength || b.used > b.text.byteLength || b.cps.length % 4 !== 0) throw new Error('audit store (sqlite): malformed append payload');
+  if (!Number.isInteger(count) || count < 0 || count * RECORD_NUMS * 8 > b.nums.byteLength || b.used > b.text.byteLength || b.cps.length % 4 !== 0) throw new Error('malformed append payload');
   const nums = new Float64Array(b.nums, 0, count * RECORD_NUMS);
   src = Buffer.from(b.text, 0, b.used);
   pos = 0;
@@ -131,7 +131,7 @@ const appendTx = db.transaction((b: AppendPayload) => {
       insRecord.run(one);
     }
     // Checked before the commit: a batch that does not decode exactly is not stored at all.
-    if (pos !== b.used) throw new Error('audit store (sqlite): malformed append payload');
+    if (pos !== b.used) throw new Error('malformed append payload');
   } finally {
     // The shared buffers go back to the store with the reply: nothing here may keep them.
     src = Buffer.alloc(0);

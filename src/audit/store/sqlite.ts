@@ -8,7 +8,8 @@
  * fsync time (~9 ms for a 600-record batch), and sealing the next batch would wait for
  * the previous insert. So the connection lives in a worker thread (sqlite-worker.ts) and
  * this object only packs requests and unpacks replies (sqlite-protocol.ts): the caller's
- * thread pays a copy of the batch's strings, the worker pays SQLite and the disk.
+ * thread pays one copy of the batch's strings into shared memory, the worker pays SQLite
+ * and the disk.
  *
  * Reads go through the same worker: one connection, and the admin API's queries and the
  * verifier's pages do not hold the event loop either (docs/audit.md, "Stores").
@@ -18,7 +19,7 @@
  * once the spool is full). `close()` lets the queued requests finish, closes the database
  * and ends the thread.
  */
-import { Worker, type TransferListItem } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
 import { recordData } from '../chain.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
@@ -84,13 +85,13 @@ export function createSqliteAuditStore(file: string): AuditStore {
   let closed: Promise<void> | null = null;
   /** Appends issued so far: a page read ahead is used only if none was issued since. */
   let appends = 0;
-  /** The page after the last full page readRaw returned, requested before it was asked for. */
   /**
    * Reused shared buffers, one per append in flight (the writer has one, two while it
    * seals the next batch). A fresh megabyte-sized buffer per batch, as a cloned string or
    * a transferred ArrayBuffer is, costs page faults on both threads every time.
    */
   const slots: Slot[] = [];
+  /** The page after the last full page readRaw returned, requested before it was asked for. */
   let readAhead: { stream: string; afterId: number; limit: number; appends: number; page: Promise<Results['readRaw']> } | null = null;
 
   // Idle, the thread must not keep the process alive (a CLI that is done must exit even if
@@ -123,7 +124,7 @@ export function createSqliteAuditStore(file: string): AuditStore {
   // for a thread that ended on its own (crash, terminate from outside, out of memory).
   worker.on('exit', (code) => fail(new SqliteStoreError(`the worker thread exited unexpectedly (exit code ${code})`, null)));
 
-  function call<K extends keyof Results>(body: RequestBody & { op: K }, transfer?: TransferListItem[]): Promise<Results[K]> {
+  function call<K extends keyof Results>(body: RequestBody & { op: K }): Promise<Results[K]> {
     if (closing) return Promise.reject(new SqliteStoreError('the store is closed', null));
     if (failure !== null) return Promise.reject(failure);
     const id = ++nextId;
@@ -131,7 +132,7 @@ export function createSqliteAuditStore(file: string): AuditStore {
       waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
       if (waiting.size === 1) worker.ref();
       try {
-        worker.postMessage({ ...body, id }, transfer);
+        worker.postMessage({ ...body, id });
       } catch (err) {
         waiting.delete(id);
         if (waiting.size === 0) worker.unref();
