@@ -8,6 +8,12 @@
 // checkpoint every 10 000 records), records produced 1000 per event-loop turn like a busy
 // gateway would, timed until the last one is committed. Verification reads the same store
 // back (storage order) and checks every MAC, hash, link and checkpoint signature.
+// The append phase also reports the process CPU per record (process.cpuUsage, user + system,
+// every thread of the process: the store's worker thread counts too), so throughput and CPU
+// cost are seen together, and the main thread's busy time per record (event-loop
+// utilization: what the gateway's request thread gives to audit, sealing included). "event-loop hold" is the time one store.append call of a
+// 600-record sealed batch keeps the calling thread busy before it returns (what every
+// in-flight request waits for at 5-6k req/s with the default 100 ms flush).
 // Reports medians and every run. The per-request cost on the proxy pipeline is measured by
 // `node bench/run.js --scenarios c,h` (gateway CPU µs/request with and without audit).
 import crypto from 'node:crypto';
@@ -25,6 +31,9 @@ const { createPostgresAuditStore } = await dist('audit/store/postgres.js');
 const { createKeyring } = await dist('audit/keyring.js');
 const { createSigner } = await dist('audit/checkpoint.js');
 const { emptyBody } = await dist('audit/record.js');
+const { Chain } = await dist('audit/chain.js');
+const { genesis } = await dist('audit/canonical.js');
+const { MerkleAccumulator } = await dist('audit/merkle.js');
 const { verifyStore } = await dist('audit/sources.js');
 
 const args = process.argv.slice(2);
@@ -72,15 +81,44 @@ async function appendRun(store, stateDir) {
   });
   await w.flush();
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const e0 = performance.eventLoopUtilization();
   for (let i = 0; i < N; i++) {
     void w.append(body(i));
     if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
   }
   await w.flush();
+  const c = process.cpuUsage(c0);
+  const e = performance.eventLoopUtilization(e0);
   const s = (performance.now() - t0) / 1000;
   await w.close();
   if (w.status().spool_bytes > 0) throw new Error('records were spooled: the store failed during the run');
-  return N / s;
+  return { rate: N / s, cpuUs: (c.user + c.system) / N, mainUs: (e.active * 1000) / N };
+}
+
+// Event-loop hold of one append: BATCHES batches of 600 records sealed beforehand (sealing
+// is not the store's work), each appended alone; the synchronous part of the call is what
+// the caller's thread cannot give to anything else. Median over the batches, in ms.
+const HOLD_BATCH = 600;
+const HOLD_BATCHES = 15;
+async function holdRun(store) {
+  const stream = 'bench-hold';
+  const chain = new Chain(stream, 0, genesis(stream).toString('hex'), new MerkleAccumulator());
+  const batches = [];
+  let seq = 0;
+  for (let b = 0; b < HOLD_BATCHES; b++) {
+    const recs = [];
+    for (let i = 0; i < HOLD_BATCH; i++) recs.push(chain.seal(body(seq), ++seq, keyring));
+    batches.push(recs);
+  }
+  const holds = [];
+  for (const recs of batches) {
+    const t0 = performance.now();
+    const p = store.append(recs, []);
+    holds.push(performance.now() - t0);
+    await p;
+  }
+  return median(holds);
 }
 
 async function verifyRun(store) {
@@ -120,20 +158,24 @@ function calibrate() {
 }
 const calib = [];
 
-const results = { sqlite: [], verify: [], readParse: [], postgres: [], verifyPg: [] };
+const results = { sqlite: [], verify: [], readParse: [], postgres: [], verifyPg: [], cpuSqlite: [], cpuPg: [], mainSqlite: [], mainPg: [], hold: [] };
 for (let run = 0; run < RUNS; run++) {
   calib.push(calibrate());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-audit-'));
   const store = createSqliteAuditStore(path.join(dir, 'audit.sqlite'));
   try {
-    results.sqlite.push(await appendRun(store, dir));
+    const a = await appendRun(store, dir);
+    results.sqlite.push(a.rate);
+    results.cpuSqlite.push(a.cpuUs);
+    results.mainSqlite.push(a.mainUs);
     results.verify.push(await verifyRun(store));
     results.readParse.push(await readParseRun(store));
+    results.hold.push(await holdRun(store));
   } finally {
     await store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  process.stderr.write(`run ${run + 1}/${RUNS}: sqlite ${Math.round(results.sqlite.at(-1))}/s, verify ${Math.round(results.verify.at(-1))}/s\n`);
+  process.stderr.write(`run ${run + 1}/${RUNS}: sqlite ${Math.round(results.sqlite.at(-1))}/s (${results.cpuSqlite.at(-1).toFixed(1)} µs CPU/record, main thread busy ${results.mainSqlite.at(-1).toFixed(1)} µs/record), verify ${Math.round(results.verify.at(-1))}/s, append hold ${results.hold.at(-1).toFixed(2)} ms/${HOLD_BATCH}\n`);
   if (WITH_PG) {
     const { default: postgres } = await import(path.join(ROOT, 'node_modules', 'postgres', 'src', 'index.js'));
     const schema = `bench_audit_${crypto.randomBytes(4).toString('hex')}`;
@@ -141,7 +183,10 @@ for (let run = 0; run < RUNS; run++) {
     const pdir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-audit-pg-'));
     const pstore = createPostgresAuditStore(sql, schema);
     try {
-      results.postgres.push(await appendRun(pstore, pdir));
+      const a = await appendRun(pstore, pdir);
+      results.postgres.push(a.rate);
+      results.cpuPg.push(a.cpuUs);
+      results.mainPg.push(a.mainUs);
       results.verifyPg.push(await verifyRun(pstore));
       process.stderr.write(`run ${run + 1}/${RUNS}: postgres ${Math.round(results.postgres.at(-1))}/s, verify ${Math.round(results.verifyPg.at(-1))}/s\n`);
     } finally {
@@ -155,6 +200,9 @@ for (let run = 0; run < RUNS; run++) {
 
 const fmt = (x) => Math.round(x).toLocaleString('en-US');
 const row = (name, xs, target) => `| ${name} | ${xs.length ? fmt(median(xs)) : 'n/a'} | ${target} | ${xs.map(fmt).join(', ')} |`;
+const f1 = (x) => x.toFixed(1);
+const f2 = (x) => x.toFixed(2);
+const row2 = (name, xs, f) => `| ${name} | ${xs.length ? f(median(xs)) : 'n/a'} | ${xs.map(f).join(', ')} |`;
 const out = [
   `# gatehouse audit benchmark`,
   '',
@@ -168,6 +216,14 @@ const out = [
   row('verify (PostgreSQL store)', results.verifyPg, '—'),
   row('ceiling for any verifier: read + JSON.parse only (SQLite store, one thread)', results.readParse, '—'),
   row('calibration: SHA-256 calls (createHash, 20 bytes)', calib, '—'),
+  '',
+  '| append phase | median | per run |',
+  '| --- | ---: | --- |',
+  row2('process CPU per record, SQLite (µs, user + system, all threads)', results.cpuSqlite, f1),
+  row2('process CPU per record, PostgreSQL (µs)', results.cpuPg, f1),
+  row2('main thread busy per record, SQLite (µs, event-loop utilization)', results.mainSqlite, f1),
+  row2('main thread busy per record, PostgreSQL (µs)', results.mainPg, f1),
+  row2(`event-loop hold of one store.append, ${HOLD_BATCH} sealed records, SQLite (ms)`, results.hold, f2),
   '',
 ];
 process.stdout.write(out.join('\n') + '\n');

@@ -103,6 +103,8 @@ export class AuditWriter {
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private flushing: Promise<void> | null = null;
+  /** A flush sealed while the previous one's store write runs, waiting to write next (at most one). */
+  private sealedNext: Promise<void> | null = null;
   private storeOk = true;
   private lastRetry = 0;
   private lastCpSeq: number;
@@ -238,20 +240,30 @@ export class AuditWriter {
     }
   }
 
-  /** Seals and persists everything queued so far. Flushes never overlap (one chain, one order). */
+  /**
+   * Seals and persists everything queued so far. Sealing is in call order (one chain); the
+   * store writes follow one another in the same order. One batch may be sealed while the
+   * previous one is still being written (a store that writes off the event loop, as SQLite
+   * does, then overlaps the two); beyond that, records wait in the queue and go into one
+   * batch (group commit), rather than one transaction each.
+   */
   flush(): Promise<void> {
-    if (this.flushing !== null) {
-      // Chain behind the running flush so the caller's records are covered too.
-      return this.flushing.then(() => this.flush());
+    if (this.sealedNext !== null) {
+      // Chain behind the waiting flush so the caller's records are covered too.
+      return this.sealedNext.then(() => this.flush());
     }
-    if (this.queue.length === 0 && this.spool.empty && !this.checkpointDue()) return Promise.resolve();
-    this.flushing = this.doFlush().finally(() => {
-      this.flushing = null;
+    if (this.queue.length === 0 && this.spool.empty && !this.checkpointDue()) return this.flushing ?? Promise.resolve();
+    const prev = this.flushing;
+    const p: Promise<void> = this.doFlush(prev).finally(() => {
+      if (this.flushing === p) this.flushing = null;
+      if (this.sealedNext === p) this.sealedNext = null;
     });
-    return this.flushing;
+    this.flushing = p;
+    if (prev !== null) this.sealedNext = p;
+    return p;
   }
 
-  private async doFlush(): Promise<void> {
+  private async doFlush(prev: Promise<void> | null): Promise<void> {
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
@@ -266,6 +278,7 @@ export class AuditWriter {
       records[i] = this.chain.seal(it.body, it.seq, this.keyring);
     }
     const cps = this.maybeCheckpoint(false);
+    if (prev !== null) await prev.catch(() => undefined);
     try {
       await this.persist({ records, checkpoints: cps });
       waiter?.resolve();

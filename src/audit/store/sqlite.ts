@@ -1,142 +1,276 @@
 /**
  * The embedded audit store: SQLite in WAL mode (better-sqlite3) in `state.dir`. Each
  * append is one transaction; `synchronous = FULL` so a committed batch survives a power
- * loss, not only a process crash (the sync mode's promise). better-sqlite3 is
- * synchronous: a batch blocks the event loop for its insert time, which is why the writer
- * batches (one transaction per flush, not per record).
+ * loss, not only a process crash (the sync mode's promise).
+ *
+ * better-sqlite3 is synchronous, and with FULL a commit waits for fsync: run on the
+ * gateway's thread, every flush would stall every in-flight request for its insert and
+ * fsync time (~9 ms for a 600-record batch), and sealing the next batch would wait for
+ * the previous insert. So the connection lives in a worker thread (sqlite-worker.ts) and
+ * this object only packs requests and unpacks replies (sqlite-protocol.ts): the caller's
+ * thread pays one copy of the batch's strings into shared memory, the worker pays SQLite
+ * and the disk.
+ *
+ * Reads go through the same worker: one connection, and the admin API's queries and the
+ * verifier's pages do not hold the event loop either (docs/audit.md, "Stores").
+ *
+ * Failure is closed: a statement SQLite refuses rejects its call; a worker that dies
+ * rejects every waiting and every later call (the writer spools, and the gate refuses
+ * once the spool is full). `close()` lets the queued requests finish, closes the database
+ * and ends the thread.
  */
-import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { recordData } from '../chain.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
+import { RECORD_NUMS, unpackStrings, type Reply, type RequestBody, type Results } from './sqlite-protocol.js';
 import type { AuditStore, RecordQuery, StoredCheckpoint, StreamHead } from './types.js';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS audit_records (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  stream TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  time TEXT NOT NULL,
-  subject TEXT,
-  decision TEXT,
-  hash TEXT NOT NULL,
-  data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_records_stream_seq ON audit_records (stream, seq);
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  stream TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  data TEXT NOT NULL,
-  frontier TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_checkpoints_stream_seq ON audit_checkpoints (stream, seq);
--- Append-only inside the database too (a change needs dropping the trigger first, which
--- the verifier's checks catch anyway).
-CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
-`;
+/** Compiled next to this file: dist/audit/store/sqlite-worker.js. */
+const WORKER_URL = new URL('./sqlite-worker.js', import.meta.url);
+
+/** An error SQLite (or the worker) reported; `code` is SQLite's (SQLITE_BUSY, SQLITE_FULL, ...) when there is one. */
+export class SqliteStoreError extends Error {
+  readonly code: string | null;
+  constructor(message: string, code: string | null, options?: ErrorOptions) {
+    super(`audit store (sqlite): ${message}`, options);
+    this.name = 'SqliteStoreError';
+    this.code = code;
+  }
+}
+
+const workers = new WeakMap<AuditStore, Worker>();
+
+/** The worker thread behind a SQLite audit store (tests kill it to check that calls fail closed). */
+export function sqliteStoreWorker(store: AuditStore): Worker | undefined {
+  return workers.get(store);
+}
+
+/** String.prototype.isWellFormed (ES2024, in Node 20; the project's lib is ES2023). */
+interface WellFormed {
+  isWellFormed(): boolean;
+}
+
+/** Shared buffers for one append in flight: the numbers and the UTF-8 text of a batch. */
+interface Slot {
+  nums: Float64Array;
+  text: Buffer;
+}
+
+/** A power of two ≥ n and ≥ min: buffers grow rarely, and are kept. */
+function capacity(n: number, min: number): number {
+  let c = min;
+  while (c < n) c *= 2;
+  return c;
+}
+
+function newSlot(): Slot {
+  return { nums: new Float64Array(new SharedArrayBuffer(8 * RECORD_NUMS * 64)), text: Buffer.from(new SharedArrayBuffer(1 << 16)) };
+}
+
+interface Waiter {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
 
 export function createSqliteAuditStore(file: string): AuditStore {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
-  db.exec(SCHEMA);
-  const insRecord = db.prepare('INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
-  // Multi-row INSERTs: the per-statement overhead is paid once per ROWS records.
-  const ROWS = 64;
-  const insMany = db.prepare(`INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES ${Array.from({ length: ROWS }, () => '(?, ?, ?, ?, ?, ?, ?)').join(', ')}`);
-  const args: unknown[] = new Array<unknown>(ROWS * 7);
-  const insCp = db.prepare('INSERT INTO audit_checkpoints (stream, seq, data, frontier) VALUES (?, ?, ?, ?)');
-  const appendTx = db.transaction((records: readonly ChainedRecord[], cps: readonly StoredCheckpoint[]) => {
-    let i = 0;
-    for (; i + ROWS <= records.length; i += ROWS) {
-      for (let j = 0; j < ROWS; j++) {
-        const r = records[i + j] as ChainedRecord;
-        const o = j * 7;
-        args[o] = r.stream;
-        args[o + 1] = r.seq;
-        args[o + 2] = r.time;
-        args[o + 3] = r.subject;
-        args[o + 4] = r.decision;
-        args[o + 5] = r.hash;
-        args[o + 6] = recordData(r);
-      }
-      insMany.run(args);
-    }
-    for (; i < records.length; i++) {
-      const r = records[i] as ChainedRecord;
-      insRecord.run(r.stream, r.seq, r.time, r.subject, r.decision, r.hash, recordData(r));
-    }
-    for (const c of cps) insCp.run(c.checkpoint.stream, c.checkpoint.seq, JSON.stringify(c.checkpoint), JSON.stringify(c.frontier));
+  // No inherited execArgv: the parent's flags (--input-type, --test, loaders for .ts
+  // sources...) are for its entry point and can stop this compiled .js from starting.
+  const worker = new Worker(WORKER_URL, { workerData: { file }, execArgv: [] });
+  const waiting = new Map<number, Waiter>();
+  let nextId = 0;
+  /** Set once the thread is gone: every later call rejects with it. */
+  let failure: Error | null = null;
+  let closing = false;
+  let closed: Promise<void> | null = null;
+  /** Appends issued so far: a page read ahead is used only if none was issued since. */
+  let appends = 0;
+  /**
+   * Reused shared buffers, one per append in flight (the writer has one, two while it
+   * seals the next batch). A fresh megabyte-sized buffer per batch, as a cloned string or
+   * a transferred ArrayBuffer is, costs page faults on both threads every time.
+   */
+  const slots: Slot[] = [];
+  /** The page after the last full page readRaw returned, requested before it was asked for. */
+  let readAhead: { stream: string; afterId: number; limit: number; appends: number; page: Promise<Results['readRaw']> } | null = null;
+
+  // Idle, the thread must not keep the process alive (a CLI that is done must exit even if
+  // it forgot close()); while a call waits for its reply it must, or the process could
+  // exit with the call unanswered.
+  worker.unref();
+
+  const fail = (err: Error) => {
+    failure ??= err;
+    for (const w of waiting.values()) w.reject(failure);
+    waiting.clear();
+    worker.unref();
+  };
+  worker.on('message', (r: Reply) => {
+    const w = waiting.get(r.id);
+    if (w === undefined) return;
+    waiting.delete(r.id);
+    if (waiting.size === 0) worker.unref();
+    if (r.ok) w.resolve(r.value);
+    else w.reject(new SqliteStoreError(r.message, r.code));
   });
-  const headQ = db.prepare('SELECT seq, hash FROM audit_records WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
-  const lastCpQ = db.prepare('SELECT data, frontier FROM audit_checkpoints WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
-  const hashesQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq > ? ORDER BY seq, id');
-  const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints ORDER BY 1');
-  const rawQ = db.prepare('SELECT id, data FROM audit_records WHERE stream = ? AND id > ? ORDER BY id LIMIT ?');
-  const cpsQ = db.prepare('SELECT data FROM audit_checkpoints WHERE stream = ? ORDER BY id');
-  return {
+  // An uncaught exception in the worker (it could not open the database, or a bug): 'exit' follows.
+  worker.on('error', (err) => fail(new SqliteStoreError(`the worker thread failed: ${err.message}`, null, { cause: err })));
+  worker.on('messageerror', (err) => {
+    // A reply that cannot be read cannot be matched to its call: stop rather than guess.
+    fail(new SqliteStoreError(`unreadable reply from the worker thread: ${err.message}`, null, { cause: err }));
+    void worker.terminate();
+  });
+  // After a clean close nothing waits and nothing new is accepted, so this only matters
+  // for a thread that ended on its own (crash, terminate from outside, out of memory).
+  worker.on('exit', (code) => fail(new SqliteStoreError(`the worker thread exited unexpectedly (exit code ${code})`, null)));
+
+  function call<K extends keyof Results>(body: RequestBody & { op: K }): Promise<Results[K]> {
+    if (closing) return Promise.reject(new SqliteStoreError('the store is closed', null));
+    if (failure !== null) return Promise.reject(failure);
+    const id = ++nextId;
+    return new Promise<Results[K]>((resolve, reject) => {
+      waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      if (waiting.size === 1) worker.ref();
+      try {
+        worker.postMessage({ ...body, id });
+      } catch (err) {
+        waiting.delete(id);
+        if (waiting.size === 0) worker.unref();
+        reject(err as Error);
+      }
+    });
+  }
+
+  const store: AuditStore = {
     kind: 'sqlite',
-    async init() {},
+    async init() {
+      // Answered once the worker has opened the database and created the tables.
+      await call({ op: 'ping' });
+    },
     async append(records, cps) {
-      appendTx(records, cps);
+      // Only what the INSERTs need, written into shared buffers: cloning the record objects
+      // (35 members each) would cost more than the copy.
+      const n = records.length;
+      const slot = slots.pop() ?? newSlot();
+      if (slot.nums.length < n * RECORD_NUMS) slot.nums = new Float64Array(new SharedArrayBuffer(8 * RECORD_NUMS * capacity(n, 64)));
+      const nums = slot.nums;
+      let used = 0;
+      const put = (v: string): number => {
+        // Room for the worst case (3 bytes per UTF-16 unit) before writing: never a partial string.
+        if (used + 3 * v.length > slot.text.length) {
+          const bigger = Buffer.from(new SharedArrayBuffer(capacity(used + 3 * v.length, 1 << 16)));
+          slot.text.copy(bigger, 0, 0, used);
+          slot.text = bigger;
+        }
+        // UTF-8 gives back the same string only when it is well-formed; a lone surrogate (a
+        // token's subject can carry one) would come back as U+FFFD and be stored as other
+        // bytes than before. Such a string crosses as its UTF-16 code units instead.
+        if (!(v as unknown as WellFormed).isWellFormed()) {
+          const k = slot.text.write(v, used, 'utf16le');
+          used += k;
+          return -2 - k;
+        }
+        const k = slot.text.write(v, used, 'utf8');
+        used += k;
+        return k;
+      };
+      try {
+        for (let i = 0; i < n; i++) {
+          const r = records[i] as ChainedRecord;
+          const o = i * RECORD_NUMS;
+          // `?? null`: a record read back from the spool's JSON is an object of the same shape, but not typed by anyone.
+          const subject = r.subject ?? null;
+          const decision = r.decision ?? null;
+          nums[o] = r.seq;
+          nums[o + 1] = put(r.stream);
+          nums[o + 2] = put(r.time);
+          nums[o + 3] = subject === null ? -1 : put(subject);
+          nums[o + 4] = decision === null ? -1 : put(decision);
+          nums[o + 5] = put(r.hash);
+          nums[o + 6] = put(recordData(r));
+        }
+      } catch (err) {
+        slots.push(slot);
+        throw err;
+      }
+      const flat: Array<string | number> = [];
+      for (const c of cps as readonly StoredCheckpoint[]) flat.push(c.checkpoint.stream, c.checkpoint.seq, JSON.stringify(c.checkpoint), JSON.stringify(c.frontier));
+      // A page read ahead before this append might miss its rows: a caller that reads after
+      // its own append must see them.
+      appends++;
+      readAhead = null;
+      try {
+        await call({ op: 'append', batch: { count: n, nums: nums.buffer as SharedArrayBuffer, text: slot.text.buffer as SharedArrayBuffer, used, cps: flat } });
+      } finally {
+        // Answered: the worker is done with the buffers (a dead worker's are dropped with it).
+        if (failure === null) slots.push(slot);
+      }
     },
     async head(stream) {
-      const row = headQ.get(stream) as { seq: number; hash: string } | undefined;
+      const row = await call({ op: 'head', stream });
       return row ? ({ seq: row.seq, hash: row.hash } satisfies StreamHead) : null;
     },
     async lastCheckpoint(stream) {
-      const row = lastCpQ.get(stream) as { data: string; frontier: string } | undefined;
+      const row = await call({ op: 'lastCheckpoint', stream });
       return row ? { checkpoint: JSON.parse(row.data) as Checkpoint, frontier: JSON.parse(row.frontier) as StoredCheckpoint['frontier'] } : null;
     },
     async hashesAfter(stream, after) {
-      return (hashesQ.all(stream, after) as Array<{ hash: string }>).map((r) => Buffer.from(r.hash, 'hex'));
+      return unpackStrings(await call({ op: 'hashesAfter', stream, after })).map((h) => Buffer.from(h as string, 'hex'));
     },
     async streams() {
-      return (streamsQ.all() as Array<{ stream: string }>).map((r) => r.stream);
+      return call({ op: 'streams' });
     },
     async readRaw(stream, afterId, limit) {
-      return rawQ.all(stream, afterId, limit) as Array<{ id: number; data: string }>;
+      let page: Promise<Results['readRaw']>;
+      const ahead = readAhead;
+      readAhead = null;
+      if (ahead !== null && ahead.stream === stream && ahead.afterId === afterId && ahead.limit === limit && ahead.appends === appends) page = ahead.page;
+      else page = call({ op: 'readRaw', stream, afterId, limit });
+      const p = await page;
+      const n = p.ids.length;
+      if (n === limit && n > 0) {
+        // A full page: the caller (the verifier, an export) most likely wants the next one
+        // and will spend far longer on this one than the worker needs to read it.
+        const next = p.ids[n - 1] as number;
+        readAhead = { stream, afterId: next, limit, appends, page: call({ op: 'readRaw', stream, afterId: next, limit }) };
+        // Never awaited when the caller stops here: its failure is the next call's, not an unhandled rejection.
+        readAhead.page.catch(() => undefined);
+      }
+      const data = unpackStrings(p);
+      const rows = new Array<{ id: number; data: string }>(n);
+      for (let i = 0; i < n; i++) rows[i] = { id: p.ids[i] as number, data: data[i] as string };
+      return rows;
     },
     async checkpoints(stream) {
-      return (cpsQ.all(stream) as Array<{ data: string }>).map((r) => JSON.parse(r.data) as Checkpoint);
+      return unpackStrings(await call({ op: 'checkpoints', stream })).map((d) => JSON.parse(d as string) as Checkpoint);
     },
     async query(q: RecordQuery) {
-      const where: string[] = [];
-      const args: unknown[] = [];
-      if (q.stream !== undefined) {
-        where.push('stream = ?');
-        args.push(q.stream);
-      }
-      if (q.from !== undefined) {
-        where.push('time >= ?');
-        args.push(q.from);
-      }
-      if (q.to !== undefined) {
-        where.push('time < ?');
-        args.push(q.to);
-      }
-      if (q.subject !== undefined) {
-        where.push('subject = ?');
-        args.push(q.subject);
-      }
-      if (q.decision !== undefined) {
-        where.push('decision = ?');
-        args.push(q.decision);
-      }
-      const sql = `SELECT data FROM audit_records ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY time, id LIMIT ?`;
-      return (db.prepare(sql).all(...args, q.limit) as Array<{ data: string }>).map((r) => JSON.parse(r.data) as ChainedRecord);
+      // Copied member by member: only these cross to the worker, whatever else the object carries.
+      const sent: RecordQuery = { from: q.from, to: q.to, subject: q.subject, decision: q.decision, stream: q.stream, limit: q.limit };
+      return unpackStrings(await call({ op: 'query', q: sent })).map((d) => JSON.parse(d as string) as ChainedRecord);
     },
-    async close() {
-      db.close();
+    close() {
+      closed ??= (async () => {
+        readAhead = null;
+        let err: unknown = null;
+        if (failure === null) {
+          // Queued after every earlier request: they finish first, then the database closes.
+          const done = call({ op: 'close' });
+          closing = true;
+          try {
+            await done;
+          } catch (e) {
+            // A thread that died meanwhile has nothing left to close; a refused close is reported.
+            if (e !== failure) err = e;
+          }
+        }
+        closing = true;
+        await worker.terminate();
+        if (err !== null) throw err;
+      })();
+      return closed;
     },
   };
+  workers.set(store, worker);
+  return store;
 }

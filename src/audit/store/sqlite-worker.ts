@@ -1,0 +1,251 @@
+/**
+ * The worker thread of the SQLite audit store: it owns the better-sqlite3 connection and
+ * runs every statement, so the synchronous inserts and the commit's fsync
+ * (`synchronous = FULL`) never hold the gateway's event loop. One request at a time, in
+ * arrival order (one append = one transaction, as before); every request gets one reply,
+ * an error reply when SQLite throws (SQLITE_BUSY, SQLITE_FULL, a trigger...).
+ *
+ * A message without a numeric id cannot be answered: it is a programming error, and
+ * throwing lets the thread die, which the store turns into failing every call (fail
+ * closed) rather than leaving a caller waiting for a reply that never comes.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parentPort, workerData, type TransferListItem } from 'node:worker_threads';
+import { packStrings, RECORD_NUMS, type AppendPayload, type PackedStrings, type Reply, type Request, type Results } from './sqlite-protocol.js';
+import type { RecordQuery } from './types.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit_records (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  time TEXT NOT NULL,
+  subject TEXT,
+  decision TEXT,
+  hash TEXT NOT NULL,
+  data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_stream_seq ON audit_records (stream, seq);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  stream TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  data TEXT NOT NULL,
+  frontier TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_checkpoints_stream_seq ON audit_checkpoints (stream, seq);
+-- Append-only inside the database too (a change needs dropping the trigger first, which
+-- the verifier's checks catch anyway).
+CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+`;
+
+const port = parentPort;
+if (port === null) throw new Error('sqlite-worker.js runs only as a worker thread of the SQLite audit store');
+const { file } = workerData as { file: string };
+
+function open(): Database.Database {
+  try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    const d = new Database(file);
+    d.pragma('journal_mode = WAL');
+    d.pragma('synchronous = FULL');
+    d.pragma('busy_timeout = 5000');
+    d.exec(SCHEMA);
+    return d;
+  } catch (err) {
+    // Dies with the reason: the store rejects init() and every call with it.
+    throw new Error(`cannot open the audit database ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+const db = open();
+
+// The text columns are bound as the batch's UTF-8 bytes (Buffer views, no string made and
+// encoded again); CAST makes them TEXT in the database encoding (UTF-8), byte for byte what
+// binding the string would have stored. A string bound as such (one with a lone surrogate)
+// or NULL passes CAST unchanged.
+const ROW = '(CAST(? AS TEXT), ?, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT))';
+const insRecord = db.prepare(`INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES ${ROW}`);
+// Multi-row INSERTs: the per-statement overhead is paid once per ROWS records.
+const ROWS = 64;
+const insMany = db.prepare(`INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES ${Array.from({ length: ROWS }, () => ROW).join(', ')}`);
+const args: unknown[] = new Array<unknown>(ROWS * 7);
+const one: unknown[] = new Array<unknown>(7);
+const insCp = db.prepare('INSERT INTO audit_checkpoints (stream, seq, data, frontier) VALUES (?, ?, ?, ?)');
+
+// The batch being decoded: its UTF-8 text and the read position in it.
+let src: Buffer = Buffer.alloc(0);
+let pos = 0;
+
+/**
+ * The next text value of the batch, to bind: `len` UTF-8 bytes (a view on them), -1 null,
+ * -2 - n: n bytes of UTF-16LE (a string that is not well-formed, bound as the string).
+ */
+function take(len: number): Buffer | string | null {
+  if (len === -1) return null;
+  if (len < -1) {
+    const n = -2 - len;
+    const v = src.toString('utf16le', pos, pos + n);
+    pos += n;
+    return v;
+  }
+  // An empty view may have no data pointer, which SQLite would bind as NULL.
+  if (len === 0) return '';
+  const v = src.subarray(pos, pos + len);
+  pos += len;
+  return v;
+}
+
+/** Record i of the batch into out[o..o+6], in the INSERT's column order. */
+function record(nums: Float64Array, i: number, out: unknown[], o: number): void {
+  const n = i * RECORD_NUMS;
+  // Lengths in text order: stream, time, subject, decision, hash, data.
+  out[o] = take(nums[n + 1] as number);
+  out[o + 1] = nums[n];
+  out[o + 2] = take(nums[n + 2] as number);
+  out[o + 3] = take(nums[n + 3] as number);
+  out[o + 4] = take(nums[n + 4] as number);
+  out[o + 5] = take(nums[n + 5] as number);
+  out[o + 6] = take(nums[n + 6] as number);
+}
+
+const appendTx = db.transaction((b: AppendPayload) => {
+  const count = b.count;
+  if (!Number.isInteger(count) || count < 0 || count * RECORD_NUMS * 8 > b.nums.byteLength || b.used > b.text.byteLength || b.cps.length % 4 !== 0) throw new Error('malformed append payload');
+  const nums = new Float64Array(b.nums, 0, count * RECORD_NUMS);
+  src = Buffer.from(b.text, 0, b.used);
+  pos = 0;
+  try {
+    let i = 0;
+    for (; i + ROWS <= count; i += ROWS) {
+      for (let j = 0; j < ROWS; j++) record(nums, i + j, args, j * 7);
+      insMany.run(args);
+    }
+    for (; i < count; i++) {
+      record(nums, i, one, 0);
+      insRecord.run(one);
+    }
+    // Checked before the commit: a batch that does not decode exactly is not stored at all.
+    if (pos !== b.used) throw new Error('malformed append payload');
+  } finally {
+    // The shared buffers go back to the store with the reply: nothing here may keep them.
+    src = Buffer.alloc(0);
+    args.fill(undefined);
+    one.fill(undefined);
+  }
+  const cps = b.cps;
+  for (let k = 0; k < cps.length; k += 4) insCp.run(cps[k], cps[k + 1], cps[k + 2], cps[k + 3]);
+});
+
+const headQ = db.prepare('SELECT seq, hash FROM audit_records WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
+const lastCpQ = db.prepare('SELECT data, frontier FROM audit_checkpoints WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
+const hashesQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq > ? ORDER BY seq, id').pluck();
+const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints ORDER BY 1').pluck();
+// `+stream` keeps the planner off the (stream, seq) index: through it, every page read
+// every row of the stream after afterId and sorted them by id in a temporary B-tree (a
+// whole-store verify was quadratic in the stream's length). The rowid range reads the page
+// in storage order and stops at the limit; rows of other streams in between are skipped
+// (an SQLite file normally holds one instance's stream). raw(): rows as [id, data] arrays,
+// not objects (10 000 rows per verifier page).
+const rawQ = db.prepare('SELECT id, data FROM audit_records WHERE +stream = ? AND id > ? ORDER BY id LIMIT ?').raw();
+const cpsQ = db.prepare('SELECT data FROM audit_checkpoints WHERE stream = ? ORDER BY id').pluck();
+/** One prepared statement per combination of query filters (at most 32). */
+const queries = new Map<string, Database.Statement>();
+
+function query(q: RecordQuery): PackedStrings {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (q.stream !== undefined) {
+    where.push('stream = ?');
+    params.push(q.stream);
+  }
+  if (q.from !== undefined) {
+    where.push('time >= ?');
+    params.push(q.from);
+  }
+  if (q.to !== undefined) {
+    where.push('time < ?');
+    params.push(q.to);
+  }
+  if (q.subject !== undefined) {
+    where.push('subject = ?');
+    params.push(q.subject);
+  }
+  if (q.decision !== undefined) {
+    where.push('decision = ?');
+    params.push(q.decision);
+  }
+  const sql = `SELECT data FROM audit_records ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY time, id LIMIT ?`;
+  let st = queries.get(sql);
+  if (st === undefined) queries.set(sql, (st = db.prepare(sql).pluck()));
+  return packStrings(st.all(...params, q.limit) as string[]);
+}
+
+/** Runs one request; returns its result and the buffers to transfer with it. */
+function handle(m: Request): [Results[Request['op']], TransferListItem[]] {
+  switch (m.op) {
+    case 'ping':
+      return [null, []];
+    case 'append':
+      appendTx(m.batch);
+      return [null, []];
+    case 'head': {
+      const row = headQ.get(m.stream) as { seq: number; hash: string } | undefined;
+      return [row ? { seq: row.seq, hash: row.hash } : null, []];
+    }
+    case 'lastCheckpoint': {
+      const row = lastCpQ.get(m.stream) as { data: string; frontier: string } | undefined;
+      return [row ? { data: row.data, frontier: row.frontier } : null, []];
+    }
+    case 'hashesAfter': {
+      const p = packStrings(hashesQ.all(m.stream, m.after) as string[]);
+      return [p, [p.lens.buffer]];
+    }
+    case 'streams':
+      return [streamsQ.all() as string[], []];
+    case 'readRaw': {
+      const rows = rawQ.all(m.stream, m.afterId, m.limit) as Array<[number, string]>;
+      const ids = new Float64Array(rows.length);
+      const data = new Array<string>(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i] as [number, string];
+        ids[i] = r[0];
+        data[i] = r[1];
+      }
+      const p = packStrings(data);
+      return [{ text: p.text, lens: p.lens, ids }, [p.lens.buffer, ids.buffer]];
+    }
+    case 'checkpoints': {
+      const p = packStrings(cpsQ.all(m.stream) as string[]);
+      return [p, [p.lens.buffer]];
+    }
+    case 'query': {
+      const p = query(m.q);
+      return [p, [p.lens.buffer]];
+    }
+    case 'close':
+      db.close();
+      return [null, []];
+  }
+}
+
+port.on('message', (m: Request) => {
+  if (typeof m !== 'object' || m === null || typeof m.id !== 'number') throw new TypeError('audit sqlite worker: a request without an id');
+  let reply: Reply;
+  let transfer: TransferListItem[] = [];
+  try {
+    const [value, t] = handle(m);
+    reply = { id: m.id, ok: true, value };
+    transfer = t;
+  } catch (err) {
+    const e = err as Error & { code?: unknown };
+    // Only the message and SQLite's code cross: no bound values, no stack.
+    reply = { id: m.id, ok: false, message: String(e?.message ?? err), code: typeof e?.code === 'string' ? e.code : null };
+  }
+  port.postMessage(reply, transfer);
+});

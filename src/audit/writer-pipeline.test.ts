@@ -1,0 +1,101 @@
+/**
+ * The writer overlaps sealing with the store write: one batch may be sealed while the
+ * previous one is being written, never more (later records wait in the queue and go into
+ * one batch: group commit), and the writes reach the store one at a time, in seq order.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'node:test';
+import { emptyBody, type ChainedRecord } from './record.js';
+import { verifyStore } from './sources.js';
+import { createSqliteAuditStore } from './store/sqlite.js';
+import type { AuditStore } from './store/types.js';
+import { HMAC_K1, keyring, testSigner } from './test-support.js';
+import { AuditWriter } from './writer.js';
+
+/** A store whose appends wait for `release()`; records every append's seqs and how many writes overlapped. */
+function gated(inner: AuditStore) {
+  const batches: number[][] = [];
+  const gates: Array<() => void> = [];
+  let writing = 0;
+  let maxWriting = 0;
+  const store: AuditStore = {
+    ...inner,
+    kind: inner.kind,
+    async append(records, cps) {
+      batches.push(records.map((r) => r.seq));
+      writing++;
+      maxWriting = Math.max(maxWriting, writing);
+      await new Promise<void>((resolve) => gates.push(resolve));
+      try {
+        await inner.append(records, cps);
+      } finally {
+        writing--;
+      }
+    },
+  };
+  return {
+    store,
+    batches,
+    get maxWriting() {
+      return maxWriting;
+    },
+    /** Lets the oldest waiting append go on; resolves once one is waiting. */
+    async release() {
+      while (gates.length === 0) await new Promise((r) => setImmediate(r));
+      (gates.shift() as () => void)();
+    },
+  };
+}
+
+function body(i: number) {
+  const b = emptyBody('exchange', new Date().toISOString());
+  b.request_id = `r${i}`;
+  b.decision = 'allowed';
+  b.status = 200;
+  return b;
+}
+
+test('one batch is sealed while the previous one is written; later records wait and go in one batch; writes stay in seq order', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-pipe-'));
+  const inner = createSqliteAuditStore(join(dir, 'audit.sqlite'));
+  t.after(async () => {
+    await inner.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const g = gated(inner);
+  const signer = testSigner();
+  const K = keyring({ k1: HMAC_K1 }, 'k1');
+  const w = await AuditWriter.open({ store: g.store, keyring: K, signer, stateDir: dir, instance: 'test', mode: 'async', flushIntervalMs: 60_000, batchMax: 10_000, checkpointRecords: 0, checkpointIntervalMs: 0, spoolLimitBytes: 1 << 20, retryMs: 0 });
+  // Batch A: the restart record and 1..4 more; its write waits at the gate.
+  for (let i = 0; i < 4; i++) void w.append(body(i));
+  const a = w.flush();
+  // Batch B is sealed at once although A is still being written.
+  for (let i = 0; i < 3; i++) void w.append(body(i));
+  const b = w.flush();
+  assert.equal(w.status().head_seq, 8, 'B sealed while A is written');
+  // C and D: a batch already waits, so these records stay queued and become one batch.
+  for (let i = 0; i < 2; i++) void w.append(body(i));
+  const c = w.flush();
+  for (let i = 0; i < 2; i++) void w.append(body(i));
+  const d = w.flush();
+  assert.equal(w.status().head_seq, 8, 'nothing more sealed while one batch waits');
+  assert.equal(w.status().queued, 4);
+  assert.deepEqual(g.batches, [[1, 2, 3, 4, 5]], 'B is not written before A is done');
+  await g.release();
+  await a;
+  await g.release();
+  await b;
+  await g.release();
+  await Promise.all([c, d]);
+  assert.deepEqual(g.batches, [[1, 2, 3, 4, 5], [6, 7, 8], [9, 10, 11, 12]]);
+  assert.equal(g.maxWriting, 1, 'one store write at a time');
+  const closing = w.close();
+  await g.release();
+  await closing;
+  const reps = await verifyStore(inner, { keyring: K, publicKey: signer.publicKey });
+  assert.deepEqual(reps[0]?.problems, []);
+  assert.deepEqual((await inner.query({ limit: 100 })).map((r: ChainedRecord) => r.seq), Array.from({ length: 12 }, (_, i) => i + 1));
+});
