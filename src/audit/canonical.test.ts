@@ -106,6 +106,14 @@ test('canonical form equals RFC 8785 for the record domain: keys sorted, JSON.st
   );
 });
 
+test('canonical strings are escaped exactly as JSON.stringify does, whichever path a string takes', () => {
+  const samples = ['plain /path?x=1', 'quote"', 'back\\slash', 'nl\n tab\t nul\u0000 us\u001f', 'del\u007f', 'ls\u2028 ps\u2029', 'pair \ud83d\ude00', 'lone \ud800 x', 'lone end \udfff', 'café ü 中文', ''];
+  for (const p of samples) {
+    const r = { ...record1(), path: p };
+    assert.equal(canonical(r), JSON.stringify(Object.fromEntries(CANONICAL_FIELDS.map((f) => [f, (r as unknown as Record<string, unknown>)[f]]))), JSON.stringify(p));
+  }
+});
+
 test('canonical form refuses floats and non-string values', () => {
   assert.throws(() => canonical({ ...record1(), latency_us: 1.5 }), TypeError);
   assert.throws(() => canonical({ ...record1(), status: Number.NaN }), TypeError);

@@ -26,8 +26,13 @@ function bad(field: string): never {
 // Per-type encoders; the field list below is CANONICAL_FIELDS spelled out, because a
 // generic loop over field names costs ~3× more on the writer's and verifier's hot path.
 // canonical.test.ts checks this against the sorted JSON.stringify definition.
+// What JSON.stringify escapes in a string: '"', '\\', U+0000–U+001F and lone surrogates (any
+// surrogate here, paired ones just take the slow path). A string without them is quoted
+// as is — measured twice as fast per field as calling JSON.stringify, and the canonical
+// form is ~25 string fields per record, on both the writer's and the verifier's path.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 function s(v: unknown, f: string): string {
-  return v === null ? 'null' : typeof v === 'string' ? JSON.stringify(v) : bad(f);
+  return v === null ? 'null' : typeof v === 'string' ? (NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`) : bad(f);
 }
 function n(v: unknown, f: string): string {
   return v === null ? 'null' : typeof v === 'number' && Number.isSafeInteger(v) ? String(v) : bad(f);
