@@ -127,6 +127,7 @@ export class AuditService {
         checkpointRecords: a.checkpoint_records,
         checkpointIntervalMs: a.checkpoint_interval,
         spoolLimitBytes: a.spool_limit,
+        queueLimit: a.queue_limit,
         metrics: wm,
         log: ctx.log,
       });
@@ -158,8 +159,9 @@ export class AuditService {
           return;
         }
         if (this.recorded.has(ex)) return;
-        if (!this.writer.available && this.config.on_failure === 'allow') {
-          this.drops.add(ex.clientIp, ex.site?.id ?? null, 'audit', 'spool_full', 'audit_unavailable', r === null ? 'allowed' : 'refused', ex.status);
+        const full = this.writer.unavailable;
+        if (full !== null && this.config.on_failure === 'allow') {
+          this.drops.add(ex.clientIp, ex.site?.id ?? null, 'audit', full, 'audit_unavailable', r === null ? 'allowed' : 'refused', ex.status);
           return;
         }
         void this.writer.append(exchangeBody(ex, this.instance, true));
@@ -170,7 +172,7 @@ export class AuditService {
   private beforeRespond(ex: Exchange): Promise<void> {
     if (!this.writer.available) {
       if (this.config.on_failure === 'allow') return Promise.resolve();
-      return Promise.reject(new Error('audit spool full'));
+      return Promise.reject(new Error(`audit records cannot be kept (${this.writer.unavailable ?? 'unavailable'})`));
     }
     this.recorded.add(ex);
     return this.writer.append(exchangeBody(ex, this.instance, false));

@@ -99,3 +99,36 @@ test('one batch is sealed while the previous one is written; later records wait 
   assert.deepEqual(reps[0]?.problems, []);
   assert.deepEqual((await inner.query({ limit: 100 })).map((r: ChainedRecord) => r.seq), Array.from({ length: 12 }, (_, i) => i + 1));
 });
+
+test('a backlog is written in batches of at most batch_max; every waiter is released once its records are durable; the queue limit makes the writer unavailable', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-pipe-'));
+  const inner = createSqliteAuditStore(join(dir, 'audit.sqlite'));
+  t.after(async () => {
+    await inner.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const g = gated(inner);
+  const K = keyring({ k1: HMAC_K1 }, 'k1');
+  const w = await AuditWriter.open({ store: g.store, keyring: K, signer: testSigner(), stateDir: dir, instance: 'test', mode: 'async', flushIntervalMs: 60_000, batchMax: 4, checkpointRecords: 0, checkpointIntervalMs: 0, spoolLimitBytes: 1 << 20, queueLimit: 10, retryMs: 0 });
+  // The restart record plus 9: a queue of 10 reaches the limit.
+  const waits: Array<Promise<void>> = [];
+  for (let i = 0; i < 9; i++) waits.push(w.append(body(i)));
+  assert.equal(w.unavailable, 'queue_full');
+  assert.equal(w.available, false);
+  let released = 0;
+  for (const p of waits) void p.then(() => released++);
+  const all = w.flush();
+  // Writes go one at a time: 4, then 4, then 2 (the rest of the backlog).
+  for (let i = 0; i < 3; i++) await g.release();
+  await all;
+  await Promise.all(waits);
+  assert.equal(released, 9);
+  assert.deepEqual(g.batches, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]);
+  assert.equal(w.available, true, 'the queue drained');
+  const closing = w.close();
+  await g.release();
+  await closing;
+  const [rep] = await verifyStore(inner, { keyring: K });
+  assert.deepEqual(rep?.problems, []);
+  assert.equal(rep?.lastSeq, 10);
+});

@@ -47,6 +47,11 @@ export interface WriterOptions {
   /** Checkpoint when this much time passed since the last one and records were added (0 = not by time). */
   readonly checkpointIntervalMs: number;
   readonly spoolLimitBytes: number;
+  /**
+   * Most records waiting to be sealed and written (a store slower than the traffic); beyond
+   * it the writer is unavailable like with a full spool. Default: unbounded (tests, tools).
+   */
+  readonly queueLimit?: number;
   /** How long to wait between replay attempts while the store is down. */
   readonly retryMs?: number;
   readonly metrics?: WriterMetrics | null;
@@ -196,9 +201,16 @@ export class AuditWriter {
     this.keyring = k;
   }
 
-  /** False when the spool is full: new traffic is refused unless `on_failure: allow`. */
+  /** False when records cannot be kept (spool or queue full): new traffic is refused unless `on_failure: allow`. */
   get available(): boolean {
-    return this.spool.bytes < this.o.spoolLimitBytes;
+    return this.unavailable === null;
+  }
+
+  /** Why records cannot be kept now, or null. */
+  get unavailable(): 'spool_full' | 'queue_full' | null {
+    if (this.spool.bytes >= this.o.spoolLimitBytes) return 'spool_full';
+    if (this.queue.length >= (this.o.queueLimit ?? Infinity)) return 'queue_full';
+    return null;
   }
 
   get storeHealthy(): boolean {
@@ -260,7 +272,8 @@ export class AuditWriter {
     });
     this.flushing = p;
     if (prev !== null) this.sealedNext = p;
-    return p;
+    // More than one batch was queued: the caller asked for all of it.
+    return this.queue.length > 0 ? p.then(() => this.flush()) : p;
   }
 
   private async doFlush(prev: Promise<void> | null): Promise<void> {
@@ -268,10 +281,23 @@ export class AuditWriter {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    const items = this.queue;
+    let items = this.queue;
     const waiter = this.waiter;
-    this.queue = [];
-    this.waiter = null;
+    // One batch is at most batch_max records: its sealing holds the event loop and its
+    // records are held in memory until written, so neither grows with a backlog.
+    let rest: Deferred | null = null;
+    if (items.length > this.o.batchMax) {
+      this.queue = items.slice(this.o.batchMax);
+      items = items.slice(0, this.o.batchMax);
+      // The records left behind get a waiter of their own; whoever holds the shared one
+      // (any record of either part) is released once both parts are durable.
+      rest = deferred();
+      this.waiter = rest;
+      this.schedule(true);
+    } else {
+      this.queue = [];
+      this.waiter = null;
+    }
     const records: ChainedRecord[] = new Array<ChainedRecord>(items.length);
     for (let i = 0; i < items.length; i++) {
       const it = items[i] as { body: AuditBody; seq: number };
@@ -281,7 +307,8 @@ export class AuditWriter {
     if (prev !== null) await prev.catch(() => undefined);
     try {
       await this.persist({ records, checkpoints: cps });
-      waiter?.resolve();
+      if (rest !== null) rest.promise.then(() => waiter?.resolve(), (err: Error) => waiter?.reject(err));
+      else waiter?.resolve();
     } catch (err) {
       waiter?.reject(err as Error);
     }

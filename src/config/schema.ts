@@ -242,6 +242,11 @@ const audit = z.strictObject({
   checkpoint_records: z.number().int().min(0).max(100_000_000).default(10_000),
   /** Sign a checkpoint when this much time passed since the last and records were added (0: only by count). */
   checkpoint_interval: duration('1m'),
+  /**
+   * Most records waiting in memory to be sealed and written (the store slower than the
+   * traffic); beyond it traffic is refused like with a full spool (503 audit_unavailable).
+   */
+  queue_limit: z.number().int().min(1).max(10_000_000).default(50_000),
   /** Largest local spool while the store is down; beyond it traffic is refused (503 audit_unavailable). */
   spool_limit: size('256MiB'),
   /** refuse: fail closed when records cannot be kept; allow: serve and count the loss. */
