@@ -9,12 +9,17 @@ import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
 import type { AuditBody, ChainedRecord } from './record.js';
 
-/** The stored JSON of records sealed in this process (saves a JSON.stringify per record). */
-const dataOf = new WeakMap<ChainedRecord, string>();
+/**
+ * The stored JSON of a record sealed in this process (saves a JSON.stringify per record).
+ * A symbol-keyed member, not a WeakMap: JSON.stringify and the stores never see it, and a
+ * WeakMap of every in-flight record cost the collector more than the member does.
+ */
+const DATA: unique symbol = Symbol('gatehouse.audit.data');
+type Sealed = ChainedRecord & { [DATA]?: string };
 
 /** The JSON a store keeps for a record: all canonical members plus prev_hash, mac, hash. */
 export function recordData(r: ChainedRecord): string {
-  return dataOf.get(r) ?? JSON.stringify(r);
+  return (r as Sealed)[DATA] ?? JSON.stringify(r);
 }
 
 export class Chain {
@@ -48,7 +53,7 @@ export class Chain {
     r.mac = m;
     r.hash = h;
     // The stored form: the canonical JSON plus the three chain members (no second stringify).
-    dataOf.set(r, `${canon.slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${m}","hash":"${h}"}`);
+    (r as Sealed)[DATA] = `${canon.slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${m}","hash":"${h}"}`;
     this.prev = h;
     this.seq = seq;
     this.merkle.push(h);
