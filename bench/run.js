@@ -28,7 +28,7 @@
 //      in a default run), so no gateway is saturated: latency the gateway adds at that load.
 //      Identity scenarios send their Authorization header in both phases.
 //
-// Pinning: the gateway under test (b to h) on core 0; the upstream and the load generator on core 1.
+// Pinning: the gateway under test (b to i) on core 0; the upstream and the load generator on core 1.
 // Prints a Markdown report to stdout and writes it to bench/results/edge-<timestamp>.md.
 // Progress goes to stderr. See bench/README.md.
 import crypto from 'node:crypto';
@@ -1199,7 +1199,7 @@ async function main() {
   const cores = os.availableParallelism ? os.availableParallelism() : os.cpus().length;
   PIN = opts.pin && !!which('taskset') && cores >= 2;
   if (opts.pin && !PIN) notes.push(cores < 2 ? 'fewer than 2 cores: processes not pinned' : 'taskset not found: processes not pinned');
-  const pinning = PIN ? 'gateway under test (b to h) on core 0; upstream and load generator on core 1 (taskset -c)' : 'none';
+  const pinning = PIN ? 'gateway under test (b to i) on core 0; upstream and load generator on core 1 (taskset -c)' : 'none';
   const sp = which('setpriv');
   if (sp && spawnSync(sp, ['--help'], { encoding: 'utf8', timeout: 2000 }).stdout?.includes('--pdeathsig')) SETPRIV = sp;
 
