@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { baseConfig, request, sleep, spawnGateway, startGateway, startUpstream, type Upstream } from '../testing/harness.js';
+import { baseConfig, request, sleep, spawnGateway, startGateway, startUpstream, waitReady, type Upstream } from '../testing/harness.js';
 import { needRedisServer, startPrivateRedis, type PrivateRedis } from '../testing/redis-server.js';
 import { needRedis, REDIS_URL } from '../testing/services.js';
 
@@ -21,6 +21,10 @@ describe('two gateway processes sharing one Redis enforce one limit together', (
     const a = await spawnGateway(cfg);
     const b = await spawnGateway(cfg);
     try {
+      // Like a load balancer: traffic only once both have reached Redis (a loaded machine
+      // can take a while to connect; before that they refuse with 503, fail-closed).
+      await waitReady(a.adminPort);
+      await waitReady(b.adminPort);
       // Interleave requests over both instances, concurrently.
       const statuses = await Promise.all(
         Array.from({ length: 40 }, (_, i) => request(`http://127.0.0.1:${i % 2 === 0 ? a.port : b.port}/`).then((r) => r.status)),

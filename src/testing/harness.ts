@@ -125,6 +125,26 @@ export interface Reply {
 }
 
 /** One HTTP request on a fresh connection (no keep-alive pooling between tests). */
+/**
+ * Waits until an instance answers /readyz with 200 (its stores reachable), as a load
+ * balancer would before sending it traffic. Throws with the last reason after `ms`.
+ */
+export async function waitReady(adminPort: number, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  let last = '';
+  for (;;) {
+    try {
+      const r = await request(`http://127.0.0.1:${adminPort}/readyz`);
+      if (r.status === 200) return;
+      last = `${r.status} ${r.body}`;
+    } catch (err) {
+      last = String(err);
+    }
+    if (Date.now() > deadline) throw new Error(`instance on admin port ${adminPort} not ready after ${ms} ms: ${last}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export function request(url: string, opts: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {

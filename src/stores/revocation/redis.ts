@@ -185,7 +185,11 @@ export function createRedisRevocationStore(opts: RedisRevocationStoreOptions): R
       // Subscribing waits for a connection; do not let an unreachable Redis block start-up
       // (the set is simply not current until it connects).
       const subscribed = sub.subscribe(k.channel).catch(() => undefined);
-      await Promise.race([subscribed, new Promise((ok) => setTimeout(ok, opts.subscriber.connectTimeoutMs ?? 2000).unref())]);
+      // The command client fails fast while it is not connected, so the first sync would
+      // fail (and the set stay empty until the next poll) if it ran before the client's
+      // own connection is up: wait for that too, within the same bound.
+      const clientReady = client.status === 'ready' ? Promise.resolve() : new Promise<void>((ok) => client.once('ready', () => ok()));
+      await Promise.race([Promise.all([subscribed, clientReady]), new Promise((ok) => setTimeout(ok, opts.subscriber.connectTimeoutMs ?? 2000).unref())]);
       await sync('start');
       timer = setInterval(() => void sync('poll'), pollMs);
       timer.unref();
