@@ -180,6 +180,7 @@ export class Gateway {
         gw.adminRoutes.push(...gw.audit.routes);
       }
       await gw.identity?.start();
+      await gw.storeConnected();
       await gw.listen();
     } catch (err) {
       await gw.close(0);
@@ -188,6 +189,20 @@ export class Gateway {
     for (const w of opts.loaded.warnings) gw.log.warn({ event: 'config_warning', path: w.path }, w.message);
     if (opts.watch) gw.watchFile();
     return gw;
+  }
+
+  /**
+   * A distributed rate-limit store connects in the background; requests that come before
+   * it is up are refused (503 rate_limit_unavailable, fail closed). Give it up to its
+   * connect timeout before opening the listeners, so a start with Redis up serves from the
+   * first request; past that, start anyway (not ready on /readyz until it connects).
+   */
+  private async storeConnected(): Promise<void> {
+    const redis = this.config.state.store === 'redis' ? this.config.state.redis : undefined;
+    if (redis === undefined) return;
+    const deadline = Date.now() + redis.connect_timeout;
+    while (!this.gen.store.store.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (!this.gen.store.store.ready()) this.log.warn({ event: 'rate_limit_store_not_connected' }, 'starting before the rate-limit store is reachable: limited requests are refused until it is');
   }
 
   get runtime(): Runtime {
