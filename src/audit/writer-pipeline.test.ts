@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import test from 'node:test';
+import test, { type TestContext } from 'node:test';
 import { emptyBody, type ChainedRecord } from './record.js';
 import { verifyStore } from './sources.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
@@ -58,14 +58,19 @@ function body(i: number) {
   return b;
 }
 
-test('one batch is sealed while the previous one is written; later records wait and go in one batch; writes stay in seq order', async (t) => {
+/** A SQLite store in a temp dir (removed after the test) behind the gate. */
+function gatedSqlite(t: TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-pipe-'));
   const inner = createSqliteAuditStore(join(dir, 'audit.sqlite'));
   t.after(async () => {
     await inner.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const g = gated(inner);
+  return { dir, inner, g: gated(inner) };
+}
+
+test('one batch is sealed while the previous one is written; later records wait and go in one batch; writes stay in seq order', async (t) => {
+  const { dir, inner, g } = gatedSqlite(t);
   const signer = testSigner();
   const K = keyring({ k1: HMAC_K1 }, 'k1');
   const w = await AuditWriter.open({ store: g.store, keyring: K, signer, stateDir: dir, instance: 'test', mode: 'async', flushIntervalMs: 60_000, batchMax: 10_000, checkpointRecords: 0, checkpointIntervalMs: 0, spoolLimitBytes: 1 << 20, retryMs: 0 });
@@ -101,13 +106,7 @@ test('one batch is sealed while the previous one is written; later records wait 
 });
 
 test('a backlog is written in batches of at most batch_max; every waiter is released once its records are durable; the queue limit makes the writer unavailable', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-audit-pipe-'));
-  const inner = createSqliteAuditStore(join(dir, 'audit.sqlite'));
-  t.after(async () => {
-    await inner.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const g = gated(inner);
+  const { dir, inner, g } = gatedSqlite(t);
   const K = keyring({ k1: HMAC_K1 }, 'k1');
   const w = await AuditWriter.open({ store: g.store, keyring: K, signer: testSigner(), stateDir: dir, instance: 'test', mode: 'async', flushIntervalMs: 60_000, batchMax: 4, checkpointRecords: 0, checkpointIntervalMs: 0, spoolLimitBytes: 1 << 20, queueLimit: 10, retryMs: 0 });
   // The restart record plus 9: a queue of 10 reaches the limit.
