@@ -44,6 +44,15 @@ function contract(name: string, make: MakeStore): void {
       return r.problems[0] as { seq: number; kind: string };
     };
 
+    check('a subject that is not well-formed UTF-16 (a lone surrogate from a token) is stored and verifies, never wedging the batch', async (ts) => {
+      const { records, checkpoints } = buildChain(S, 3, K, signer, [3]);
+      // Set before the append, as the writer would for a `sub` claim holding "\ud800".
+      (records[1] as ChainedRecord).subject = 'agent \ud800 x';
+      await ts.store.append(records, checkpoints);
+      assert.equal((await ts.store.head(S))?.seq, 3);
+      assert.deepEqual((await verify(ts)).problems, []);
+    });
+
     check('appends, reads back in order, knows the head, the last checkpoint and the Merkle frontier', async (ts) => {
       const records = await seed(ts);
       const head = await ts.store.head(S);

@@ -13,6 +13,17 @@ import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
 import type { AuditStore, RecordQuery, StoredCheckpoint } from './types.js';
 
+/**
+ * A string PostgreSQL's json parser accepts: JSON.stringify writes a lone surrogate (a
+ * token's `sub` may hold one) as "\ud800", which json refuses, and one such record would
+ * fail its whole batch forever (spooled, replayed, refused again). The index column gets
+ * U+FFFD for it — what binding the string as a parameter always stored — while `data`, the
+ * record that is hashed and verified, keeps it exactly (escaped, as plain ASCII).
+ */
+function wellFormed(s: string): string {
+  return (s as string & { toWellFormed(): string }).toWellFormed();
+}
+
 export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
   const t = (name: string) => sql(`${schema}.${name}`);
   return {
@@ -76,7 +87,7 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
           const rows = new Array<{ stream: string; seq: number; time: string; subject: string | null; decision: string | null; hash: string; data: string }>(records.length);
           for (let i = 0; i < records.length; i++) {
             const r = records[i] as ChainedRecord;
-            rows[i] = { stream: r.stream, seq: r.seq, time: r.time, subject: r.subject, decision: r.decision, hash: r.hash, data: recordData(r) };
+            rows[i] = { stream: r.stream, seq: r.seq, time: r.time, subject: r.subject === null ? null : wellFormed(r.subject), decision: r.decision, hash: r.hash, data: recordData(r) };
           }
           await tx`INSERT INTO ${t('audit_records')} (stream, seq, time, subject, decision, hash, data)
             SELECT x.stream, x.seq, x.time, x.subject, x.decision, x.hash, x.data
