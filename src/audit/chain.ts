@@ -47,7 +47,7 @@ export class Chain {
     const canon = canonical(r);
     const hs = this.hasher;
     hs.load(this.prev, canon);
-    const m = hs.mac(keys.activeMac);
+    const m = hs.mac(keys.active);
     const h = hs.hash(m);
     r.prev_hash = this.prev;
     r.mac = m;

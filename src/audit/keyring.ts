@@ -11,11 +11,9 @@ import { macKey, type MacKey } from './chain-hash.js';
 
 export interface Keyring {
   readonly activeId: string;
-  readonly active: Buffer;
-  /** The active key with its HMAC pad blocks precomputed (chain-hash.ts). */
-  readonly activeMac: MacKey;
-  get(id: string): Buffer | undefined;
-  getMac(id: string): MacKey | undefined;
+  /** Keys are held with their HMAC pad blocks precomputed (chain-hash.ts), never as raw bytes. */
+  readonly active: MacKey;
+  get(id: string): MacKey | undefined;
   ids(): string[];
 }
 
@@ -24,17 +22,15 @@ export function decodeKey(text: string): Buffer {
 }
 
 export function createKeyring(keys: ReadonlyMap<string, Buffer>, activeId: string): Keyring {
-  const active = keys.get(activeId);
-  if (active === undefined) throw new Error(`audit key ${activeId} is not in the keyring`);
   const macs = new Map<string, MacKey>();
   for (const [id, k] of keys) macs.set(id, macKey(k));
+  const active = macs.get(activeId);
+  if (active === undefined) throw new Error(`audit key ${activeId} is not in the keyring`);
   return {
     activeId,
     active,
-    activeMac: macs.get(activeId) as MacKey,
-    get: (id) => keys.get(id),
-    getMac: (id) => macs.get(id),
-    ids: () => [...keys.keys()],
+    get: (id) => macs.get(id),
+    ids: () => [...macs.keys()],
   };
 }
 

@@ -170,10 +170,10 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     if (!selfConsistent) {
       problem(seq, 'modified', `record ${seq}'s content does not match its hash`);
     } else if (keyring !== null) {
-      const key = keyring.getMac(r.kid);
+      const key = keyring.get(r.kid);
       if (key === undefined) problem(seq, 'wrong_key', `record ${seq} names key id ${JSON.stringify(r.kid)}, which is not in the keyring`);
       else if (hasher.mac(key) !== r.mac) {
-        const other = keyring.ids().find((id) => id !== r.kid && hasher.mac(keyring.getMac(id) as MacKey) === r.mac);
+        const other = keyring.ids().find((id) => id !== r.kid && hasher.mac(keyring.get(id) as MacKey) === r.mac);
         if (other !== undefined) problem(seq, 'wrong_key', `record ${seq} claims key ${JSON.stringify(r.kid)} but its MAC was made with key ${JSON.stringify(other)}`);
         else pendingMac = { seq, hash: r.hash, detail: `the MAC of record ${seq} does not verify with key ${JSON.stringify(r.kid)}` };
       }
