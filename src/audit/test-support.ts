@@ -165,6 +165,15 @@ export function keyring(keys: Record<string, Buffer>, active: string): Keyring {
   return createKeyring(new Map(Object.entries(keys)), active);
 }
 
+/** A minimal allowed exchange record body, numbered by its request id. */
+export function testBody(i: number) {
+  const b = emptyBody('exchange', new Date().toISOString());
+  b.request_id = `r${i}`;
+  b.decision = 'allowed';
+  b.status = 200;
+  return b;
+}
+
 export function testSigner(): CheckpointSigner {
   return createSigner(generateKeyPairSync('ed25519').privateKey);
 }

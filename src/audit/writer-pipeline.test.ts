@@ -8,11 +8,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
-import { emptyBody, type ChainedRecord } from './record.js';
+import type { ChainedRecord } from './record.js';
 import { verifyStore } from './sources.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
-import { HMAC_K1, keyring, testSigner } from './test-support.js';
+import { HMAC_K1, keyring, testSigner, testBody as body } from './test-support.js';
 import { AuditWriter } from './writer.js';
 
 /** A store whose appends wait for `release()`; records every append's seqs and how many writes overlapped. */
@@ -48,14 +48,6 @@ function gated(inner: AuditStore) {
       (gates.shift() as () => void)();
     },
   };
-}
-
-function body(i: number) {
-  const b = emptyBody('exchange', new Date().toISOString());
-  b.request_id = `r${i}`;
-  b.decision = 'allowed';
-  b.status = 200;
-  return b;
 }
 
 /** A SQLite store in a temp dir (removed after the test) behind the gate. */

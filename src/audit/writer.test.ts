@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
-import { emptyBody, type ChainedRecord } from './record.js';
+import type { ChainedRecord } from './record.js';
 import { verifyStore } from './sources.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
-import { HMAC_K1, HMAC_K2, keyring, testSigner } from './test-support.js';
+import { HMAC_K1, HMAC_K2, keyring, testSigner, testBody as body } from './test-support.js';
 import type { StreamReport } from './verify.js';
 import { AuditWriter, type WriterOptions } from './writer.js';
 
@@ -67,14 +67,6 @@ function setup(t: TestContext) {
     ...o,
   });
   return { dir, open, opts };
-}
-
-function body(i: number) {
-  const b = emptyBody('exchange', new Date().toISOString());
-  b.request_id = `r${i}`;
-  b.decision = 'allowed';
-  b.status = 200;
-  return b;
 }
 
 async function verifyOne(store: AuditStore, keys = K1): Promise<StreamReport> {
