@@ -55,6 +55,20 @@ export class RecordHasher {
     this.n = this.buf.write(canon, 96, 'utf8');
   }
 
+  /**
+   * Loads a record from its stored form (chain.ts): the canonical bytes are
+   * `stored[0, end)` followed by "}" (the stored form replaces the canonical form's closing
+   * brace with the three chain members), written without building the canonical string.
+   */
+  loadStored(prevHex: string, stored: string, end: number): void {
+    const need = 128 + end * 3 + 1;
+    if (need > this.buf.length) this.buf = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+    this.buf.write(prevHex, 64, 32, 'hex');
+    const n = this.buf.write(stored.slice(0, end), 96, 'utf8');
+    this.buf[96 + n] = 0x7d; // "}"
+    this.n = n + 1;
+  }
+
   /** HMAC-SHA256(key, prev ‖ canon) of the loaded record, hex. */
   mac(key: MacKey): string {
     key.ipad.copy(this.buf, 0);

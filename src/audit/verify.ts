@@ -66,6 +66,63 @@ function malformed(r: unknown): string | null {
   return null;
 }
 
+/** The chain fields the verifier's sequencing needs from a record. */
+type Links = Pick<ChainedRecord, 'seq' | 'stream' | 'kid' | 'kind' | 'count' | 'lost_to' | 'prev_hash' | 'mac' | 'hash'>;
+
+// The stored form of a sealed record (chain.ts): its canonical JSON with the closing brace
+// replaced by these three members, each a fixed 64-hex-digit value, so the canonical bytes
+// are the text before them plus "}" and the chain values sit at fixed offsets from the end.
+const SUFFIX_LEN = ',"prev_hash":"'.length + 64 + '","mac":"'.length + 64 + '","hash":"'.length + 64 + '"}'.length;
+
+/** The value of a top-level member of a record in its stored form, as text, or null when not found. */
+function member(data: string, key: string, next: string, from: number): [string, number] | null {
+  // `,"key":` can only be a top-level key here: inside a JSON string every quote is
+  // escaped, so `,"` never occurs in one, and records hold no nested objects. Only an
+  // authentic record (its MAC checked below) is trusted with what this finds.
+  const a = data.indexOf(key, from);
+  if (a < 0) return null;
+  const b = data.indexOf(next, a + key.length);
+  return b < 0 ? null : [data.slice(a + key.length, b), b];
+}
+
+function int(t: string | undefined): number {
+  return t !== undefined && /^[0-9]{1,15}$/.test(t) ? Number(t) : NaN;
+}
+
+/**
+ * The fast path for a record in the stored form, taken only with the keyring: the MAC and
+ * hash are computed over the stored canonical bytes as they are, without JSON.parse and
+ * without rebuilding the canonical form (together ~2/3 of a record's cost). Returns the
+ * record's chain fields when it is authentic — its hash matches its content and its MAC
+ * verifies with key[kid] — and belongs to `stream`; null otherwise, and the caller takes
+ * the full path, which names what is wrong. Same verdicts: a MAC made with a key of the
+ * ring is only ever over a canonical form (the writer's), so bytes that pass here are the
+ * bytes the full path would rebuild; anything else fails here and goes the full path.
+ */
+export function authentic(data: string, streamMember: string, prevHex: string, keyring: Keyring, hasher: RecordHasher): Links | null {
+  const end = data.length - SUFFIX_LEN;
+  if (end < 2 || !data.startsWith(',"prev_hash":"', end) || !data.startsWith('","mac":"', end + 78) || !data.startsWith('","hash":"', end + 151) || !data.endsWith('"}')) return null;
+  // mac and hash must equal what is computed below (lowercase hex); prev_hash is nearly
+  // always the previous record's hash, checked as hex only when it is not.
+  const prev = data.slice(end + 14, end + 78);
+  if (prev !== prevHex && !isHex32(prev)) return null;
+  const kid = member(data, ',"kid":"', '","kind":"', 0);
+  const kind = kid && member(data, '","kind":"', '","latency_us":', kid[1]);
+  const seq = kind && member(data, ',"seq":', ',"site":', kind[1]);
+  if (seq === null || !data.startsWith(streamMember, data.indexOf(',"stream":', seq[1]))) return null;
+  const key = keyring.get(kid![0]);
+  if (key === undefined) return null;
+  const mac = data.slice(end + 87, end + 151);
+  const hash = data.slice(end + 161, end + 225);
+  hasher.loadStored(prev, data, end);
+  if (hasher.hash(mac) !== hash || hasher.mac(key) !== mac) return null;
+  const count = member(data, ',"count":', ',"decision":', 0);
+  const lost = count && member(data, ',"lost_to":', ',"method":', count[1]);
+  const n = int(seq[0]);
+  if (lost === null || !(n >= 1)) return null;
+  return { seq: n, stream: '', kid: kid![0], kind: kind![0] as Links['kind'], count: int(count![0]), lost_to: lost[0] === 'null' ? null : int(lost[0]), prev_hash: prev, mac, hash };
+}
+
 export async function verifyStream(stream: string, records: AsyncIterable<string | ChainedRecord> | Iterable<string | ChainedRecord>, checkpoints: readonly Checkpoint[], opts: VerifyOptions = {}): Promise<StreamReport> {
   const keyring = opts.keyring ?? null;
   const pub = opts.publicKey ?? null;
@@ -92,8 +149,13 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
   let prevHex = genesis(stream).toString('hex');
   const merkle = new MerkleAccumulator();
   const hasher = new RecordHasher();
-  const seen = new Set<number>();
+  // Which seqs below `expected` have been seen, without a set of every seq (V8 caps a Set
+  // at 2^24 entries, a busy gateway's day): all of them except those skipped (missing so
+  // far) and those a restart record declared lost, plus those that arrived late.
   const skipped = new Set<number>();
+  const lost: Array<[number, number]> = [];
+  const late = new Set<number>();
+  const seen = (seq: number) => late.has(seq) || (!skipped.has(seq) && !lost.some(([a, b]) => seq >= a && seq <= b));
   // A record whose MAC failed but whose hash is self-consistent: the next record decides
   // between "modified" (the link breaks) and "wrong_key" (it holds).
   let pendingMac: { seq: number; hash: string; detail: string } | null = null;
@@ -110,31 +172,44 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     }
   };
 
+  const streamMember = `,"stream":${JSON.stringify(stream)},"subject":`;
   for await (const item of records) {
-    let r: ChainedRecord;
-    try {
-      r = (typeof item === 'string' ? JSON.parse(item) : item) as ChainedRecord;
-    } catch {
-      problem(expected, 'malformed', 'a record is not valid JSON');
-      continue;
-    }
-    const bad = malformed(r);
-    if (bad !== null) {
-      problem(typeof r?.seq === 'number' ? r.seq : expected, 'malformed', `record: ${bad}`);
-      continue;
-    }
-    let canon: string;
-    try {
-      canon = canonical(r);
-    } catch (err) {
-      problem(r.seq, 'malformed', `record ${r.seq}: ${(err as Error).message}`);
-      continue;
+    let r: Links | null = typeof item === 'string' && keyring !== null ? authentic(item, streamMember, prevHex, keyring, hasher) : null;
+    let selfConsistent = true;
+    let macChecked = false;
+    // The hash of the record's content as computed here (the stored one when self-consistent).
+    let hHex: string;
+    if (r !== null) {
+      hHex = r.hash;
+      r.stream = stream;
+      macChecked = true;
+    } else {
+      let full: ChainedRecord;
+      try {
+        full = (typeof item === 'string' ? JSON.parse(item) : item) as ChainedRecord;
+      } catch {
+        problem(expected, 'malformed', 'a record is not valid JSON');
+        continue;
+      }
+      const bad = malformed(full);
+      if (bad !== null) {
+        problem(typeof full?.seq === 'number' ? full.seq : expected, 'malformed', `record: ${bad}`);
+        continue;
+      }
+      let canon: string;
+      try {
+        canon = canonical(full);
+      } catch (err) {
+        problem(full.seq, 'malformed', `record ${full.seq}: ${(err as Error).message}`);
+        continue;
+      }
+      r = full;
+      hasher.load(r.prev_hash, canon);
+      hHex = hasher.hash(r.mac);
+      selfConsistent = hHex === r.hash;
     }
     rep.records++;
     const seq = r.seq;
-    hasher.load(r.prev_hash, canon);
-    const hHex = hasher.hash(r.mac);
-    const selfConsistent = hHex === r.hash;
 
     if (pendingMac !== null) {
       const p: { seq: number; hash: string; detail: string } = pendingMac;
@@ -148,11 +223,11 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
       continue;
     }
     if (seq < expected) {
-      if (seen.has(seq)) problem(seq, 'inserted', `a second record with seq ${seq}`);
+      if (seen(seq)) problem(seq, 'inserted', `a second record with seq ${seq}`);
       else {
         problem(seq, 'reordered', `seq ${seq} appears after seq ${expected - 1}`);
         skipped.delete(seq);
-        seen.add(seq);
+        late.add(seq);
       }
       continue;
     }
@@ -160,6 +235,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
       const first = expected;
       if (r.kind === 'restart' && r.lost_to === seq - 1 && r.count === seq - first && r.prev_hash === prevHex) {
         problem(first, 'gap', `seqs ${first}..${seq - 1} were assigned but never stored (at most ${seq - first} records lost in a crash), declared by the restart record at seq ${seq}`);
+        lost.push([first, seq - 1]);
       } else {
         for (let s = first; s < seq && skipped.size < 1_000_000; s++) skipped.add(s);
       }
@@ -169,7 +245,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
 
     if (!selfConsistent) {
       problem(seq, 'modified', `record ${seq}'s content does not match its hash`);
-    } else if (keyring !== null) {
+    } else if (keyring !== null && !macChecked) {
       const key = keyring.get(r.kid);
       if (key === undefined) problem(seq, 'wrong_key', `record ${seq} names key id ${JSON.stringify(r.kid)}, which is not in the keyring`);
       else if (hasher.mac(key) !== r.mac) {
@@ -179,7 +255,6 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
       }
     }
 
-    seen.add(seq);
     merkle.push(hHex);
     prevHex = hHex;
     expected = seq + 1;
