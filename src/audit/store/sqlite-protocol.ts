@@ -19,11 +19,12 @@ export interface PackedStrings {
 /**
  * One append (one transaction), written by the store into two shared buffers it reuses
  * (sqlite.ts: a fresh megabyte-sized buffer per batch costs page faults on both threads).
- * Per record, `RECORD_NUMS` numbers in `nums`: the seq, then the byte lengths of its string
- * columns (stream, time, subject, decision, hash, data) as they follow one another in
- * `text`: n for n bytes of UTF-8, -1 for a null subject or decision, -2 - n for n bytes of
- * UTF-16LE (a string with a lone surrogate, which UTF-8 cannot carry unchanged). The store does not touch either buffer
- * again before the reply.
+ * Per record, `RECORD_NUMS` numbers in `nums`: the seq and the byte length of the record's
+ * JSON (its `data`), UTF-8, as the records follow one another in `text`. The indexed
+ * columns (stream, time, subject, decision, hash) are read out of that JSON by the worker:
+ * one string to copy per record instead of six on the caller's thread, and the columns
+ * cannot disagree with the record. The store does not touch either buffer again before
+ * the reply.
  */
 export interface AppendPayload {
   readonly count: number;
@@ -35,7 +36,7 @@ export interface AppendPayload {
   readonly cps: Array<string | number>;
 }
 
-export const RECORD_NUMS = 7;
+export const RECORD_NUMS = 2;
 
 export type Request =
   | { readonly id: number; readonly op: 'ping' }

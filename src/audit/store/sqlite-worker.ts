@@ -82,36 +82,60 @@ const insCp = db.prepare('INSERT INTO audit_checkpoints (stream, seq, data, fron
 let src: Buffer = Buffer.alloc(0);
 let pos = 0;
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const keyNeedles = new Map<string, [Buffer, Buffer]>();
+for (const k of ['stream', 'time', 'subject', 'decision', 'hash']) keyNeedles.set(k, [Buffer.from(`,"${k}":`), Buffer.from(`{"${k}":`)]);
+
 /**
- * The next text value of the batch, to bind: `len` UTF-8 bytes (a view on them), -1 null,
- * -2 - n: n bytes of UTF-16LE (a string that is not well-formed, bound as the string).
+ * The value of top-level member `key` of one record's JSON (`rec`, UTF-8), to bind: a view
+ * on its UTF-8 bytes, a string when it holds escapes (a lone surrogate stays one, as when
+ * the string itself was bound), null for JSON null. `,"key":` (or `{"key":` first) marks
+ * only a key: inside a JSON string every quote is escaped, and records hold no nested
+ * objects. Throws on a record without the member or with a value of another type, which
+ * fails the whole batch (the records come from the writer: that is a bug, not data).
  */
-function take(len: number): Buffer | string | null {
-  if (len === -1) return null;
-  if (len < -1) {
-    const n = -2 - len;
-    const v = src.toString('utf16le', pos, pos + n);
-    pos += n;
-    return v;
+function member(rec: Buffer, key: string): Buffer | string | null {
+  const [mid, first] = keyNeedles.get(key) as [Buffer, Buffer];
+  const at = rec.indexOf(mid);
+  let v = at + mid.length;
+  if (at < 0) {
+    if (!rec.subarray(0, first.length).equals(first)) throw new Error(`malformed append payload: a record without ${key}`);
+    v = first.length;
   }
+  if (rec[v] === 0x6e /* n */ && rec.toString('latin1', v, v + 4) === 'null') return null;
+  if (rec[v] !== QUOTE) throw new Error(`malformed append payload: ${key} is not a string`);
+  let q = v + 1;
+  for (;;) {
+    q = rec.indexOf(QUOTE, q);
+    if (q < 0) throw new Error(`malformed append payload: ${key} is not a string`);
+    // A quote after an odd run of backslashes is part of the string.
+    let b = q - 1;
+    while (rec[b] === BACKSLASH) b--;
+    if ((q - 1 - b) % 2 === 0) break;
+    q++;
+  }
+  const bs = rec.indexOf(BACKSLASH, v + 1);
+  if (bs >= 0 && bs < q) return JSON.parse(rec.toString('utf8', v, q + 1)) as string;
   // An empty view may have no data pointer, which SQLite would bind as NULL.
-  if (len === 0) return '';
-  const v = src.subarray(pos, pos + len);
-  pos += len;
-  return v;
+  if (q === v + 1) return '';
+  return rec.subarray(v + 1, q);
 }
 
 /** Record i of the batch into out[o..o+6], in the INSERT's column order. */
 function record(nums: Float64Array, i: number, out: unknown[], o: number): void {
   const n = i * RECORD_NUMS;
-  // Lengths in text order: stream, time, subject, decision, hash, data.
-  out[o] = take(nums[n + 1] as number);
+  const len = nums[n + 1] as number;
+  if (!(len > 0) || pos + len > src.length) throw new Error('malformed append payload');
+  const rec = src.subarray(pos, pos + len);
+  pos += len;
+  out[o] = member(rec, 'stream');
   out[o + 1] = nums[n];
-  out[o + 2] = take(nums[n + 2] as number);
-  out[o + 3] = take(nums[n + 3] as number);
-  out[o + 4] = take(nums[n + 4] as number);
-  out[o + 5] = take(nums[n + 5] as number);
-  out[o + 6] = take(nums[n + 6] as number);
+  out[o + 2] = member(rec, 'time');
+  out[o + 3] = member(rec, 'subject');
+  out[o + 4] = member(rec, 'decision');
+  out[o + 5] = member(rec, 'hash');
+  out[o + 6] = rec;
 }
 
 const appendTx = db.transaction((b: AppendPayload) => {

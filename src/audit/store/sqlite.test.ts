@@ -14,6 +14,10 @@ import { describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../record.js';
+import { genesis } from '../canonical.js';
+import { Chain } from '../chain.js';
+import { MerkleAccumulator } from '../merkle.js';
+import { emptyBody } from '../record.js';
 import { buildChain, HMAC_K1, keyring, testSigner } from '../test-support.js';
 import { createSqliteAuditStore, SqliteStoreError, sqliteStoreWorker } from './sqlite.js';
 import type { AuditStore } from './types.js';
@@ -165,31 +169,45 @@ describe('audit store: SQLite worker thread', () => {
   it('stores the same column types as before the worker (existing databases keep working), in WAL mode', async (t) => {
     const file = tempFile(t);
     const store = open(t, file);
-    const { records, checkpoints } = buildChain(S, 3, K, testSigner(), [3]);
-    records[0]!.subject = 'é ü 漢字 \u{1F600}';
-    // A lone surrogate: stored as the same bytes better-sqlite3 stores for it when bound directly.
-    records[1]!.subject = 'lone \ud800 surrogate';
+    // Subjects with non-ASCII text, a lone surrogate (stored as the same bytes better-sqlite3
+    // stores for it when bound directly) and characters JSON escapes; the columns are read
+    // out of each record's JSON by the worker.
+    const chain = new Chain(S, 0, genesis(S).toString('hex'), new MerkleAccumulator());
+    const subjects = ['é ü 漢字 \u{1F600}', 'lone \ud800 surrogate', null, 'quote " back\\slash \u0001 \u2028', ''];
+    const records = subjects.map((subject, i) => {
+      const b = emptyBody('exchange', new Date(1_700_000_000_000 + i).toISOString());
+      b.subject = subject;
+      b.decision = i === 2 ? null : 'allowed';
+      return chain.seal(b, i + 1, K);
+    });
+    const checkpoints = [{ checkpoint: testSigner().sign({ stream: S, seq: 5, head_hash: chain.prev, merkle_root: chain.merkle.rootHex(), time: new Date().toISOString() }), frontier: chain.merkle.state() }];
     await store.append(records, checkpoints);
     await store.close();
     const db = new Database(file, { readonly: true });
     try {
       const row = db.prepare('SELECT typeof(stream) AS a, typeof(seq) AS b, typeof(time) AS c, typeof(subject) AS d, typeof(decision) AS e, typeof(hash) AS f, typeof(data) AS g FROM audit_records ORDER BY id LIMIT 1').get();
       assert.deepEqual(row, { a: 'text', b: 'integer', c: 'text', d: 'text', e: 'text', f: 'text', g: 'text' });
-      const subjects = db.prepare('SELECT subject FROM audit_records ORDER BY id').pluck().all();
-      assert.deepEqual([subjects[0], subjects[2]], ['é ü 漢字 \u{1F600}', null]);
+      const stored = db.prepare('SELECT subject FROM audit_records ORDER BY id').pluck().all();
+      assert.deepEqual([stored[0], stored[2], stored[3], stored[4]], [subjects[0], null, subjects[3], '']);
+      assert.deepEqual(db.prepare('SELECT decision FROM audit_records ORDER BY id').pluck().all(), ['allowed', 'allowed', null, 'allowed', 'allowed']);
+      assert.deepEqual(
+        db.prepare('SELECT stream, seq, time, hash FROM audit_records ORDER BY id').all(),
+        records.map((r) => ({ stream: S, seq: r.seq, time: r.time, hash: r.hash })),
+      );
       const mem = new Database(':memory:');
       const direct = mem.prepare('SELECT hex(?)').pluck().get('lone \ud800 surrogate');
       mem.close();
       assert.equal(db.prepare('SELECT hex(subject) FROM audit_records WHERE seq = 2').pluck().get(), direct);
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
       assert.deepEqual(db.prepare('SELECT typeof(seq) AS s, typeof(data) AS d, typeof(frontier) AS f FROM audit_checkpoints').all(), [{ s: 'integer', d: 'text', f: 'text' }]);
+      
     } finally {
       db.close();
     }
     // A store opened on that file continues it.
     const again = open(t, file);
-    assert.equal((await again.head(S))?.seq, 3);
-    assert.equal((await again.readRaw(S, 0, 10)).length, 3);
+    assert.equal((await again.head(S))?.seq, 5);
+    assert.equal((await again.readRaw(S, 0, 10)).length, 5);
   });
 
   it('a process that used the store exits: after close(), and when it forgot close() (the idle worker does not keep it alive)', { timeout: 30_000 }, async (t) => {

@@ -46,11 +46,6 @@ export function sqliteStoreWorker(store: AuditStore): Worker | undefined {
   return workers.get(store);
 }
 
-/** String.prototype.isWellFormed (ES2024, in Node 20; the project's lib is ES2023). */
-interface WellFormed {
-  isWellFormed(): boolean;
-}
-
 /** Shared buffers for one append in flight: the numbers and the UTF-8 text of a batch. */
 interface Slot {
   nums: Float64Array;
@@ -155,39 +150,22 @@ export function createSqliteAuditStore(file: string): AuditStore {
       if (slot.nums.length < n * RECORD_NUMS) slot.nums = new Float64Array(new SharedArrayBuffer(8 * RECORD_NUMS * capacity(n, 64)));
       const nums = slot.nums;
       let used = 0;
-      const put = (v: string): number => {
-        // Room for the worst case (3 bytes per UTF-16 unit) before writing: never a partial string.
-        if (used + 3 * v.length > slot.text.length) {
-          const bigger = Buffer.from(new SharedArrayBuffer(capacity(used + 3 * v.length, 1 << 16)));
-          slot.text.copy(bigger, 0, 0, used);
-          slot.text = bigger;
-        }
-        // UTF-8 gives back the same string only when it is well-formed; a lone surrogate (a
-        // token's subject can carry one) would come back as U+FFFD and be stored as other
-        // bytes than before. Such a string crosses as its UTF-16 code units instead.
-        if (!(v as unknown as WellFormed).isWellFormed()) {
-          const k = slot.text.write(v, used, 'utf16le');
-          used += k;
-          return -2 - k;
-        }
-        const k = slot.text.write(v, used, 'utf8');
-        used += k;
-        return k;
-      };
       try {
         for (let i = 0; i < n; i++) {
           const r = records[i] as ChainedRecord;
-          const o = i * RECORD_NUMS;
-          // `?? null`: a record read back from the spool's JSON is an object of the same shape, but not typed by anyone.
-          const subject = r.subject ?? null;
-          const decision = r.decision ?? null;
-          nums[o] = r.seq;
-          nums[o + 1] = put(r.stream);
-          nums[o + 2] = put(r.time);
-          nums[o + 3] = subject === null ? -1 : put(subject);
-          nums[o + 4] = decision === null ? -1 : put(decision);
-          nums[o + 5] = put(r.hash);
-          nums[o + 6] = put(recordData(r));
+          // JSON (JSON.stringify and the canonical form escape lone surrogates): always
+          // well-formed, so UTF-8 carries it unchanged.
+          const data = recordData(r);
+          // Room for the worst case (3 bytes per UTF-16 unit) before writing: never a partial string.
+          if (used + 3 * data.length > slot.text.length) {
+            const bigger = Buffer.from(new SharedArrayBuffer(capacity(used + 3 * data.length, 1 << 16)));
+            slot.text.copy(bigger, 0, 0, used);
+            slot.text = bigger;
+          }
+          const k = slot.text.write(data, used, 'utf8');
+          used += k;
+          nums[i * RECORD_NUMS] = r.seq;
+          nums[i * RECORD_NUMS + 1] = k;
         }
       } catch (err) {
         slots.push(slot);
