@@ -5,9 +5,24 @@
 import type { Exchange } from '../pipeline/exchange.js';
 import { emptyBody, type AuditBody } from './record.js';
 
-/** Epoch-ms wall time of a performance.now() instant. */
+// The ISO text of the current second, reused while requests start within it: a Date and its
+// toISOString cost ~1.5 µs per request, the cached prefix plus milliseconds a tenth of that.
+let cachedSecond = NaN;
+let cachedPrefix = '';
+
+/** Epoch-ms wall time of a performance.now() instant, as Date#toISOString writes it. */
 export function wallTime(perfMs: number): string {
-  return new Date(performance.timeOrigin + perfMs).toISOString();
+  const ms = Math.floor(performance.timeOrigin + perfMs);
+  const second = Math.floor(ms / 1000);
+  if (second !== cachedSecond) {
+    const iso = new Date(ms).toISOString();
+    // Only the common form "YYYY-MM-DDTHH:MM:SS.mmmZ" is cached (years 0000–9999).
+    if (iso.length !== 24) return iso;
+    cachedSecond = second;
+    cachedPrefix = iso.slice(0, 20);
+  }
+  const m = ms - second * 1000;
+  return cachedPrefix + (m < 10 ? '00' : m < 100 ? '0' : '') + m + 'Z';
 }
 
 /**
