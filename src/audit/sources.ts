@@ -55,9 +55,13 @@ export async function exportStore(store: AuditStore, file: string, streams?: rea
   return { records, checkpoints };
 }
 
-/** Reads an export into per-stream record lists (storage order kept) and checkpoints. */
-export async function readExport(file: string): Promise<Map<string, { records: ChainedRecord[]; checkpoints: Checkpoint[] }>> {
-  const streams = new Map<string, { records: ChainedRecord[]; checkpoints: Checkpoint[] }>();
+/**
+ * Reads an export into per-stream record lists (storage order kept) and checkpoints. A
+ * record line `{"record":…}` keeps the record's text as it is (what the store held), so
+ * the verifier can take its fast path over those bytes.
+ */
+export async function readExport(file: string): Promise<Map<string, { records: Array<string | ChainedRecord>; checkpoints: Checkpoint[] }>> {
+  const streams = new Map<string, { records: Array<string | ChainedRecord>; checkpoints: Checkpoint[] }>();
   const get = (s: string) => {
     let e = streams.get(s);
     if (!e) streams.set(s, (e = { records: [], checkpoints: [] }));
@@ -73,7 +77,11 @@ export async function readExport(file: string): Promise<Map<string, { records: C
       if (o.format !== 'gatehouse-audit-export') throw new Error(`${file} is not a gatehouse audit export`);
       continue;
     }
-    if (o.record !== undefined) get(String(o.record.stream)).records.push(o.record);
+    if (o.record !== undefined) {
+      // The line is exactly {"record":<text>} (one member, as exportStore writes it): keep <text>.
+      const whole = line.startsWith('{"record":') && line.endsWith('}') && Object.keys(o).length === 1;
+      get(String((o.record as { stream?: unknown } | null)?.stream)).records.push(whole ? line.slice(10, -1) : o.record);
+    }
     else if (o.checkpoint !== undefined) get(String(o.checkpoint.stream)).checkpoints.push(o.checkpoint);
   }
   return streams;

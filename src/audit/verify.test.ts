@@ -10,9 +10,13 @@
  * with another key of the ring.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'node:test';
 import { recordData } from './chain.js';
 import type { Checkpoint } from './checkpoint.js';
+import { readExport, verifyExport } from './sources.js';
 import { buildChain, HMAC_K1, HMAC_K2, keyring, testSigner } from './test-support.js';
 import { RecordHasher } from './chain-hash.js';
 import { authentic, verifyStream, type StreamReport } from './verify.js';
@@ -137,4 +141,27 @@ test('without the keyring every record takes the full path (a third party), and 
   const rep = await verifyStream(S, stored, cps, {});
   assert.equal(rep.problems.length, 0);
   assert.equal(rep.macsChecked, false);
+});
+
+test('an export keeps each record as its stored text: the keyring verifies it on the fast path, and a change is named', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-verify-export-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const lines = [JSON.stringify({ format: 'gatehouse-audit-export', v: 1, exported_at: new Date().toISOString() }), ...stored.map((d) => `{"record":${d}}`), ...cps.map((c) => JSON.stringify({ checkpoint: c }))];
+  const file = join(dir, 'export.jsonl');
+  writeFileSync(file, lines.join('\n') + '\n');
+  const read = (await readExport(file)).get(S);
+  assert.deepEqual(read?.records, stored);
+  const [ok] = await verifyExport(file, { keyring: ring });
+  assert.equal(ok?.problems.length, 0);
+  assert.equal(ok?.records, 40);
+  // One record's status changed, another line written with a space (kept as the parsed record).
+  lines[5] = (lines[5] as string).replace('"status":200', '"status":201');
+  lines[9] = (lines[9] as string).replace('{"record":', '{ "record":');
+  writeFileSync(file, lines.join('\n') + '\n');
+  const again = (await readExport(file)).get(S);
+  assert.equal(typeof again?.records[8], 'object');
+  const [bad] = await verifyExport(file, { keyring: ring });
+  // Seq 5 is named first; its new hash also breaks the link and the signed Merkle roots after it.
+  assert.deepEqual([bad?.problems[0]?.seq, bad?.problems[0]?.kind], [5, 'modified']);
+  assert.ok(bad?.problems.every((p) => p.kind === 'modified'));
 });
