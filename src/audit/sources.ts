@@ -55,18 +55,14 @@ export async function exportStore(store: AuditStore, file: string, streams?: rea
   return { records, checkpoints };
 }
 
+type ExportEntry = { readonly stream: string; readonly record: string | ChainedRecord; readonly checkpoint?: undefined } | { readonly stream: string; readonly checkpoint: Checkpoint; readonly record?: undefined };
+
 /**
- * Reads an export into per-stream record lists (storage order kept) and checkpoints. A
- * record line `{"record":…}` keeps the record's text as it is (what the store held), so
- * the verifier can take its fast path over those bytes.
+ * The entries of an export, in line order, read as a stream (nothing kept): the header is
+ * checked first. A record line `{"record":…}` gives the record's text as it is (what the
+ * store held), so the verifier can take its fast path over those bytes.
  */
-export async function readExport(file: string): Promise<Map<string, { records: Array<string | ChainedRecord>; checkpoints: Checkpoint[] }>> {
-  const streams = new Map<string, { records: Array<string | ChainedRecord>; checkpoints: Checkpoint[] }>();
-  const get = (s: string) => {
-    let e = streams.get(s);
-    if (!e) streams.set(s, (e = { records: [], checkpoints: [] }));
-    return e;
-  };
+async function* exportEntries(file: string): AsyncGenerator<ExportEntry> {
   const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
   let first = true;
   for await (const line of rl) {
@@ -80,15 +76,31 @@ export async function readExport(file: string): Promise<Map<string, { records: A
     if (o.record !== undefined) {
       // The line is exactly {"record":<text>} (one member, as exportStore writes it): keep <text>.
       const whole = line.startsWith('{"record":') && line.endsWith('}') && Object.keys(o).length === 1;
-      get(String((o.record as { stream?: unknown } | null)?.stream)).records.push(whole ? line.slice(10, -1) : o.record);
+      yield { stream: String((o.record as { stream?: unknown } | null)?.stream), record: whole ? line.slice(10, -1) : o.record };
+    } else if (o.checkpoint !== undefined) {
+      yield { stream: String((o.checkpoint as { stream?: unknown } | null)?.stream), checkpoint: o.checkpoint };
     }
-    else if (o.checkpoint !== undefined) get(String(o.checkpoint.stream)).checkpoints.push(o.checkpoint);
   }
-  return streams;
 }
 
+/** One stream's records of an export, in line order, read as a stream. */
+export async function* exportRecords(file: string, stream: string): AsyncGenerator<string | ChainedRecord> {
+  for await (const e of exportEntries(file)) if (e.record !== undefined && e.stream === stream) yield e.record;
+}
+
+/**
+ * Verifies an export in constant memory, whatever its size: a first pass collects the
+ * streams and their checkpoints (they follow the records, and the verifier needs them
+ * first), then each stream's records are read again and verified as they stream by.
+ */
 export async function verifyExport(file: string, opts: VerifyOptions): Promise<StreamReport[]> {
+  const streams = new Map<string, Checkpoint[]>();
+  for await (const e of exportEntries(file)) {
+    let cps = streams.get(e.stream);
+    if (cps === undefined) streams.set(e.stream, (cps = []));
+    if (e.checkpoint !== undefined) cps.push(e.checkpoint);
+  }
   const out: StreamReport[] = [];
-  for (const [s, e] of await readExport(file)) out.push(await verifyStream(s, e.records, e.checkpoints, opts));
+  for (const [s, cps] of streams) out.push(await verifyStream(s, exportRecords(file, s), cps, opts));
   return out;
 }
