@@ -5,10 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { genesis } from '../canonical.js';
+import { Chain } from '../chain.js';
 import { MerkleAccumulator } from '../merkle.js';
 import { verifyStore } from '../sources.js';
 import { buildChain, HMAC_K1, HMAC_K2, keyring, makePostgres, makeSqlite, testSigner, type MakeStore, type TestStore } from '../test-support.js';
-import type { ChainedRecord } from '../record.js';
+import { emptyBody, type ChainedRecord } from '../record.js';
 import type { StreamReport } from '../verify.js';
 
 const K = keyring({ k1: HMAC_K1 }, 'k1');
@@ -45,12 +47,38 @@ function contract(name: string, make: MakeStore): void {
     };
 
     check('a subject that is not well-formed UTF-16 (a lone surrogate from a token) is stored and verifies, never wedging the batch', async (ts) => {
-      const { records, checkpoints } = buildChain(S, 3, K, signer, [3]);
-      // Set before the append, as the writer would for a `sub` claim holding "\ud800".
-      (records[1] as ChainedRecord).subject = 'agent \ud800 x';
+      // Sealed with it, as the writer does for a `sub` claim holding "\ud800".
+      const chain = new Chain(S, 0, genesis(S).toString('hex'), new MerkleAccumulator());
+      const records = ['alice', 'agent \ud800 x', null].map((subject, i) => {
+        const b = emptyBody('exchange', new Date(1_700_000_000_000 + i).toISOString());
+        b.subject = subject;
+        b.decision = 'allowed';
+        return chain.seal(b, i + 1, K);
+      });
+      const checkpoints = [{ checkpoint: signer.sign({ stream: S, seq: 3, head_hash: chain.prev, merkle_root: chain.merkle.rootHex(), time: new Date().toISOString() }), frontier: chain.merkle.state() }];
       await ts.store.append(records, checkpoints);
       assert.equal((await ts.store.head(S))?.seq, 3);
       assert.deepEqual((await verify(ts)).problems, []);
+      assert.deepEqual((await ts.store.query({ subject: 'alice', limit: 10 })).map((r) => r.seq), [1]);
+      assert.equal((await ts.store.query({ limit: 10 })).find((r) => r.seq === 2)?.subject, 'agent \ud800 x');
+    });
+
+    check('a page read ahead is not served after an append: a reader sees its own writes', async (ts) => {
+      const { records } = buildChain(S, 10, K, signer, []);
+      await ts.store.append(records.slice(0, 7), []);
+      const page = await ts.store.readRaw(S, 0, 5);
+      assert.equal(page.length, 5);
+      // The page after it (2 rows then) may have been read ahead by now.
+      await ts.store.head(S);
+      await ts.store.append(records.slice(7), []);
+      const next = await ts.store.readRaw(S, (page[4] as { id: number }).id, 5);
+      assert.deepEqual(next.map((r) => (JSON.parse(r.data) as ChainedRecord).seq), [6, 7, 8, 9, 10]);
+      // And with nothing appended in between, the page read ahead is the right one.
+      const last = await ts.store.readRaw(S, (next[4] as { id: number }).id, 5);
+      assert.deepEqual(last, []);
+      const all = await ts.store.readRaw(S, 0, 5);
+      const rest = await ts.store.readRaw(S, (all[4] as { id: number }).id, 5);
+      assert.deepEqual(rest.map((r) => (JSON.parse(r.data) as ChainedRecord).seq), [6, 7, 8, 9, 10]);
     });
 
     check('appends, reads back in order, knows the head, the last checkpoint and the Merkle frontier', async (ts) => {

@@ -26,6 +26,14 @@ function wellFormed(s: string): string {
 
 export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
   const t = (name: string) => sql(`${schema}.${name}`);
+  type Page = Array<{ id: number; data: string }>;
+  const page = async (stream: string, afterId: number, limit: number): Promise<Page> => {
+    const rows = await sql<Array<{ id: string; data: string }>>`SELECT id, data FROM ${t('audit_records')} WHERE stream = ${stream} AND id > ${afterId} ORDER BY id LIMIT ${limit}`;
+    return rows.map((r) => ({ id: Number(r.id), data: r.data }));
+  };
+  /** Appends issued so far: a page read ahead is used only if none was issued since (a reader sees its own writes). */
+  let appends = 0;
+  let readAhead: { stream: string; afterId: number; limit: number; appends: number; page: Promise<Page> } | null = null;
   return {
     kind: 'postgres',
     async init() {
@@ -76,6 +84,8 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
       });
     },
     async append(records, cps) {
+      appends++;
+      readAhead = null;
       await sql.begin(async (tx) => {
         if (records.length > 0) {
           // The whole batch as one JSON text parameter, unpacked by json_to_recordset: one
@@ -120,8 +130,19 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
       return rows.map((r) => r.stream);
     },
     async readRaw(stream, afterId, limit) {
-      const rows = await sql<Array<{ id: string; data: string }>>`SELECT id, data FROM ${t('audit_records')} WHERE stream = ${stream} AND id > ${afterId} ORDER BY id LIMIT ${limit}`;
-      return rows.map((r) => ({ id: Number(r.id), data: r.data }));
+      const ahead = readAhead;
+      readAhead = null;
+      const rows = await (ahead !== null && ahead.stream === stream && ahead.afterId === afterId && ahead.limit === limit && ahead.appends === appends ? ahead.page : page(stream, afterId, limit));
+      const n = rows.length;
+      if (n === limit && n > 0) {
+        // A full page: the caller (the verifier, an export) most likely wants the next one,
+        // and the server can read it while the caller checks this one (as the SQLite store
+        // does). Never awaited when the caller stops here: its failure is the next call's.
+        const next = (rows[n - 1] as { id: number }).id;
+        readAhead = { stream, afterId: next, limit, appends, page: page(stream, next, limit) };
+        readAhead.page.catch(() => undefined);
+      }
+      return rows;
     },
     async checkpoints(stream) {
       const rows = await sql<Array<{ data: string }>>`SELECT data FROM ${t('audit_checkpoints')} WHERE stream = ${stream} ORDER BY id`;
