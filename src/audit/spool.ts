@@ -6,6 +6,7 @@
  * receives a stream in seq order.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, statSync, truncateSync, writeSync } from 'node:fs';
+import { recordData } from './chain.js';
 import type { ChainedRecord } from './record.js';
 import type { StoredCheckpoint } from './store/types.js';
 
@@ -32,7 +33,10 @@ export class Spool {
   }
 
   append(batch: SpoolBatch): void {
-    const line = JSON.stringify(batch) + '\n';
+    // Each record as its stored JSON (recordData): parsed back at replay, it has the same
+    // members in the same order, so the store receives the very text it would have stored
+    // (and the verifier's fast path applies to it), not a re-serialization in another order.
+    const line = `{"records":[${batch.records.map(recordData).join(',')}],"checkpoints":${JSON.stringify(batch.checkpoints)}}\n`;
     const fd = openSync(this.file, 'a', 0o600);
     try {
       writeSync(fd, line);

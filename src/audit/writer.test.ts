@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
+import { canonical } from './canonical.js';
 import type { ChainedRecord } from './record.js';
 import { verifyStore } from './sources.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
@@ -158,6 +159,12 @@ test('store outage: batches spool locally (durable), replay in order on recovery
   assert.equal(rep.records, 32);
   const seqs = (await s.query({ limit: 1000 })).map((r) => r.seq);
   assert.deepEqual(seqs, Array.from({ length: 32 }, (_, i) => i + 1));
+  // Replayed records are stored as the text they were sealed as (canonical order, then
+  // prev_hash, mac, hash), like every other record, not re-serialized in another order.
+  for (const row of await s.readRaw(w.status().stream, 0, 100)) {
+    const r = JSON.parse(row.data) as ChainedRecord;
+    assert.equal(row.data, `${canonical(r).slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${r.mac}","hash":"${r.hash}"}`, `seq ${r.seq}`);
+  }
 });
 
 test('the spool limit stops admission until the store is back', async (t) => {

@@ -95,9 +95,11 @@ for (const k of ['stream', 'time', 'subject', 'decision', 'hash']) keyNeedles.se
  * objects. Throws on a record without the member or with a value of another type, which
  * fails the whole batch (the records come from the writer: that is a bug, not data).
  */
-function member(rec: Buffer, key: string): Buffer | string | null {
+function member(rec: Buffer, key: string, nearEnd: boolean): Buffer | string | null {
   const [mid, first] = keyNeedles.get(key) as [Buffer, Buffer];
-  const at = rec.indexOf(mid);
+  // The key occurs once, so either direction finds it; searching from the end it is near
+  // (in the canonical order: stream, subject, time and hash are, decision is not) scans less.
+  const at = nearEnd ? rec.lastIndexOf(mid) : rec.indexOf(mid);
   let v = at + mid.length;
   if (at < 0) {
     if (!rec.subarray(0, first.length).equals(first)) throw new Error(`malformed append payload: a record without ${key}`);
@@ -129,12 +131,12 @@ function record(nums: Float64Array, i: number, out: unknown[], o: number): void 
   if (!(len > 0) || pos + len > src.length) throw new Error('malformed append payload');
   const rec = src.subarray(pos, pos + len);
   pos += len;
-  out[o] = member(rec, 'stream');
+  out[o] = member(rec, 'stream', true);
   out[o + 1] = nums[n];
-  out[o + 2] = member(rec, 'time');
-  out[o + 3] = member(rec, 'subject');
-  out[o + 4] = member(rec, 'decision');
-  out[o + 5] = member(rec, 'hash');
+  out[o + 2] = member(rec, 'time', true);
+  out[o + 3] = member(rec, 'subject', true);
+  out[o + 4] = member(rec, 'decision', false);
+  out[o + 5] = member(rec, 'hash', true);
   out[o + 6] = rec;
 }
 
