@@ -167,3 +167,20 @@ test('an export keeps each record as its stored text: the keyring verifies it on
   assert.deepEqual([bad?.problems[0]?.seq, bad?.problems[0]?.kind], [5, 'modified']);
   assert.ok(bad?.problems.every((p) => p.kind === 'modified'));
 });
+
+test('seqs seen are told from seqs missing without a set of every seq: late, repeated and missing records', async () => {
+  // 1..3, 6, 5, 5, 7..40: seq 4 missing, 5 late (reordered) then repeated (inserted).
+  const order = [1, 2, 3, 6, 5, 5, ...Array.from({ length: 34 }, (_, i) => i + 7)];
+  const rep = await same(order.map((n) => stored[n - 1] as string), 'late, repeated and missing');
+  assert.deepEqual(
+    rep.problems.filter((p) => p.kind !== 'modified').map((p) => [p.seq, p.kind]),
+    [
+      [4, 'deleted'],
+      [5, 'reordered'],
+      [5, 'inserted'],
+    ],
+  );
+  // A repeat of a seq seen in order is "inserted", not "reordered".
+  const again = await same([...stored.slice(0, 10), stored[2] as string, ...stored.slice(10)], 'repeat of seq 3');
+  assert.deepEqual(again.problems.map((p) => [p.seq, p.kind]), [[3, 'inserted']]);
+});

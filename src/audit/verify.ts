@@ -151,11 +151,12 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
   const hasher = new RecordHasher();
   // Which seqs below `expected` have been seen, without a set of every seq (V8 caps a Set
   // at 2^24 entries, a busy gateway's day): all of them except those skipped (missing so
-  // far) and those a restart record declared lost, plus those that arrived late.
+  // far), those a restart record declared lost and those beyond the skipped set's cap
+  // (ranges in `unseen`), plus those that arrived late.
   const skipped = new Set<number>();
-  const lost: Array<[number, number]> = [];
+  const unseen: Array<[number, number]> = [];
   const late = new Set<number>();
-  const seen = (seq: number) => late.has(seq) || (!skipped.has(seq) && !lost.some(([a, b]) => seq >= a && seq <= b));
+  const seen = (seq: number) => late.has(seq) || (!skipped.has(seq) && !unseen.some(([a, b]) => seq >= a && seq <= b));
   // A record whose MAC failed but whose hash is self-consistent: the next record decides
   // between "modified" (the link breaks) and "wrong_key" (it holds).
   let pendingMac: { seq: number; hash: string; detail: string } | null = null;
@@ -235,9 +236,11 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
       const first = expected;
       if (r.kind === 'restart' && r.lost_to === seq - 1 && r.count === seq - first && r.prev_hash === prevHex) {
         problem(first, 'gap', `seqs ${first}..${seq - 1} were assigned but never stored (at most ${seq - first} records lost in a crash), declared by the restart record at seq ${seq}`);
-        lost.push([first, seq - 1]);
+        unseen.push([first, seq - 1]);
       } else {
-        for (let s = first; s < seq && skipped.size < 1_000_000; s++) skipped.add(s);
+        let s = first;
+        for (; s < seq && skipped.size < 1_000_000; s++) skipped.add(s);
+        if (s < seq) unseen.push([s, seq - 1]);
       }
     } else if (r.prev_hash !== prevHex) {
       problem(seq - 1 >= 1 ? seq - 1 : seq, 'modified', seq === 1 ? 'record 1 does not start from the genesis hash' : `record ${seq - 1} does not hash to record ${seq}'s prev_hash`);
