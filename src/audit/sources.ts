@@ -67,7 +67,8 @@ async function* exportEntries(file: string): AsyncGenerator<ExportEntry> {
   let first = true;
   for await (const line of rl) {
     if (line === '') continue;
-    const o = JSON.parse(line) as { format?: string; record?: ChainedRecord; checkpoint?: Checkpoint };
+    // A line that is JSON but not an object (null, a number) is an entry of neither kind.
+    const o = Object(JSON.parse(line)) as { format?: string; record?: ChainedRecord; checkpoint?: Checkpoint };
     if (first) {
       first = false;
       if (o.format !== 'gatehouse-audit-export') throw new Error(`${file} is not a gatehouse audit export`);
