@@ -19,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
+import { benchBody } from './audit-body.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (p) => import(path.join(ROOT, 'dist', p));
@@ -43,24 +44,7 @@ const RUNS = opt('runs', 5);
 const PAGE = 10000;
 const keyring = createKeyring(new Map([['k1', crypto.randomBytes(32)]]), 'k1');
 
-function body(i) {
-  const b = emptyBody('exchange', wallTime(performance.now()));
-  b.request_id = crypto.randomUUID();
-  b.instance = 'bench';
-  b.site = 'app';
-  b.route = '/';
-  b.client_ip = '203.0.113.7';
-  b.peer_ip = '127.0.0.1';
-  b.method = 'GET';
-  b.path = `/api/v1/items/${i}`;
-  b.status = 200;
-  b.decision = 'allowed';
-  b.stage = 'proxy';
-  b.latency_us = 850;
-  b.bytes_in = 0;
-  b.bytes_out = 1024;
-  return b;
-}
+const body = (i) => benchBody(emptyBody, wallTime(performance.now()), i);
 
 /** CPU µs per record of f() (which handles N records), median of RUNS passes. */
 function perRecord(f) {

@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchBody } from './audit-body.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = (p) => import(path.join(ROOT, 'dist', p));
@@ -49,24 +50,7 @@ const WITH_PG = !args.includes('--no-postgres');
 const keyring = createKeyring(new Map([['k1', crypto.randomBytes(32)]]), 'k1');
 const signer = createSigner(crypto.generateKeyPairSync('ed25519').privateKey);
 
-function body(i) {
-  const b = emptyBody('exchange', new Date().toISOString());
-  b.request_id = crypto.randomUUID();
-  b.instance = 'bench';
-  b.site = 'app';
-  b.route = '/';
-  b.client_ip = '203.0.113.7';
-  b.peer_ip = '127.0.0.1';
-  b.method = 'GET';
-  b.path = `/api/v1/items/${i}`;
-  b.status = 200;
-  b.decision = 'allowed';
-  b.stage = 'proxy';
-  b.latency_us = 850;
-  b.bytes_in = 0;
-  b.bytes_out = 1024;
-  return b;
-}
+const body = (i) => benchBody(emptyBody, new Date().toISOString(), i);
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
