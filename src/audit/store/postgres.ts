@@ -86,30 +86,37 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
     async append(records, cps) {
       appends++;
       readAhead = null;
-      await sql.begin(async (tx) => {
-        if (records.length > 0) {
-          // The whole batch as one JSON text parameter, unpacked by json_to_recordset: one
-          // prepared statement whatever the batch size (a multi-row VALUES list is a new
-          // statement per row count and binds 7 × n parameters), and the client's work is
-          // one native JSON.stringify — measured ~2× less client CPU per record than VALUES
-          // and ~8× less than text[] arrays, whose element escaping is done in JavaScript.
-          // WITH ORDINALITY … ORDER BY keeps the batch's order in the ids (storage order).
-          const rows = new Array<{ stream: string; seq: number; time: string; subject: string | null; decision: string | null; hash: string; data: string }>(records.length);
-          for (let i = 0; i < records.length; i++) {
-            const r = records[i] as ChainedRecord;
-            rows[i] = { stream: r.stream, seq: r.seq, time: r.time, subject: r.subject === null ? null : wellFormed(r.subject), decision: r.decision, hash: r.hash, data: recordData(r) };
+      try {
+        await sql.begin(async (tx) => {
+          if (records.length > 0) {
+            // The whole batch as one JSON text parameter, unpacked by json_to_recordset: one
+            // prepared statement whatever the batch size (a multi-row VALUES list is a new
+            // statement per row count and binds 7 × n parameters), and the client's work is
+            // one native JSON.stringify — measured ~2× less client CPU per record than VALUES
+            // and ~8× less than text[] arrays, whose element escaping is done in JavaScript.
+            // WITH ORDINALITY … ORDER BY keeps the batch's order in the ids (storage order).
+            const rows = new Array<{ stream: string; seq: number; time: string; subject: string | null; decision: string | null; hash: string; data: string }>(records.length);
+            for (let i = 0; i < records.length; i++) {
+              const r = records[i] as ChainedRecord;
+              rows[i] = { stream: r.stream, seq: r.seq, time: r.time, subject: r.subject === null ? null : wellFormed(r.subject), decision: r.decision, hash: r.hash, data: recordData(r) };
+            }
+            await tx`INSERT INTO ${t('audit_records')} (stream, seq, time, subject, decision, hash, data)
+              SELECT x.stream, x.seq, x.time, x.subject, x.decision, x.hash, x.data
+              FROM ROWS FROM (json_to_recordset(${JSON.stringify(rows)}::text::json)
+                AS (stream text, seq bigint, time text, subject text, decision text, hash text, data text))
+                WITH ORDINALITY AS x(stream, seq, time, subject, decision, hash, data, n)
+              ORDER BY x.n`;
           }
-          await tx`INSERT INTO ${t('audit_records')} (stream, seq, time, subject, decision, hash, data)
-            SELECT x.stream, x.seq, x.time, x.subject, x.decision, x.hash, x.data
-            FROM ROWS FROM (json_to_recordset(${JSON.stringify(rows)}::text::json)
-              AS (stream text, seq bigint, time text, subject text, decision text, hash text, data text))
-              WITH ORDINALITY AS x(stream, seq, time, subject, decision, hash, data, n)
-            ORDER BY x.n`;
-        }
-        for (const c of cps) {
-          await tx`INSERT INTO ${t('audit_checkpoints')} (stream, seq, data, frontier) VALUES (${c.checkpoint.stream}, ${c.checkpoint.seq}, ${JSON.stringify(c.checkpoint)}, ${JSON.stringify(c.frontier)})`;
-        }
-      });
+          for (const c of cps) {
+            await tx`INSERT INTO ${t('audit_checkpoints')} (stream, seq, data, frontier) VALUES (${c.checkpoint.stream}, ${c.checkpoint.seq}, ${JSON.stringify(c.checkpoint)}, ${JSON.stringify(c.frontier)})`;
+          }
+        });
+      } finally {
+        // Reads run on other pooled connections: a page read ahead while this transaction
+        // was open may predate its commit, and must not be served after it.
+        appends++;
+        readAhead = null;
+      }
     },
     async head(stream) {
       const rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_records')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
