@@ -57,7 +57,7 @@ export function exchangeBody(ex: Exchange, instance: string | null, final: boole
     b.decision = 'allowed';
     b.stage = 'proxy';
   } else {
-    b.decision = r.drop ? 'dropped' : 'refused';
+    b.decision = r.silent ? 'dropped' : 'refused';
     b.stage = r.stage;
     b.rule = r.rule ?? null;
     b.code = r.code;

@@ -39,13 +39,49 @@ export const ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const id = z.string().regex(ID, 'must match ^[a-z0-9][a-z0-9_-]{0,62}$ (lowercase letters, digits, _ and -)');
 
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid HTTP header name');
-const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'header values may not contain control characters');
+// Printable ASCII only: a non-ASCII character has no single byte form (Node writes header
+// strings as latin1, a YAML author means UTF-8), so it is refused rather than re-encoded.
+const headerValue = z.string().regex(/^[\t\x20-\x7e]*$/, 'header values may hold printable ASCII, spaces and tabs only');
 
 const headersBlock = z.strictObject({
   /** Set (overwrite) these response headers on every response of the site. */
   set: z.record(headerName, headerValue).default({}),
   /** Remove these response headers (e.g. X-Powered-By from the upstream). */
   remove: z.array(headerName).default([]),
+});
+
+/** An HTTP token (RFC 9110 §5.6.2), e.g. an Upgrade protocol name. */
+const token = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not an HTTP token');
+
+/**
+ * How a site reads requests where upstream frameworks disagree (docs/lifecycle.md#one-reading).
+ * `http.request` holds the defaults; a site's `request` block overrides single keys.
+ */
+const requestReadingFields = {
+  /** `%2F`, `%5C`, `%2E` and double encodings in the path: refuse (400), decode and forward decoded, or keep (no path-based control may apply). */
+  escaped_path: z.enum(['reject', 'decode', 'keep']),
+  /** `;` parameters in path segments: forwarded as received, or refused (400). */
+  path_parameters: z.enum(['keep', 'reject']),
+  /** Header names containing `_` (CGI/WSGI read them as `-`): dropped, refused (400), or forwarded unless they spell a header gatehouse sets. */
+  header_underscores: z.enum(['drop', 'reject', 'allow']),
+  /** Upgrade protocols that may become a tunnel (case-insensitive); any other Upgrade is ignored. */
+  upgrades: z.array(token),
+};
+
+const requestReadingDefaults = z
+  .strictObject({
+    escaped_path: requestReadingFields.escaped_path.default('reject'),
+    path_parameters: requestReadingFields.path_parameters.default('keep'),
+    header_underscores: requestReadingFields.header_underscores.default('drop'),
+    upgrades: requestReadingFields.upgrades.default(['websocket']),
+  })
+  .prefault({});
+
+const requestReadingOverrides = z.strictObject({
+  escaped_path: requestReadingFields.escaped_path.optional(),
+  path_parameters: requestReadingFields.path_parameters.optional(),
+  header_underscores: requestReadingFields.header_underscores.optional(),
+  upgrades: requestReadingFields.upgrades.optional(),
 });
 
 const ipFilter = z.strictObject({
@@ -154,6 +190,8 @@ const sitePolicy = z.strictObject({
   body_fields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'a top-level JSON field name')).default([]),
   /** Largest body read for body_fields; a larger body is refused (413). */
   max_body_bytes: size('64KiB').pipe(z.number().int().min(1).max(16_777_216)),
+  /** Media types read as JSON for body_fields (lowercase `type/subtype`); a body of any other type is refused (415). */
+  body_types: z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/, 'a lowercase media type (type/subtype)')).min(1).default(['application/json']),
   /** Decisions remembered per policy generation (0: no cache). */
   cache_entries: z.number().int().min(0).max(10_000_000).default(10_000),
 });
@@ -177,6 +215,8 @@ export const siteSchema = z.strictObject({
   domain: z.string().min(1).max(256).optional(),
   /** Cedar authorization policy for this site (docs/policy.md). */
   policy: sitePolicy.optional(),
+  /** How this site reads ambiguous requests; overrides `http.request` key by key (docs/lifecycle.md#one-reading). */
+  request: requestReadingOverrides.optional(),
 });
 
 /** Serve HTTPS: certificate files (reloaded when they change) or certificates from the internal CA. */
@@ -304,6 +344,10 @@ export const configSchema = z.strictObject({
       keep_alive_timeout: duration('5s'),
       shutdown_grace: duration('10s'),
       request_id_header: headerName.default('X-Request-Id'),
+      /** Defaults for how sites read ambiguous requests (docs/lifecycle.md#one-reading). */
+      request: requestReadingDefaults,
+      /** A host no site serves: close with zero bytes like an IP-filter drop (private), or answer 421. */
+      unknown_host: z.enum(['close', 'misdirected']).default('close'),
     })
     .prefault({}),
   state: z
@@ -405,6 +449,7 @@ export type AuthConfig = Config['auth'];
 export type IssuerConfig = z.output<typeof issuer>;
 export type SiteAuthConfig = z.output<typeof siteAuth>;
 export type SitePolicyConfig = z.output<typeof sitePolicy>;
+export type RequestReadingConfig = z.output<typeof requestReadingDefaults>;
 export type RevocationConfig = Config['revocation'];
 export type IdentitiesConfig = Config['identities'];
 export { JWS_ALGS };

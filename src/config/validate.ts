@@ -3,9 +3,9 @@
  * syntax, path patterns, addresses, routing collisions) and warnings for settings that
  * are legal but dangerous (trusting every proxy, a public admin listener).
  */
-import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseCidr } from '../net/ip.js';
+import { canonicalSiteHost } from '../http/host.js';
 import { normalizePath, validatePathPattern } from '../http/path.js';
 import { isLoopbackHost, parseListenAddress } from '../server/address.js';
 import type { IpFilterConfig } from './schema.js';
@@ -18,10 +18,7 @@ import { validatePolicyConfig } from '../stages/policy/validate.js';
 
 /** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
-  let host = h.trim().toLowerCase();
-  if (host.endsWith('.')) host = host.slice(0, -1);
-  if (host.charCodeAt(0) !== 91 && isIP(host) === 6) host = `[${host}]`;
-  return host;
+  return canonicalSiteHost(h);
 }
 
 const HOST_PATTERN = /^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$|^[0-9a-f:]+$/;
@@ -159,9 +156,42 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
       if (r.paths && r.paths.length === 0) err(`${rp}.paths`, 'an empty path list matches nothing; omit `paths` to apply the rule to every path');
     });
   });
+  validateKeptPaths(config, err);
   validateTls(config, dir, err, warn);
   validateAudit(config, dir, err);
   validateIdentityConfig(config, dir, err);
   validatePolicyConfig(config, dir, err);
   return out;
+}
+
+/**
+ * `escaped_path: keep` forwards `%2F`, `%5C`, `%2E` as received, so an upstream may read the
+ * path differently from gatehouse's matching form. Only a site on which no path-based
+ * decision is made may do that: its path_prefix is `/`, it has no path classes (rate
+ * limits, auth), no policy (which sees the path), and no other site shares a host with it
+ * (routing between them would be a path-based decision).
+ */
+function validateKeptPaths(config: PartialConfig, err: (path: string, message: string) => void): void {
+  const globalKeep = config.http?.request?.escaped_path === 'keep';
+  const hostOwners = new Map<string, number>();
+  config.sites.forEach((site) => {
+    if (site === undefined) return;
+    for (const h of site.hosts ?? []) {
+      const host = normalizeHost(h);
+      hostOwners.set(host, (hostOwners.get(host) ?? 0) + 1);
+    }
+  });
+  config.sites.forEach((site, si) => {
+    if (site === undefined) return;
+    const mode = site.request?.escaped_path ?? (globalKeep ? 'keep' : undefined);
+    if (mode !== 'keep') return;
+    const where = site.request?.escaped_path === 'keep' ? `sites[${si}].request.escaped_path` : 'http.request.escaped_path';
+    const reasons: string[] = [];
+    if (normalizePath(site.path_prefix ?? '/') !== '/') reasons.push(`sites[${si}] has path_prefix ${JSON.stringify(site.path_prefix)}`);
+    if ((site.rate_limits ?? []).some((r) => r?.paths !== undefined)) reasons.push(`sites[${si}] has rate-limit rules with paths`);
+    if (site.auth?.paths !== undefined) reasons.push(`sites[${si}] has auth.paths`);
+    if (site.policy !== undefined) reasons.push(`sites[${si}] has a policy (it sees the path)`);
+    for (const h of site.hosts ?? []) if ((hostOwners.get(normalizeHost(h)) ?? 0) > 1) reasons.push(`host ${normalizeHost(h)} is shared with another site`);
+    if (reasons.length > 0) err(where, `escaped_path: keep forwards encoded separators that an upstream may read differently, so it is only for a site with no path-based control: ${reasons.join('; ')}`);
+  });
 }

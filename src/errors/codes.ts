@@ -7,6 +7,11 @@
 export const ERROR_CODES = {
   bad_request: { status: 400, message: 'The request is malformed.' },
   missing_host: { status: 400, message: 'The request has no Host header.' },
+  ambiguous_path: { status: 400, message: 'The request path can be read in more than one way.' },
+  bad_header: { status: 400, message: 'A request header is not accepted.' },
+  invalid_body: { status: 400, message: 'The request body cannot be read in exactly one way.' },
+  unsupported_media_type: { status: 415, message: 'The request body has a media type or content coding that is not accepted.' },
+  unsupported_transfer_encoding: { status: 501, message: 'The request uses a transfer coding that is not supported.' },
   request_timeout: { status: 408, message: 'The request was not received in time.' },
   body_too_large: { status: 413, message: 'The request body is too large.' },
   admin_unauthorized: { status: 401, message: 'Admin API authentication failed.' },
@@ -41,6 +46,9 @@ export const ERROR_CODES = {
   // Never sent to a client: the connection is closed with zero bytes written. Listed so
   // logs, metrics and audit records use the same id for the decision.
   ip_denied: { status: 0, message: 'Connection closed: client address not allowed.' },
+  // Never sent either: a request parsed behind an answer that closed its connection (or
+  // behind a request that asked for the close) is not processed; it is logged and audited.
+  connection_closed: { status: 0, message: 'Not processed: the connection was closed before this request.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

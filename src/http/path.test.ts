@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { compilePathPatterns, normalizePath, normalizePathSlow, parseTarget, validatePathPattern } from './path.js';
+import { canonicalPath, compilePathPatterns, normalizePath, normalizePathSlow, parseTarget, PATH_AMBIGUOUS_SEGMENT, PATH_ESCAPED_SEPARATOR, PATH_PARAMETERS, validatePathPattern } from './path.js';
 
 // ---------------------------------------------------------------------------------------
 // parseTarget
@@ -409,5 +409,115 @@ test('property: a normalized path is matched by itself as a pattern', () => {
       if (validatePathPattern(raw) === null) assert.equal(compilePathPatterns([raw])(n), true, p);
     }),
     { numRuns: 3000 },
+  );
+});
+
+// ---------------------------------------------------------------------------------------
+// canonicalPath (what is forwarded)
+// ---------------------------------------------------------------------------------------
+
+test('canonicalPath: dot segments resolved, slashes merged, unreserved escapes decoded, others uppercased', () => {
+  const cases: Array<[string, string, number]> = [
+    ['/', '/', 0],
+    ['/a/b', '/a/b', 0],
+    ['/Admin/Secret', '/Admin/Secret', 0],
+    ['/admin/../secret', '/secret', 0],
+    ['/admin/./x/', '/admin/x/', 0],
+    ['/../../x', '/x', 0],
+    ['/a/..', '/', 0],
+    ['/a/b/..', '/a/', 0],
+    ['//admin//x', '/admin/x', 0],
+    ['/admin\\..\\secret', '/secret', 0],
+    ['/%61dmin/%7euser', '/admin/~user', 0],
+    ['/caf%c3%a9', '/caf%C3%A9', 0],
+    ['/a%3bb', '/a%3Bb', 0],
+    ['/a;jsessionid=1/b', '/a;jsessionid=1/b', PATH_PARAMETERS],
+    ['/admin/..;/secret', '/secret', PATH_PARAMETERS],
+    ['/admin/.;x/y', '/admin/y', PATH_PARAMETERS],
+    ['/admin/..%2fsecret', '/admin/..%2Fsecret', PATH_ESCAPED_SEPARATOR],
+    ['/admin/%2e%2e/secret', '/admin/%2E%2E/secret', PATH_ESCAPED_SEPARATOR],
+    ['/a%5cb', '/a%5Cb', PATH_ESCAPED_SEPARATOR],
+    ['/a%252fb', '/a%252fb', PATH_ESCAPED_SEPARATOR],
+    ['/a%25zz', '/a%25zz', 0],
+    ['/a/%3b/..', '/a/', 0],
+    ['/admin/..%3bx/y', '/admin/..%3Bx/y', PATH_AMBIGUOUS_SEGMENT],
+    ['/admin/.%3B/y', '/admin/.%3B/y', PATH_AMBIGUOUS_SEGMENT],
+    ['/admin/..x%3b/y', '/admin/..x%3B/y', 0],
+  ];
+  for (const [raw, path, flags] of cases) {
+    const c = canonicalPath(raw);
+    assert.equal(c.path, path, raw);
+    assert.equal(c.flags, flags, raw);
+  }
+  assert.equal(canonicalPath('/a%zz').path, null);
+  assert.equal(canonicalPath('/a%4').path, null);
+});
+
+test('canonicalPath with decode: escaped separators and dots are read as what they encode', () => {
+  const cases: Array<[string, string]> = [
+    ['/admin/..%2fsecret', '/secret'],
+    ['/admin/%2e%2e/secret', '/secret'],
+    ['/admin%2Fx', '/admin/x'],
+    ['/a%5cb', '/a/b'],
+    ['/a%2Ejs', '/a.js'],
+    ['/a%252fb', '/a%252fb'],
+  ];
+  for (const [raw, path] of cases) assert.equal(canonicalPath(raw, true).path, path, raw);
+});
+
+/** Path pieces that upstreams read differently; `%25` (double encoding) is left out: it is always refused or kept. */
+const piece = fc.constantFrom('a', 'B', 'admin', 'x.y', '.', '..', '', ';p=1', '..;', '%2e', '%2E%2e', '%2f', '%2F', '%5c', '\\', '%41', '%c3%a9', '%3b', '%20', '~', '-_');
+const rawPath = fc.array(fc.array(piece, { maxLength: 3 }).map((p) => p.join('')), { maxLength: 8 }).map((segs) => '/' + segs.join('/'));
+
+/** Each way an upstream may read a forwarded path's segments: decode or not, cut `;params` before or after decoding, or not at all. */
+const readings: Array<(seg: string) => string> = [
+  (seg) => seg,
+  (seg) => decodeURIComponentLoose(seg),
+  (seg) => decodeURIComponentLoose(seg.split(';')[0] as string),
+  (seg) => decodeURIComponentLoose(seg).split(';')[0] as string,
+];
+
+function decodeURIComponentLoose(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+test('property: a forwarded path has one segment structure under every reading (no reading finds a dot segment in it)', () => {
+  fc.assert(
+    fc.property(rawPath, (raw) => {
+      const c = canonicalPath(raw, true);
+      if (c.path === null || (c.flags & PATH_AMBIGUOUS_SEGMENT) !== 0) return;
+      for (const seg of c.path.split('/').slice(1)) {
+        for (const read of readings) {
+          const name = read(seg);
+          assert.ok(name !== '.' && name !== '..', `${raw} -> ${c.path}: segment ${seg} reads as ${name}`);
+        }
+      }
+      // Matching is on the forwarded path; re-canonicalizing it changes nothing.
+      assert.equal(normalizePath(canonicalPath(c.path, true).path as string), normalizePath(c.path), raw);
+      if ((c.flags & PATH_ESCAPED_SEPARATOR) === 0) assert.equal(canonicalPath(raw, false).path, c.path, raw);
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('property: the canonical path is canonical (idempotent; no dot segment, empty segment, backslash or escaped separator)', () => {
+  fc.assert(
+    fc.property(rawPath, (raw) => {
+      const c = canonicalPath(raw, true);
+      if (c.path === null) return;
+      const again = canonicalPath(c.path, true);
+      assert.equal(again.path, c.path, raw);
+      assert.equal(again.flags & PATH_ESCAPED_SEPARATOR, 0, raw);
+      assert.doesNotMatch(c.path, /\/\/|\\|%2[fFeE]|%5[cC]/, raw);
+      for (const seg of c.path.split('/').slice(1, -1)) {
+        const name = seg.split(';')[0];
+        assert.ok(name !== '' && name !== '.' && name !== '..', `${raw} -> ${c.path}`);
+      }
+    }),
+    { numRuns: 2000 },
   );
 });

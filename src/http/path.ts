@@ -1,12 +1,17 @@
 /**
- * Request-target parsing and the path normalization used for ALL path matching (routing by
- * prefix, rate-limit path classes, policy).
+ * Request-target parsing, the canonical path gatehouse forwards, and the normalization used
+ * for ALL path matching (routing by prefix, rate-limit path classes, auth paths, policy).
  *
- * The gateway forwards the raw target upstream unchanged; normalization only decides which
- * class a request falls in. Upstreams differ in how they read a path (percent-decoding,
- * `\` as `/`, `;params`, case, dot segments), so the normalized form is deliberately the
- * *union* of those readings: every spelling that some upstream could treat as `/login`
- * must normalize to `/login`. Over-matching is safe; under-matching is a bypass.
+ * One reading (docs/lifecycle.md#one-reading): the upstream receives the canonical path
+ * (canonicalPath: dot segments resolved, slashes merged, `\` as `/`, unreserved escapes
+ * decoded) and every match is made on the normalized form of that same path. Spellings that
+ * upstreams read in different ways — an encoded `/`, `\` or `.`, double encoding — are
+ * refused, decoded, or (only where no control looks at the path) kept, per site.
+ *
+ * Matching still folds what upstreams may fold (case, `;params`, percent-decoding), so the
+ * normalized form is deliberately the *union* of those readings: every spelling that some
+ * upstream could treat as `/login` normalizes to `/login`. Over-matching is safe;
+ * under-matching is a bypass.
  */
 import { TextDecoder } from 'node:util';
 
@@ -117,6 +122,138 @@ function isValidAuthority(a: string): boolean {
     if (c < 48 || c > 57) return false;
   }
   return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// canonicalPath
+// ---------------------------------------------------------------------------------------
+
+/** The path held an encoded `/`, `\` or `.` (`%2F`, `%5C`, `%2E`) or a double encoding (`%25` + two hex digits). */
+export const PATH_ESCAPED_SEPARATOR = 1;
+/** A segment held `;` parameters. */
+export const PATH_PARAMETERS = 2;
+/**
+ * A segment that some upstreams read as a dot segment and others do not: `..%3Bx` is `..`
+ * to a framework that decodes before it cuts `;params`, and the name `..;x` to one that
+ * cuts first. gatehouse cannot resolve it one way without deciding against the other.
+ */
+export const PATH_AMBIGUOUS_SEGMENT = 4;
+
+export interface CanonicalPath {
+  /** The path to forward; null when it has an invalid percent-escape. */
+  readonly path: string | null;
+  /** PATH_ESCAPED_SEPARATOR | PATH_PARAMETERS, for the site's `request` settings. */
+  readonly flags: number;
+}
+
+const HEX = '0123456789ABCDEF';
+
+/** RFC 3986 unreserved: ALPHA DIGIT - . _ ~ (the `.` is handled apart). */
+function isUnreserved(b: number): boolean {
+  return (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x5f || b === 0x7e;
+}
+
+/** True when `path` is already canonical (the common case): no `%`, `\`, `;`, `//` or dot segment. */
+function isCanonicalFast(path: string): boolean {
+  const len = path.length;
+  if (len === 0 || path.charCodeAt(0) !== 47) return false;
+  for (let i = 0; i < len; i++) {
+    const c = path.charCodeAt(i);
+    if (c === 47 /* / */) {
+      const next = path.charCodeAt(i + 1);
+      if (next === 47) return false;
+      if (next === 46 /* . */) {
+        const a = path.charCodeAt(i + 2);
+        if (i + 2 === len || a === 47) return false;
+        if (a === 46 && (i + 3 === len || path.charCodeAt(i + 3) === 47)) return false;
+      }
+    } else if (c === 37 /* % */ || c === 92 /* \ */ || c === 59 /* ; */) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * The path gatehouse forwards upstream, from the raw (still encoded) path of the target.
+ *
+ * - `\` is a separator like `/`; empty segments are merged; `.` and `..` segments are
+ *   resolved (never above the root), also when they carry `;params` (`..;/`, the Tomcat
+ *   spelling); a trailing `/` (or trailing dot segment) stays a trailing `/`.
+ * - Escapes of unreserved characters are decoded (`%61` → `a`); every other escape is kept
+ *   with uppercase hex. Raw characters are kept as they are (the case too).
+ * - `%2F`, `%5C`, `%2E` and double encodings set PATH_ESCAPED_SEPARATOR. With `decode`
+ *   they are read as what they encode (`%2F` a separator, `%2E` a dot, `%25` stays `%25`);
+ *   without, they are kept encoded. A caller refuses, decodes or keeps by site setting.
+ *
+ * - A segment that is a dot segment only to frameworks that decode `%3B` before cutting
+ *   parameters sets PATH_AMBIGUOUS_SEGMENT.
+ *
+ * Every match is made on normalizePath of the result (never of the raw path): normalizing
+ * the raw path could resolve a `..` against a segment that the forwarded path keeps.
+ */
+export function canonicalPath(raw: string, decode = false): CanonicalPath {
+  if (isCanonicalFast(raw)) return { path: raw, flags: 0 };
+  let flags = 0;
+  const out: string[] = [];
+  let cur = '';
+  let paramsAt = -1;
+  const endSegment = (): void => {
+    const name = paramsAt < 0 ? cur : cur.slice(0, paramsAt);
+    if (name === '..') out.pop();
+    else if (name !== '' && name !== '.') {
+      // Decoded first, `%3B` starts parameters too: `..%3Bx` would be a dot segment then.
+      const enc = cur.indexOf('%3B');
+      if (enc >= 0 && (paramsAt < 0 || enc < paramsAt)) {
+        const decodedName = cur.slice(0, enc);
+        if (decodedName === '.' || decodedName === '..') flags |= PATH_AMBIGUOUS_SEGMENT;
+      }
+      out.push(cur);
+    }
+    cur = '';
+    paramsAt = -1;
+  };
+  const len = raw.length;
+  for (let i = 0; i < len; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 47 /* / */ || c === 92 /* \ */) {
+      endSegment();
+      continue;
+    }
+    if (c === 37 /* % */) {
+      const h = hexVal(raw.charCodeAt(i + 1));
+      const l = h < 0 ? -1 : hexVal(raw.charCodeAt(i + 2));
+      if (l < 0) return { path: null, flags };
+      const b = (h << 4) | l;
+      i += 2;
+      if (b === 0x2f || b === 0x5c) {
+        flags |= PATH_ESCAPED_SEPARATOR;
+        if (decode) endSegment();
+        else cur += b === 0x2f ? '%2F' : '%5C';
+      } else if (b === 0x2e) {
+        flags |= PATH_ESCAPED_SEPARATOR;
+        cur += decode ? '.' : '%2E';
+      } else if (isUnreserved(b)) {
+        cur += String.fromCharCode(b);
+      } else {
+        if (b === 0x25 && hexVal(raw.charCodeAt(i + 1)) >= 0 && hexVal(raw.charCodeAt(i + 2)) >= 0) flags |= PATH_ESCAPED_SEPARATOR;
+        cur += '%' + HEX[h] + HEX[l];
+      }
+      continue;
+    }
+    if (c === 59 /* ; */) {
+      flags |= PATH_PARAMETERS;
+      if (paramsAt < 0) paramsAt = cur.length;
+    }
+    cur += raw[i];
+  }
+  // The last segment: `/a/` ends with an empty one, `/a/..` with a dot segment; both leave
+  // a trailing slash, like normalizePath.
+  const lastName = paramsAt < 0 ? cur : cur.slice(0, paramsAt);
+  const trailing = lastName === '' || lastName === '.' || lastName === '..';
+  endSegment();
+  const path = out.length === 0 ? '/' : '/' + out.join('/') + (trailing ? '/' : '');
+  return { path, flags };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 /**
  * The audit trail end to end: a real gateway in front of a real upstream records every
- * exchange — proxied, refused (421, 429), dropped by the IP filter (aggregated) — the
+ * exchange — proxied, refused (429), closed for an unknown host, dropped by the IP filter (aggregated) — the
  * admin API queries it, `gatehouse audit verify` checks the store and `audit export`
  * writes a file a third party verifies with the public key only.
  */
@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { auditFiles, type AuditFiles } from '../audit/test-files.js';
 import type { ChainedRecord } from '../audit/record.js';
-import { baseConfig, BIN, request, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { baseConfig, BIN, rawExchange, request, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
 
 const run = promisify(execFile);
 const TOKEN = 'admin-token-for-audit-tests-0123456789';
@@ -61,7 +61,11 @@ describe('audit trail (async mode, SQLite)', () => {
     assert.equal(ok.status, 200);
     assert.equal((await request(`${gw.url}/login`, { method: 'POST', body: 'a' })).status, 200);
     assert.equal((await request(`${gw.url}/login`, { method: 'POST', body: 'a' })).status, 429);
-    assert.equal((await request(`http://127.0.0.1:${gw.port}/`, { headers: { host: 'unknown.example' } })).status, 421);
+    // http.unknown_host: close (the default): closed with zero bytes, still recorded.
+    await assert.rejects(request(`http://127.0.0.1:${gw.port}/`, { headers: { host: 'unknown.example' } }), /socket hang up|ECONNRESET/);
+    // A request the HTTP parser rejects is an exchange too: answered 400 and recorded.
+    const garbage = await rawExchange(gw.port, 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n');
+    const garbageId = /x-request-id: ([0-9a-f-]+)/i.exec(garbage.bytes.toString())?.[1];
     const all = await records(gw);
     const byId = new Map(all.map((r) => [r.request_id, r]));
     const okRec = byId.get(ok.headers['x-request-id'] as string) as ChainedRecord;
@@ -78,8 +82,10 @@ describe('audit trail (async mode, SQLite)', () => {
     assert.equal(okRec.subject, null);
     const limited = all.find((r) => r.status === 429) as ChainedRecord;
     assert.deepEqual([limited.decision, limited.stage, limited.rule, limited.code], ['refused', 'rate_limit', 'login', 'rate_limited']);
-    const misdirected = all.find((r) => r.status === 421) as ChainedRecord;
-    assert.deepEqual([misdirected.decision, misdirected.stage, misdirected.code, misdirected.site], ['refused', 'routing', 'misdirected_request', null]);
+    const parserRec = byId.get(garbageId as string) as ChainedRecord;
+    assert.deepEqual([parserRec.status, parserRec.decision, parserRec.stage, parserRec.code, parserRec.site], [400, 'refused', 'parser', 'bad_request', null]);
+    const misdirected = all.find((r) => r.code === 'misdirected_request') as ChainedRecord;
+    assert.deepEqual([misdirected.status, misdirected.decision, misdirected.stage, misdirected.site], [0, 'dropped', 'routing', null]);
     assert.ok(all.some((r) => r.kind === 'restart'));
   });
 

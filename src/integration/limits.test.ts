@@ -191,11 +191,14 @@ describe('limits: headers, bodies, malformed and slow clients', () => {
     assert.equal(rec?.ended ?? false, false, 'the upstream never saw a complete body');
   });
 
-  it('answers a Host no site serves with 421 misdirected_request; the upstream sees nothing', async () => {
-    const r = await request(`${gw.url}/misdirected`, { headers: { Host: 'nobody.example' } });
-    assertErrorAnswer(r.status, r.headers, r.body, 421, 'misdirected_request');
+  it('closes a request for a Host no site serves with zero bytes (http.unknown_host: close); the upstream sees nothing', async () => {
+    const r = await rawExchange(gw.port, 'GET /misdirected HTTP/1.1\r\nHost: nobody.example\r\n\r\n');
+    assert.equal(r.bytes.length, 0);
+    assert.ok(r.closed);
     assert.equal(seenPath('/misdirected'), 0);
+    assert.ok(await until(() => gw.logs.some((l) => l.msg === 'request' && l.code === 'misdirected_request' && l.status === 0), 2000));
   });
+
 
   it('answers an HTTP/1.0 request without Host with 400 missing_host', async () => {
     const r = await rawExchange(gw.port, 'GET /no-host HTTP/1.0\r\n\r\n', 5000);

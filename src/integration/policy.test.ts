@@ -130,7 +130,8 @@ describe('policy decision matrix (example policies)', { concurrency: false }, ()
     assert.equal((JSON.parse(r.body) as { body: string }).body, body, 'the upstream gets the bytes the policy read');
     assert.equal(code(await llm(t, JSON.stringify({ model: 'huge-9' }))), 'policy_denied');
     assert.equal(code(await llm(t, '{"messages":[]}')), 'policy_denied', 'no model: no permit');
-    assert.equal(code(await llm(t, 'not json')), 'policy_denied');
+    // A body without exactly one reading is refused, never evaluated as "no fields".
+    assert.equal(code(await llm(t, 'not json')), 'invalid_body');
     // large-1 is permitted by the list but forbidden outside research: forbid wins.
     assert.equal(code(await llm(t, JSON.stringify({ model: 'large-1' }))), 'policy_denied');
     const research = await agent({ sub: 'agent-r', domain: 'research' });

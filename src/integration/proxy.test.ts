@@ -28,6 +28,8 @@ describe('proxy: forwarding and headers', () => {
           { id: 'strict', hosts: ['strict.test'], upstream: { urls: [up.url] }, headers: { set: { 'X-Frame-Options': 'DENY', 'Content-Security-Policy': "default-src 'none'" }, remove: ['X-Kept'] } },
           { id: 'api', hosts: ['127.0.0.1'], path_prefix: '/api', upstream: { urls: [up.url] }, headers: { set: { 'X-Site': 'api' } } },
         ],
+        // The 421 answer (the default closes the connection instead: limits.test.ts).
+        http: { unknown_host: 'misdirected' },
       }),
     );
   });

@@ -45,10 +45,15 @@ describe('edge rate limits (Atlas defaults: 100/min general, 10/min login)', () 
   });
 
   it('counts every spelling of the login path against the login class', async () => {
-    const spellings = ['/LOGIN', '/%6cogin', '//login', '/x/../login', '/./login;jsessionid=1', '/%2e%2e/login', '/api/Login/', '/%2561pi/login', '/login%2f..%2flogin'];
+    const spellings = ['/LOGIN', '/%6cogin', '//login', '/x/../login', '/./login;jsessionid=1', '/api/Login/', '/..;/login', '/api\\..\\login'];
     for (const p of spellings) {
       const r = await rawExchange(gw.port, `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
       assert.match(r.bytes.toString(), /^HTTP\/1\.1 429 /, `spelling ${p} escaped the login class`);
+    }
+    // Spellings that upstreams read in different ways are refused before any limit (escaped_path: reject).
+    for (const p of ['/%2e%2e/login', '/%2561pi/login', '/login%2f..%2flogin']) {
+      const r = await rawExchange(gw.port, `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      assert.match(r.bytes.toString(), /^HTTP\/1\.1 400 [^]*"code":"ambiguous_path"/, `spelling ${p} was not refused`);
     }
   });
 

@@ -13,8 +13,11 @@ export class Exchange {
   /** Request id, also sent to the client and the upstream. */
   readonly id: string;
   readonly req: IncomingMessage;
-  /** null for WebSocket upgrades (the raw socket is in `socket`). */
-  readonly res: ServerResponse | null;
+  /**
+   * null for upgrade requests (the raw socket is in `socket`) — until the request stage
+   * turns an upgrade the site does not allow into a plain request with a response of its own.
+   */
+  res: ServerResponse | null;
   readonly socket: Duplex;
   /** performance.now() when the request was received. */
   readonly start: number;
@@ -28,12 +31,16 @@ export class Exchange {
   readonly scheme: 'http' | 'https';
   /** Normalized host name used for routing (lowercase, no port). */
   host = '';
-  /** The authority as the client sent it (Host header or absolute-form), for X-Forwarded-Host. */
+  /** The canonical authority (`host[:port]`): the upstream's Host header and X-Forwarded-Host. */
   authority = '';
-  /** Raw path and query as received (forwarded upstream unchanged). */
+  /** The path sent upstream (http/path.ts canonicalPath) and the query, unchanged. */
   path = '';
   query = '';
-  /** The normalized path used for every match (routing, path classes). */
+  /** The path as received, still encoded (the `keep` reading starts from it). */
+  rawPath = '';
+  /** PATH_* flags of the raw path, checked against the site's `request` settings. */
+  pathFlags = 0;
+  /** The normalized form of `path`, used for every match (routing, path classes, auth paths, policy). */
   normPath = '';
   site: CompiledSite | null = null;
   /** Set by the token stage once a credential is verified; null for anonymous requests. */
@@ -54,6 +61,8 @@ export class Exchange {
   bytesIn = 0;
   bytesOut = 0;
   finished = false;
+  /** Called once when the exchange finishes (the gateway releases its config generation). */
+  release: (() => void) | null = null;
 
   constructor(
     id: string,

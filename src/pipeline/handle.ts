@@ -6,10 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { routingHost } from '../http/host.js';
-import { normalizePath, parseTarget } from '../http/path.js';
+import { canonicalAuthority, parseAuthority } from '../http/host.js';
+import { canonicalPath, normalizePath, parseTarget } from '../http/path.js';
 import { normalizeIp } from '../net/ip.js';
 import type { HeaderPolicy } from '../stages/headers/index.js';
+import { connectionOf } from './connection.js';
 import type { GatewayContext } from './context.js';
 import { Exchange } from './exchange.js';
 import { Refusal } from './refusal.js';
@@ -50,7 +51,10 @@ function hasDuplicateHost(raw: readonly string[]): boolean {
   return false;
 }
 const NO_SITE = new Refusal('misdirected_request', 'routing');
+/** `http.unknown_host: close`: an unknown host looks exactly like a host the client may not reach. */
+const NO_SITE_CLOSE = new Refusal('misdirected_request', 'routing', undefined, undefined, undefined, true);
 const SHUTTING_DOWN = new Refusal('shutting_down', 'server');
+const CONNECTION_CLOSED = new Refusal('connection_closed', 'server', undefined, undefined, undefined, true);
 
 type Terminal = (ex: Exchange, site: CompiledSite) => void;
 
@@ -101,20 +105,29 @@ function route(ctx: GatewayContext, rt: Runtime, ex: Exchange, terminal: Termina
   const req = ex.req;
   const target = parseTarget(req.url ?? '');
   if (target === null || target.path === '*') return refuse(ctx, ex, rt.headers, BAD_TARGET);
-  ex.path = target.path;
+  ex.rawPath = target.path;
   ex.query = target.query;
-  const host = target.authority ?? req.headers.host;
-  if (host === undefined || host === '') return refuse(ctx, ex, rt.headers, NO_HOST);
+  // RFC 9112 §3.2.2: an absolute-form target's authority replaces the Host header.
+  const authority = target.authority ?? req.headers.host;
+  if (authority === undefined || authority === '') return refuse(ctx, ex, rt.headers, NO_HOST);
   if (hasDuplicateHost(req.rawHeaders)) return refuse(ctx, ex, rt.headers, BAD_HOST);
-  ex.authority = host;
-  const routing = routingHost(host);
-  if (routing === null) return refuse(ctx, ex, rt.headers, BAD_HOST);
-  ex.host = routing;
-  const norm = normalizePath(target.path);
+  const parsed = parseAuthority(authority);
+  if (parsed === null) return refuse(ctx, ex, rt.headers, BAD_HOST);
+  ex.host = parsed.host;
+  // The upstream gets this Host, generated from what was routed on, never the client's header.
+  ex.authority = canonicalAuthority(parsed);
+  // Escaped separators are read as what they encode for routing; the site's `request`
+  // settings then refuse, keep or forward that reading (request stage). Matching is always
+  // on the normalized form of the path that is forwarded (docs/lifecycle.md#one-reading).
+  const cp = canonicalPath(target.path, true);
+  if (cp.path === null) return refuse(ctx, ex, rt.headers, BAD_PATH);
+  ex.path = cp.path;
+  ex.pathFlags = cp.flags;
+  const norm = normalizePath(cp.path);
   if (norm === null) return refuse(ctx, ex, rt.headers, BAD_PATH);
   ex.normPath = norm;
   const site = rt.router.match(ex.host, norm);
-  if (site === null) return refuse(ctx, ex, rt.headers, NO_SITE);
+  if (site === null) return refuse(ctx, ex, rt.headers, rt.unknownHostCloses ? NO_SITE_CLOSE : NO_SITE);
   ex.site = site;
   run(ctx, ex, site.headers, site.stages, 0, () => terminal(ex, site));
 }
@@ -124,21 +137,62 @@ function begin(ctx: GatewayContext): void {
   ctx.metrics.inflight.inc();
 }
 
-export function handleRequest(ctx: GatewayContext, rt: Runtime, req: IncomingMessage, res: ServerResponse, scheme: 'http' | 'https'): void {
+/**
+ * A request parsed on a connection. It runs when the connection's previous exchange has
+ * finished, or is finished unprocessed if the connection is closing (pipeline/connection.ts).
+ * `release` is called once when the exchange finishes, whatever happened to it.
+ */
+export function handleRequest(ctx: GatewayContext, rt: Runtime, req: IncomingMessage, res: ServerResponse, scheme: 'http' | 'https', release: () => void): void {
   begin(ctx);
   const ex = new Exchange(randomUUID(), req, res, req.socket, peerOf(req.socket), scheme, rt.requestIdHeader, performance.now());
-  res.once('close', () => finish(ctx, ex));
-  start(ctx, rt, ex, proxyTerminal);
+  const conn = connectionOf(req.socket);
+  conn.enqueue({
+    run() {
+      ex.release = () => {
+        release();
+        conn.done();
+      };
+      res.once('close', () => finish(ctx, ex));
+      // The client asked to close after this request (or spoke HTTP/1.0 without keep-alive):
+      // whatever it pipelined behind is not processed.
+      if (!res.shouldKeepAlive) conn.close();
+      start(ctx, rt, ex, proxyTerminal);
+    },
+    skip() {
+      ex.release = release;
+      notProcessed(ctx, ex);
+    },
+  });
+}
+
+/** A request that arrived on a connection already closing: logged and audited, never run. */
+function notProcessed(ctx: GatewayContext, ex: Exchange): void {
+  const target = parseTarget(ex.req.url ?? '');
+  if (target !== null) ex.path = target.path;
+  ex.refusal = CONNECTION_CLOSED;
+  ex.status = 0;
+  finish(ctx, ex);
 }
 
 const proxyTerminal: Terminal = (ex, site) => site.proxy.handle(ex);
 
-export function handleUpgrade(ctx: GatewayContext, rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer, scheme: 'http' | 'https'): void {
+export function handleUpgrade(ctx: GatewayContext, rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer, scheme: 'http' | 'https', release: () => void): void {
   begin(ctx);
   const ex = new Exchange(randomUUID(), req, null, socket, peerOf(socket), scheme, rt.requestIdHeader, performance.now());
+  ex.release = release;
   socket.once('close', () => finish(ctx, ex));
   socket.on('error', () => socket.destroy());
+  const conn = connectionOf(socket);
+  if (conn.busy || conn.closing) {
+    // Pipelined behind a request still being answered: Node has handed the socket over, so
+    // nothing more is read from it; it is ended once that answer is written.
+    conn.close();
+    notProcessed(ctx, ex);
+    return;
+  }
   start(ctx, rt, ex, (e, site) => {
+    // The request stage turned an upgrade the site does not allow into a plain request.
+    if (e.res !== null) return site.proxy.handle(e);
     // A long-lived tunnel is not started while draining (after the site's stages, so a
     // filtered client still gets a closed connection, not an answer).
     if (ctx.draining) refuse(ctx, e, site.headers, SHUTTING_DOWN);

@@ -16,9 +16,15 @@ export class Refusal {
     readonly headers: readonly string[] | undefined = undefined,
     /** Internal cause for the log; never sent to the client. */
     readonly cause: unknown = undefined,
+    /**
+     * Close the connection with zero bytes written instead of answering (an unknown host
+     * with `http.unknown_host: close`, a request not processed after a close). The IP
+     * filter's drop is silent too, and also counted as a denial.
+     */
+    readonly silent: boolean = code === 'ip_denied',
   ) {}
 
-  /** True for the IP filter's answer: close the connection, write nothing. */
+  /** True for the IP filter's answer: close the connection, write nothing, count a denial. */
   get drop(): boolean {
     return this.code === 'ip_denied';
   }

@@ -11,6 +11,7 @@ import type { HeaderPolicy } from '../stages/headers/index.js';
 import type { GatewayContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import type { ExchangeObserver } from './observer.js';
+import { connectionOf } from './connection.js';
 import { Refusal } from './refusal.js';
 
 export function errorBody(code: ErrorCode, requestId: string): string {
@@ -26,22 +27,36 @@ export function ownHeaders(policy: HeaderPolicy, extra: readonly string[], more:
   return h;
 }
 
-/** Serializes a complete HTTP/1.1 response for a raw socket (upgrade requests, parser errors). */
-export function rawResponse(status: number, headers: readonly string[], body: string): string {
+/**
+ * Serializes a complete HTTP/1.1 response for a raw socket (upgrade requests, parser
+ * errors). Latin1, as Node writes the headers of every other response: a header value
+ * passed on from an upstream keeps its bytes.
+ */
+export function rawResponse(status: number, headers: readonly string[], body: string): Buffer {
   let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n`;
   for (let i = 0; i < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
-  s += `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
-  return s;
+  s += `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`;
+  return Buffer.concat([Buffer.from(s, 'latin1'), Buffer.from(body, 'utf8')]);
 }
+
+/**
+ * Statuses after which the connection is closed: the request could not be framed or read
+ * as sent (400, 408, 413, 431, 501), so the bytes that follow on the connection cannot be
+ * trusted to start a new request.
+ */
+const CLOSING_STATUSES = new Set([400, 408, 413, 431, 501]);
 
 export function refuse(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, refusal: Refusal): void {
   ex.refusal = refusal;
   const siteId = ex.site?.id ?? '-';
-  if (refusal.drop) {
+  if (refusal.silent) {
     // The Atlas behaviour: close with zero bytes written, no status, no error page.
     ex.status = 0;
-    ctx.metrics.ipDenials.labels(siteId, refusal.rule ?? 'allow').inc();
-    ctx.denials.record(ex.clientIp, siteId, refusal.rule ?? 'allow');
+    if (refusal.drop) {
+      ctx.metrics.ipDenials.labels(siteId, refusal.rule ?? 'allow').inc();
+      ctx.denials.record(ex.clientIp, siteId, refusal.rule ?? 'allow');
+    }
+    connectionOf(ex.socket).close();
     ex.socket.destroy();
     if (ex.res === null) finish(ctx, ex);
     return;
@@ -66,6 +81,7 @@ function sendRefusal(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, re
   const headers = ownHeaders(policy, ex.extraHeaders, refusal.headers);
   const res = ex.res;
   if (res === null) {
+    connectionOf(ex.socket).close();
     if (ex.socket.writable) ex.socket.end(rawResponse(status, headers, body));
     else ex.socket.destroy();
     finish(ctx, ex);
@@ -77,9 +93,12 @@ function sendRefusal(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, re
     return;
   }
   headers.push('Content-Length', String(Buffer.byteLength(body)));
-  // An unread request body (413, early refusals of uploads) or a draining gateway: close
-  // the connection rather than reading a body we refused.
-  if (ctx.draining || hasUnreadBody(ex)) headers.push('Connection', 'close');
+  // An unread request body (early refusals of uploads), a request that could not be read
+  // as sent, or a draining gateway: close the connection, and process nothing after it.
+  if (ctx.draining || CLOSING_STATUSES.has(status) || hasUnreadBody(ex)) {
+    headers.push('Connection', 'close');
+    connectionOf(ex.socket).close();
+  }
   res.writeHead(status, headers);
   res.end(body);
 }
@@ -145,4 +164,6 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
   ctx.inflight--;
   ctx.metrics.inflight.dec();
   if (ctx.inflight === 0 && ctx.onIdle !== null) ctx.onIdle();
+  // Last: it may start the next request pipelined on this connection.
+  if (ex.release !== null) ex.release();
 }

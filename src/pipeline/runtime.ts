@@ -6,7 +6,7 @@
  * started with while new ones use the new generation.
  */
 import type { Config } from '../config/schema.js';
-import { normalizeHost } from '../config/validate.js';
+import { canonicalSiteHost } from '../http/host.js';
 import { normalizePath } from '../http/path.js';
 import { createClientIpResolver, type ClientIpResolver } from '../net/client-ip.js';
 import { compileCidrs, type CidrSet } from '../net/ip.js';
@@ -16,6 +16,7 @@ import type { PoolCache } from '../stages/proxy/pools.js';
 import { createProxy } from '../stages/proxy/index.js';
 import { createRateLimitStage } from '../stages/rate-limit/index.js';
 import { createRequestLimitsStage } from '../stages/request-limits/index.js';
+import { compileReading, createRequestStage } from '../stages/request/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import type { IdentityServices } from '../identity/services.js';
 import { identityForwarding, identityStages } from '../identity/stages.js';
@@ -37,6 +38,8 @@ export interface Runtime {
   /** Header policy for answers made before a site is known (400, 421). */
   readonly headers: HeaderPolicy;
   readonly requestIdHeader: string;
+  /** `http.unknown_host: close`: an unknown host is closed with zero bytes, not answered 421. */
+  readonly unknownHostCloses: boolean;
 }
 
 export interface RuntimeDeps {
@@ -68,6 +71,9 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     if (sc.ip_filter) stages.push(createIpFilterStage(sc.ip_filter));
     // Right after the connection filter: a client the filter drops gets no 503.
     if (config.audit.enabled && deps.auditGate) stages.push(deps.auditGate);
+    // Before any control reads the request: refuse what has more than one reading.
+    const reading = compileReading(config.http.request, sc.request);
+    stages.push(createRequestStage(reading));
     stages.push(createRequestLimitsStage({ maxHeaders: config.http.max_headers, maxBodyBytes: sc.max_body_bytes }));
     const rl = createRateLimitStage({
       siteId: sc.id,
@@ -92,13 +98,14 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
       bodyIdleTimeoutMs: config.http.body_idle_timeout,
       requestIdHeader,
       identityForwarding: identityForwarding(config, sc),
+      headerUnderscores: reading.headerUnderscores,
       zoneViolation: zoneViolation(sc),
     });
     const norm = normalizePath(sc.path_prefix) ?? '/';
     const prefix = norm.endsWith('/') ? norm.slice(0, -1) : norm;
-    const site: CompiledSite = Object.freeze({ id: sc.id, config: sc, stages: Object.freeze(stages), headers, proxy, prefix });
+    const site: CompiledSite = Object.freeze({ id: sc.id, config: sc, stages: Object.freeze(stages), headers, proxy, prefix, reading });
     sites.push(site);
-    for (const h of sc.hosts) entries.push({ host: normalizeHost(h), site });
+    for (const h of sc.hosts) entries.push({ host: canonicalSiteHost(h), site });
   }
   const globalStages: Stage[] = [];
   if (config.ip_filter) globalStages.push(createIpFilterStage(config.ip_filter));
@@ -112,5 +119,6 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     sites: Object.freeze(sites),
     headers: globalHeaders,
     requestIdHeader,
+    unknownHostCloses: config.http.unknown_host === 'close',
   });
 }

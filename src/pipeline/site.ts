@@ -5,6 +5,7 @@
  */
 import type { SiteConfig } from '../config/schema.js';
 import type { HeaderPolicy } from '../stages/headers/index.js';
+import type { CompiledReading } from '../stages/request/index.js';
 import type { Exchange } from './exchange.js';
 import type { Stage } from './stage.js';
 
@@ -23,6 +24,8 @@ export interface CompiledSite {
   readonly proxy: SiteProxy;
   /** Normalized prefix without trailing slash ('' for the root). */
   readonly prefix: string;
+  /** How this site reads ambiguous requests (`request` over `http.request`). */
+  readonly reading: CompiledReading;
 }
 
 export interface Router {

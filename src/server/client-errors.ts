@@ -1,16 +1,27 @@
 /**
  * Answers for requests the HTTP parser rejects before a request object exists: malformed
  * HTTP (400), oversize headers (431), a client too slow to send its headers or body
- * (408, then the connection is closed). Each answer carries the security headers and a
- * request id like every other answer, and is counted; log lines are budgeted so a flood
- * of garbage cannot flood the log. Nothing here can throw into the server.
+ * (408). Each is an exchange like any other: it gets the security headers and a request
+ * id, `Connection: close`, a request log line and an audit record (site `-`, stage
+ * `parser`), and is counted. Nothing here can throw into the server.
+ *
+ * Two cases write nothing: bytes after a request that said `Connection: close` (Node
+ * reports them as an error; RFC 9112 §9.6 says they are not processed, and the answer to
+ * that request is still being written), and a parse error behind a request still being
+ * answered on the same connection — a second answer would interleave with the first. The
+ * connection is closed once the first answer is written.
  */
 import { randomUUID } from 'node:crypto';
+import { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ErrorCode } from '../errors/codes.js';
 import { ERROR_CODES } from '../errors/codes.js';
+import { existingConnection } from '../pipeline/connection.js';
 import type { GatewayContext } from '../pipeline/context.js';
-import { errorBody, ownHeaders, rawResponse } from '../pipeline/respond.js';
+import { Exchange } from '../pipeline/exchange.js';
+import { peerOf } from '../pipeline/handle.js';
+import { Refusal } from '../pipeline/refusal.js';
+import { errorBody, finish, ownHeaders, rawResponse } from '../pipeline/respond.js';
 import type { Runtime } from '../pipeline/runtime.js';
 
 export function clientErrorCode(err: { code?: string }): ErrorCode | null {
@@ -28,33 +39,44 @@ export function clientErrorCode(err: { code?: string }): ErrorCode | null {
   }
 }
 
+export const PARSER = 'parser';
+
 export function createClientErrorHandler(ctx: GatewayContext, runtime: () => Runtime): (err: Error & { code?: string }, socket: Socket) => void {
-  let budget = 60;
-  let suppressed = 0;
-  const timer = setInterval(() => {
-    if (suppressed > 0) ctx.log.warn({ event: 'client_error_summary', suppressed }, 'client errors (aggregated)');
-    budget = 60;
-    suppressed = 0;
-  }, 60_000);
-  timer.unref();
   return function onClientError(err, socket) {
     try {
+      const conn = existingConnection(socket);
+      if (err.code === 'HPE_CLOSED_CONNECTION') {
+        // Data after `Connection: close`: not a request, and not to be answered.
+        ctx.metrics.clientErrors.labels('connection_closed').inc();
+        conn?.close();
+        return;
+      }
       const code = clientErrorCode(err);
       if (code === null || !socket.writable) {
         socket.destroy();
         return;
       }
       ctx.metrics.clientErrors.labels(code).inc();
-      if (budget > 0) {
-        budget--;
-        ctx.log.info({ event: 'client_error', code, parser_code: err.code, peer_ip: socket.remoteAddress }, 'request rejected by the HTTP parser');
-      } else suppressed++;
       const rt = runtime();
-      const id = randomUUID();
-      const headers = ownHeaders(rt.headers, [rt.requestIdHeader, id], undefined);
-      socket.end(rawResponse(ERROR_CODES[code].status, headers, errorBody(code, id)));
+      const ex = new Exchange(randomUUID(), new IncomingMessage(socket), null, socket, peerOf(socket), 'encrypted' in socket ? 'https' : 'http', rt.requestIdHeader, performance.now());
+      ex.refusal = new Refusal(code, PARSER, err.code, undefined, err);
+      ctx.inflight++;
+      ctx.metrics.inflight.inc();
+      if (conn !== undefined && conn.busy) {
+        // An answer on this connection is still being written: close after it, write
+        // nothing; a request that is too slow is cut off (its exchange sees the close).
+        conn.close();
+        ex.status = 0;
+        if (code === 'request_timeout') socket.destroy();
+        finish(ctx, ex);
+        return;
+      }
+      ex.status = ERROR_CODES[code].status;
+      const headers = ownHeaders(rt.headers, ex.extraHeaders, undefined);
+      socket.end(rawResponse(ex.status, headers, errorBody(code, ex.id)));
       // Don't wait for a client that is already misbehaving to read the answer.
       setTimeout(() => socket.destroy(), 1000).unref();
+      finish(ctx, ex);
     } catch {
       socket.destroy();
     }

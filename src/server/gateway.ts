@@ -247,11 +247,8 @@ export class Gateway {
         if (l.redirect_https) return redirect.upgrade(req, socket);
         const gen = this.enter();
         this.tunnels.add(socket);
-        socket.once('close', () => {
-          this.tunnels.delete(socket);
-          this.leave(gen);
-        });
-        handleUpgrade(this.ctx, gen.rt, req, socket, head, scheme);
+        socket.once('close', () => this.tunnels.delete(socket));
+        handleUpgrade(this.ctx, gen.rt, req, socket, head, scheme, () => this.leave(gen));
       });
       server.on('clientError', onClientError);
       server.on('connection', (socket: Socket) => this.onConnection(socket));
@@ -316,8 +313,7 @@ export class Gateway {
 
   private onRequest(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, scheme: 'http' | 'https'): void {
     const gen = this.enter();
-    res.once('close', () => this.leave(gen));
-    handleRequest(this.ctx, gen.rt, req, res, scheme);
+    handleRequest(this.ctx, gen.rt, req, res, scheme, () => this.leave(gen));
   }
 
   /** The port of the first HTTPS listener, the target of redirect_https. */

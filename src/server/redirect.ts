@@ -79,10 +79,12 @@ export interface Redirector {
  * 443 is left out of the Location.
  */
 export function createRedirector(ctx: GatewayContext, runtime: () => Runtime, httpsPort: () => number | null): Redirector {
-  function answer(req: IncomingMessage): { status: number; headers: string[]; body: string } {
+  /** null: close with zero bytes (an unknown host with `http.unknown_host: close`). */
+  function answer(req: IncomingMessage): { status: number; headers: string[]; body: string } | null {
     const rt = runtime();
     const id = randomUUID();
     const host = hostOf(req.headers.host);
+    if (host !== null && !served(rt, host) && rt.unknownHostCloses) return null;
     if (host === null || !served(rt, host)) {
       const code = host === null ? 'missing_host' : 'misdirected_request';
       return { status: host === null ? 400 : 421, headers: ownHeaders(rt.headers, [rt.requestIdHeader, id], undefined), body: errorBody(code, id) };
@@ -98,6 +100,11 @@ export function createRedirector(ctx: GatewayContext, runtime: () => Runtime, ht
     request(req, res) {
       const t0 = performance.now();
       const a = answer(req);
+      if (a === null) {
+        req.socket.destroy();
+        ctx.metrics.countRequest('-', 0, (performance.now() - t0) / 1000);
+        return;
+      }
       a.headers.push('Content-Length', String(Buffer.byteLength(a.body)));
       // Never read a body we redirect: close instead of draining it.
       if (!req.complete && (req.headers['content-length'] ?? '0') !== '0') a.headers.push('Connection', 'close');
@@ -107,6 +114,11 @@ export function createRedirector(ctx: GatewayContext, runtime: () => Runtime, ht
     },
     upgrade(req, socket) {
       const a = answer(req);
+      if (a === null) {
+        socket.destroy();
+        ctx.metrics.countRequest('-', 0, 0);
+        return;
+      }
       if (socket.writable) socket.end(rawResponse(a.status, a.headers, a.body));
       else socket.destroy();
       ctx.metrics.countRequest('-', a.status, 0);

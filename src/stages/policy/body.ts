@@ -1,8 +1,10 @@
 /**
  * Reading a bounded JSON request body for policy `body_fields`. The bytes are kept on the
  * exchange (`ex.body`) and the proxy sends them instead of the stream, so the upstream
- * gets exactly what the policy looked at.
+ * gets exactly what the policy looked at — and only a body with one reading is read at
+ * all (docs/lifecycle.md#one-reading).
  */
+import { parseJsonObject, type JsonBodyError } from '../../http/json-body.js';
 import type { Exchange } from '../../pipeline/exchange.js';
 
 export class BodyReadError extends Error {
@@ -59,20 +61,27 @@ export function readBoundedBody(ex: Exchange, limit: number, idleMs: number): Pr
   });
 }
 
-/** The configured top-level fields of a JSON object body; scalars only, anything else is left out. */
-export function pickFields(body: Buffer, fields: readonly string[]): Record<string, string | number | boolean> {
-  const out: Record<string, string | number | boolean> = {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return out;
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return out;
+export type BodyFields = Record<string, string | number | boolean>;
+
+/** Why a body was not read (the refusal's rule). */
+export type BodyFieldsProblem = JsonBodyError | 'field_type';
+
+/**
+ * The configured top-level fields of a JSON body that has exactly one reading
+ * (http/json-body.ts), or why it has not: a selected field must be absent or a string,
+ * boolean or safe integer — anything else (null, a fraction, an object) is a value the
+ * policy cannot see as the upstream will, so the body is refused, never read as "no field".
+ */
+export function readFields(body: Buffer, fields: readonly string[], folded: ReadonlySet<string>): { fields: BodyFields } | { problem: BodyFieldsProblem } {
+  const parsed = parseJsonObject(body, folded);
+  if (!parsed.ok) return { problem: parsed.error };
+  const out: BodyFields = {};
   for (const f of fields) {
-    const v = (parsed as Record<string, unknown>)[f];
+    if (!Object.hasOwn(parsed.value, f)) continue;
+    const v = parsed.value[f];
     // Cedar has no floats: only integers pass as numbers.
     if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isSafeInteger(v))) out[f] = v;
+    else return { problem: 'field_type' };
   }
-  return out;
+  return { fields: out };
 }

@@ -10,7 +10,8 @@ import type { Stage, StageResult } from '../../pipeline/stage.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { decisionKey, evaluate, type Decision, type DecisionInput, type ResourceFacts } from './decide.js';
-import { BodyReadError, hasRequestBody, pickFields, readBoundedBody } from './body.js';
+import { isJsonContentType } from '../../http/json-body.js';
+import { BodyReadError, hasRequestBody, readBoundedBody, readFields, type BodyFields } from './body.js';
 import type { ActiveSet, PolicyHandle } from './registry.js';
 
 export const POLICY = 'policy';
@@ -31,6 +32,10 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
   const now = opts.now ?? Date.now;
   const fields = handle.cfg.body_fields;
   const maxBody = handle.cfg.max_body_bytes;
+  const bodyTypes: ReadonlySet<string> = new Set(handle.cfg.body_types);
+  const folded: ReadonlySet<string> = new Set(fields.map((f) => f.toLowerCase()));
+  const UNSUPPORTED_TYPE = new Refusal('unsupported_media_type', POLICY, 'content_type');
+  const ENCODED = new Refusal('unsupported_media_type', POLICY, 'content_encoding');
   const hits = metrics.policyCache.labels(site, 'hit');
   const misses = metrics.policyCache.labels(site, 'miss');
   const counters = {
@@ -51,7 +56,7 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
     return d;
   }
 
-  function decide(ex: Exchange, body: Record<string, string | number | boolean> | null): StageResult {
+  function decide(ex: Exchange, body: BodyFields | null): StageResult {
     const enforced = handle.enforced;
     const shadow = handle.shadow;
     if (enforced === null && shadow === null) return undefined;
@@ -92,11 +97,18 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
     run(ex) {
       if (fields.length === 0) return decide(ex, null);
       if (!hasRequestBody(ex) || ex.res === null) return decide(ex, {});
+      // Only a body every upstream reads the same way is read: JSON of a listed type, in
+      // UTF-8, not compressed (a compressed body would be judged on bytes nobody reads).
+      const h = ex.req.headers;
+      if (!isJsonContentType(h['content-type'], bodyTypes)) return UNSUPPORTED_TYPE;
+      if (h['content-encoding'] !== undefined) return ENCODED;
       return readBoundedBody(ex, maxBody, opts.bodyIdleTimeoutMs).then(
         (buf) => {
           ex.body = buf;
           ex.bytesIn = buf.length;
-          return decide(ex, pickFields(buf, fields));
+          const r = readFields(buf, fields, folded);
+          if ('problem' in r) return new Refusal('invalid_body', POLICY, r.problem);
+          return decide(ex, r.fields);
         },
         (err: unknown) => {
           if (err instanceof BodyReadError) return new Refusal(err.code, POLICY, 'body');

@@ -12,6 +12,7 @@
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../../errors/codes.js';
+import { connectionOf } from '../../pipeline/connection.js';
 import type { GatewayContext } from '../../pipeline/context.js';
 import type { Exchange } from '../../pipeline/exchange.js';
 import { Refusal } from '../../pipeline/refusal.js';
@@ -19,7 +20,8 @@ import { rawResponse, refuse } from '../../pipeline/respond.js';
 import type { SiteProxy } from '../../pipeline/site.js';
 import { buildResponseHeaders, type HeaderPolicy } from '../headers/index.js';
 import type { IdentityForwarding } from '../token/forward.js';
-import { upstreamRequestHeaders } from './request-headers.js';
+import type { CompiledReading } from '../request/index.js';
+import { upstreamRequestHeaders, type UpstreamHeaderOptions } from './request-headers.js';
 
 export const PROXY = 'proxy';
 const EXPECTATION_FAILED = new Refusal('expectation_failed', PROXY, 'expect');
@@ -94,12 +96,17 @@ export interface ProxyOptions {
   readonly identityForwarding?: IdentityForwarding | null;
   /** The upstream's zone is not one the site may reach: refuse before connecting (docs/policy.md). */
   readonly zoneViolation?: boolean;
+  /** What the proxy does with header names containing `_` (the site's `request.header_underscores`). */
+  readonly headerUnderscores?: CompiledReading['headerUnderscores'];
 }
 
 export function createProxy(opts: ProxyOptions): SiteProxy {
   const { dispatcher, headers: policy, ctx, siteId, maxBodyBytes, bodyIdleTimeoutMs } = opts;
-  const ridLower = opts.requestIdHeader.toLowerCase();
-  const fwd = opts.identityForwarding ?? null;
+  const headerOpts: UpstreamHeaderOptions = {
+    requestIdHeaderLower: opts.requestIdHeader.toLowerCase(),
+    identity: opts.identityForwarding ?? null,
+    headerUnderscores: opts.headerUnderscores ?? 'drop',
+  };
   const upstreamErrors = {
     upstream_unavailable: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_unavailable'),
     upstream_timeout: ctx.metrics.upstreamErrors.labels(siteId, 'upstream_timeout'),
@@ -222,7 +229,10 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     let auditRefused = false;
     function writeHead(c: Dispatcher.DispatchController, statusCode: number, headers: unknown): void {
       const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
-      if (ctx.draining) list.push('Connection', 'close');
+      if (ctx.draining) {
+        list.push('Connection', 'close');
+        connectionOf(ex.socket).close();
+      }
       try {
         (res as import('node:http').ServerResponse).writeHead(statusCode, list);
       } catch (err) {
@@ -244,7 +254,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         {
           path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
           method: req.method as Dispatcher.HttpMethod,
-          headers: upstreamRequestHeaders(ex, ridLower, fwd),
+          headers: upstreamRequestHeaders(ex, headerOpts),
           // undici streams any async iterable; its DispatchOptions type only lists Readable.
           body: body as unknown as import('node:stream').Readable | null,
         },
@@ -283,7 +293,8 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         for (const h of ex.extraHeaders) list.push(h);
         let s = 'HTTP/1.1 101 Switching Protocols\r\n';
         for (let i = 0; i < list.length; i += 2) s += `${list[i]}: ${list[i + 1]}\r\n`;
-        client.write(s + '\r\n');
+        // Latin1, as Node writes every other response head: upstream header bytes pass unchanged.
+        client.write(s + '\r\n', 'latin1');
         if (head.length > 0) upstream.write(head);
         upstream.on('data', (d: Buffer) => {
           ex.bytesOut += d.length;
@@ -325,7 +336,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         {
           path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
           method: 'GET',
-          headers: upstreamRequestHeaders(ex, ridLower, fwd),
+          headers: upstreamRequestHeaders(ex, headerOpts),
           upgrade: String(ex.req.headers.upgrade ?? 'websocket'),
         },
         handler,
