@@ -30,7 +30,8 @@ it('`gatehouse demo` (npm start) serves the bundled example: proxied answers, lo
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`demo did not start:\n${err}\n${out}`)), 15_000);
       const poll = setInterval(() => {
-        if (out.includes('"event":"listening"')) {
+        // The hints go to stderr after the listening line: wait for both (two pipes, no order).
+        if (out.includes('"event":"listening"') && err.includes('Try:')) {
           clearTimeout(timer);
           clearInterval(poll);
           resolve();
