@@ -208,6 +208,26 @@ function dedupe(problems: Problem[]): Problem[] {
   });
 }
 
+/**
+ * The schema-valid config of a file that may fail cross-field validation (a secret file
+ * with unsafe permissions, say), for `gatehouse doctor`, which reports such faults per
+ * check instead of stopping at "invalid". Null when the file does not even parse.
+ */
+export function loadUnvalidated(file: string): { config: Readonly<Config>; file: string; dir: string } | null {
+  try {
+    const abs = resolve(file);
+    const doc = parseDocument(readFileSync(abs, 'utf8'), { uniqueKeys: true });
+    if (doc.errors.length > 0) return null;
+    const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return null;
+    resolveCredentialRefs(raw, [], []);
+    const parsed = configSchema.safeParse(raw);
+    return parsed.success ? { config: deepFreeze(parsed.data), file: abs, dir: dirname(abs) } : null;
+  } catch {
+    return null;
+  }
+}
+
 export function loadConfig(file: string): LoadedConfig {
   let text: string;
   try {
