@@ -9,6 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, loadUnvalidated, type Problem } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { runDoctor, type CheckResult } from '../doctor/checks.js';
 import { currentIdentity, dropPrivileges, PrivilegeError, resolveRunAs } from '../server/privileges.js';
 
@@ -36,20 +37,7 @@ export async function run(args: string[]): Promise<number> {
     return 2;
   }
   const file = values.config;
-  let problems: Problem[] = [];
-  const load = () => {
-    try {
-      const l = loadConfig(file);
-      problems = [...l.warnings];
-      return { config: l.config, dir: l.dir };
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      problems = [...err.problems];
-      const u = loadUnvalidated(file);
-      return u ? { config: u.config, dir: u.dir } : null;
-    }
-  };
-  let loaded = load();
+  let { loaded, problems } = loadForDoctor(file);
   let dropped: string | null = null;
   if (loaded !== null && currentIdentity().uid === 0) {
     try {
@@ -57,7 +45,7 @@ export async function run(args: string[]): Promise<number> {
       if (to !== null) {
         dropPrivileges(to);
         dropped = to.user;
-        loaded = load();
+        ({ loaded, problems } = loadForDoctor(file));
       }
     } catch (err) {
       if (!(err instanceof PrivilegeError)) throw err;
@@ -72,6 +60,18 @@ export async function run(args: string[]): Promise<number> {
   const results = await runDoctor(config, dir, { pid, admin: values.admin, problems });
   print(results, values.json === true, dropped);
   return results.some((r) => r.status === 'FAIL') ? 1 : 0;
+}
+
+/** The config to check: validated, or schema-valid only (its problems then become check results), or null. */
+export function loadForDoctor(file: string): { loaded: { config: Readonly<Config>; dir: string } | null; problems: Problem[] } {
+  try {
+    const l = loadConfig(file);
+    return { loaded: { config: l.config, dir: l.dir }, problems: [...l.warnings] };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    const u = loadUnvalidated(file);
+    return { loaded: u ? { config: u.config, dir: u.dir } : null, problems: [...err.problems] };
+  }
 }
 
 function print(results: CheckResult[], json: boolean, dropped: string | null): void {
