@@ -57,7 +57,7 @@ export function openAuditStore(config: Config, configDir: string): AuditStore {
   if (config.audit.store === 'postgres') {
     const pg = config.state.postgres;
     if (!pg) throw new Error('audit.store is postgres but state.postgres is missing');
-    return createPostgresAuditStore(createPostgresClient(pg, configDir, { max: 4 }), pg.schema);
+    return createPostgresAuditStore(createPostgresClient(pg, configDir, { max: 4, ca: config.ca }), pg.schema);
   }
   return createSqliteAuditStore(join(stateDir(config.state.dir, configDir), 'audit.sqlite'));
 }

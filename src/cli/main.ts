@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args
   keys: { summary: 'generate a signing key pair and JWKS: gatehouse keys generate --out DIR', load: () => import('./keys.js') },
   token: { summary: 'issue or revoke tokens: gatehouse token issue|revoke ...', load: () => import('./token.js') },
   identities: { summary: 'manage the identity registry: gatehouse identities add|list|suspend|resume|set-limit|remove', load: () => import('./identities.js') },
+  doctor: { summary: 'check a deployment against the seed checklists: gatehouse doctor --config FILE [--json]', load: () => import('./doctor.js') },
   demo: { summary: 'start the bundled demo upstream and gateway (what `npm start` runs)', load: () => import('./demo.js') },
 };
 

@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, siteSchema, type Config, type SiteConfig } from './schema.js';
-import { isSecretKeyName, urlHasInlinePassword } from './secrets.js';
+import { CREDENTIAL_PREFIX, isSecretKeyName, resolveCredential, urlHasInlinePassword } from './secrets.js';
 import { validateConfig } from './validate.js';
 
 /** A config where some parts may have failed their schema (sites left as undefined). */
@@ -76,6 +76,39 @@ function scanInlineSecrets(node: unknown, path: PropertyKey[], out: Problem[], f
   }
 }
 
+/** A key whose value names a file (`*_file`, `file`, or an element of `files`). */
+function isFileKey(key: string): boolean {
+  return key === 'file' || key === 'files' || /_file$/.test(key);
+}
+
+/**
+ * Replaces every `credential:NAME` file reference with its path in
+ * `$CREDENTIALS_DIRECTORY` (one rule for every file key, secret or not), before the
+ * schema sees the document, so the rest of the gateway only ever sees paths.
+ */
+function resolveCredentialRefs(node: unknown, path: PropertyKey[], out: Problem[], fileKey = false): void {
+  if (Array.isArray(node)) {
+    node.forEach((v, i) => {
+      if (fileKey && typeof v === 'string' && v.startsWith(CREDENTIAL_PREFIX)) node[i] = credentialPath(v, [...path, i], out);
+      else resolveCredentialRefs(v, [...path, i], out);
+    });
+    return;
+  }
+  if (node === null || typeof node !== 'object') return;
+  const obj = node as Record<string, unknown>;
+  for (const [k, v] of Object.entries(obj)) {
+    if (isFileKey(k) && typeof v === 'string' && v.startsWith(CREDENTIAL_PREFIX)) obj[k] = credentialPath(v, [...path, k], out);
+    else resolveCredentialRefs(v, [...path, k], out, isFileKey(k));
+  }
+}
+
+function credentialPath(ref: string, path: PropertyKey[], out: Problem[]): string {
+  const r = resolveCredential(ref);
+  if ('path' in r) return r.path;
+  out.push({ path: formatPath(path), message: r.error, severity: 'error' });
+  return ref;
+}
+
 function schemaProblems(error: z.ZodError, flagged: Set<string>): Problem[] {
   const out: Problem[] = [];
   for (const issue of error.issues) {
@@ -109,15 +142,16 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   }
   const flagged = new Set<string>();
   scanInlineSecrets(raw, [], problems, flagged);
+  resolveCredentialRefs(raw, [], problems);
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     problems.push(...schemaProblems(parsed.error, flagged));
     // List cross-field problems too, on whatever parts did parse, so one `check` run
     // shows everything.
-    problems.push(...validateConfig(bestEffort(raw as Record<string, unknown>), dir));
+    problems.push(...validateConfig(bestEffort(raw as Record<string, unknown>), dir, abs));
     throw new ConfigError(abs, dedupe(problems));
   }
-  problems.push(...validateConfig(parsed.data, dir));
+  problems.push(...validateConfig(parsed.data, dir, abs));
   if (problems.some((p) => p.severity === 'error')) throw new ConfigError(abs, problems);
   return { config: deepFreeze(parsed.data), file: abs, dir, warnings: problems };
 }
@@ -172,6 +206,26 @@ function dedupe(problems: Problem[]): Problem[] {
     seen.add(k);
     return true;
   });
+}
+
+/**
+ * The schema-valid config of a file that may fail cross-field validation (a secret file
+ * with unsafe permissions, say), for `gatehouse doctor`, which reports such faults per
+ * check instead of stopping at "invalid". Null when the file does not even parse.
+ */
+export function loadUnvalidated(file: string): { config: Readonly<Config>; file: string; dir: string } | null {
+  try {
+    const abs = resolve(file);
+    const doc = parseDocument(readFileSync(abs, 'utf8'), { uniqueKeys: true });
+    if (doc.errors.length > 0) return null;
+    const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return null;
+    resolveCredentialRefs(raw, [], []);
+    const parsed = configSchema.safeParse(raw);
+    return parsed.success ? { config: deepFreeze(parsed.data), file: abs, dir: dirname(abs) } : null;
+  } catch {
+    return null;
+  }
 }
 
 export function loadConfig(file: string): LoadedConfig {

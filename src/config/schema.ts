@@ -233,6 +233,21 @@ const listener = z.strictObject({
   redirect_https: z.boolean().optional(),
 });
 
+/**
+ * TLS to a store (PostgreSQL, Redis), verified like `verify-full`: the chain must reach a
+ * trusted root and the certificate must name the server. Never "encrypt without verifying".
+ */
+const storeTls = z.strictObject({
+  /** PEM bundle of trusted roots; replaces the default trust pool. */
+  ca_file: z.string().optional(),
+  /** Trust the internal CA's root (default: true when a `ca` block exists and no ca_file is given). */
+  internal_ca: z.boolean().optional(),
+  /** Name the server certificate must carry (SAN), also sent as SNI (default: the URL's host). */
+  server_name: z.string().optional(),
+  /** Present a client certificate (optional): PEM certificate chain and its key (a secret file). */
+  client_cert: z.strictObject({ cert_file: z.string(), key_file: z.string() }).optional(),
+});
+
 const postgres = z.strictObject({
   /** postgres://user@host:port/database — no password here: use password_file. */
   url: z.string().default('postgres://postgres@127.0.0.1:5432/postgres'),
@@ -241,6 +256,8 @@ const postgres = z.strictObject({
   connect_timeout: duration('5s'),
   /** Schema that holds gatehouse's tables (created if missing). */
   schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lowercase SQL identifier').default('gatehouse'),
+  /** Connect over TLS with verify-full semantics (docs/deploy.md#tls-to-the-stores). */
+  tls: storeTls.optional(),
 });
 
 const redis = z.strictObject({
@@ -249,6 +266,8 @@ const redis = z.strictObject({
   command_timeout: duration('250ms'),
   connect_timeout: duration('2s'),
   key_prefix: z.string().default('gatehouse:'),
+  /** Verification for a rediss:// URL (docs/deploy.md#tls-to-the-stores). */
+  tls: storeTls.optional(),
 });
 
 
@@ -430,6 +449,17 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   sites: z.array(siteSchema).min(1, 'at least one site is required'),
+  /** The process's identity: the user it drops to after binding the listeners as root (docs/deploy.md). */
+  process: z
+    .strictObject({
+      /** User name (from /etc/passwd) or numeric uid to run as once the listeners are bound. */
+      user: z.union([z.string().regex(/^(\d+|[a-z_][a-z0-9_.-]{0,31}\$?)$/i, 'a user name or a numeric uid'), z.number().int().min(0).max(4_294_967_294)]).optional(),
+      /** Group name (from /etc/group) or numeric gid; default: the user's primary group. */
+      group: z.union([z.string().regex(/^(\d+|[a-z_][a-z0-9_.-]{0,31})$/i, 'a group name or a numeric gid'), z.number().int().min(0).max(4_294_967_294)]).optional(),
+      /** Keep serving as root when started as root without `user` (refused by default). */
+      serve_as_root: z.boolean().default(false),
+    })
+    .prefault({}),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
@@ -440,6 +470,8 @@ export type IpFilterConfig = z.output<typeof ipFilter>;
 export type HeadersConfig = z.output<typeof headersBlock>;
 export type PostgresConfig = z.output<typeof postgres>;
 export type RedisConfig = z.output<typeof redis>;
+export type StoreTlsConfig = z.output<typeof storeTls>;
+export type ProcessConfig = Config['process'];
 export type ListenerConfig = Config['listen'][number];
 export type ServerTlsConfig = z.output<typeof serverTls>;
 export type AdminConfig = Config['admin'];

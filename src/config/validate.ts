@@ -15,6 +15,9 @@ import { validateTls } from './validate-tls.js';
 import { validateAudit } from '../audit/config-check.js';
 import { validateIdentityConfig } from '../identity/validate.js';
 import { validatePolicyConfig } from '../stages/policy/validate.js';
+import { secretReaderFor, validateProcess } from './validate-process.js';
+import { validateStores } from './validate-stores.js';
+import { withSecretReader } from './secrets.js';
 
 /** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
@@ -23,7 +26,13 @@ export function normalizeHost(h: string): string {
 
 const HOST_PATTERN = /^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$|^[0-9a-f:]+$/;
 
-export function validateConfig(config: PartialConfig, dir: string): Problem[] {
+export function validateConfig(config: PartialConfig, dir: string, file?: string): Problem[] {
+  // Secret files are checked for the user gatehouse will run as (process.user), not for
+  // whoever runs the check (root, before `run` drops privileges).
+  return withSecretReader(secretReaderFor(config), () => validateAll(config, dir, file));
+}
+
+function validateAll(config: PartialConfig, dir: string, file: string | undefined): Problem[] {
   const out: Problem[] = [];
   const err = (path: string, message: string) => out.push({ path, message, severity: 'error' });
   const warn = (path: string, message: string) => out.push({ path, message, severity: 'warning' });
@@ -161,7 +170,11 @@ export function validateConfig(config: PartialConfig, dir: string): Problem[] {
   validateAudit(config, dir, err);
   validateIdentityConfig(config, dir, err);
   validatePolicyConfig(config, dir, err);
-  return out;
+  validateStores(config, dir, err, warn);
+  validateProcess(config, dir, file, err, warn);
+  // An unreadable secret is an error already; its "not readable by process.user" warning adds nothing.
+  const errored = new Set(out.filter((p) => p.severity === 'error').map((p) => p.path));
+  return out.filter((p) => p.severity === 'error' || !errored.has(p.path));
 }
 
 /**

@@ -8,7 +8,6 @@
 import { resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Config, IssuerConfig } from '../config/schema.js';
-import { readSecretFile } from '../config/secrets.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RemoteJwks } from '../stages/token/keys.js';
@@ -18,6 +17,7 @@ import { createSqliteIdentityStore } from '../stores/identities/sqlite.js';
 import type { IdentityStore } from '../stores/identities/types.js';
 import { createIdentityView, type IdentityView } from '../stores/identities/view.js';
 import { createRedisClient } from '../stores/rate-limit/redis-client.js';
+import { redisConnection } from '../stores/store-tls.js';
 import { createRedisRevocationStore } from '../stores/revocation/redis.js';
 import { createSqliteRevocationStore } from '../stores/revocation/sqlite.js';
 import type { RevocationStore } from '../stores/revocation/types.js';
@@ -32,10 +32,6 @@ export interface IdentityStores {
   close(): Promise<void>;
 }
 
-function redisPassword(config: Config, dir: string): string | undefined {
-  const f = config.state.redis?.password_file;
-  return f ? readSecretFile(resolve(dir, f)) : undefined;
-}
 
 export function identityChannel(config: Config): string {
   return `${config.state.redis?.key_prefix ?? 'gatehouse:'}identities:changed`;
@@ -48,11 +44,11 @@ export function openIdentityStores(config: Config, dir: string, opts: { now?: ()
   if (config.state.store === 'redis') {
     const r = config.state.redis;
     if (!r) throw new Error('state.redis missing');
-    const password = redisPassword(config, dir);
-    redis = createRedisClient({ url: r.url, password, commandTimeoutMs: Math.max(r.command_timeout, 1000), connectTimeoutMs: r.connect_timeout });
+    const { url, password, tls } = redisConnection(config, dir);
+    redis = createRedisClient({ url, password, tls, commandTimeoutMs: Math.max(r.command_timeout, 1000), connectTimeoutMs: r.connect_timeout });
     revocations = createRedisRevocationStore({
       client: redis,
-      subscriber: { url: r.url, password, connectTimeoutMs: r.connect_timeout },
+      subscriber: { url, password, tls, connectTimeoutMs: r.connect_timeout },
       prefix: r.key_prefix,
       maxStalenessMs: config.revocation.max_staleness,
       now: opts.now,
@@ -70,7 +66,7 @@ export function openIdentityStores(config: Config, dir: string, opts: { now?: ()
   if (config.identities.store === 'postgres') {
     const pg = config.state.postgres;
     if (!pg) throw new Error('state.postgres missing');
-    identities = createPostgresIdentityStore(createPostgresClient(pg, dir, { max: Math.min(pg.max_connections, 4) }), pg.schema);
+    identities = createPostgresIdentityStore(createPostgresClient(pg, dir, { max: Math.min(pg.max_connections, 4), ca: config.ca }), pg.schema);
   } else {
     identities = createSqliteIdentityStore(resolve(sdir, 'identities.db'));
   }
@@ -129,7 +125,7 @@ export class IdentityServices {
     if (this.config.state.store === 'redis' && this.config.state.redis) {
       // A registry change announced by any instance (or the CLI) refreshes the view at once.
       const r = this.config.state.redis;
-      const sub = createRedisClient({ url: r.url, password: redisPassword(this.config, this.dir), connectTimeoutMs: r.connect_timeout });
+      const sub = createRedisClient({ ...redisConnection(this.config, this.dir), connectTimeoutMs: r.connect_timeout });
       sub.on('message', () => this.view.nudge());
       sub.on('ready', () => void sub.subscribe(identityChannel(this.config)).catch(() => undefined));
       this.sub = sub;

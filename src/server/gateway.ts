@@ -30,6 +30,7 @@ import type { GatewayContext } from '../pipeline/context.js';
 import { handleRequest, handleUpgrade, peerOf } from '../pipeline/handle.js';
 import { buildRuntime, type Runtime } from '../pipeline/runtime.js';
 import { PoolCache } from '../stages/proxy/pools.js';
+import { redisConnection } from '../stores/store-tls.js';
 import { createMemoryRateLimitStore, createRedisClient, createRedisRateLimitStore } from '../stores/rate-limit/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import { AuditGate, AuditService } from '../audit/service.js';
@@ -38,6 +39,7 @@ import { IdentityServices } from '../identity/services.js';
 import { identityAdminRoutes } from '../identity/admin-routes.js';
 import { PolicyRegistry } from '../stages/policy/registry.js';
 import { parseListenAddress } from './address.js';
+import type { BoundListeners } from './bind.js';
 import { createClientErrorHandler } from './client-errors.js';
 import { createRedirector } from './redirect.js';
 import { TlsManager } from './tls.js';
@@ -51,6 +53,8 @@ export interface GatewayOptions {
   readonly watch?: boolean;
   /** Epoch-ms clock for the rate limiter (tests). */
   readonly now?: () => number;
+  /** Listeners bound before privileges were dropped (`run` as root); the servers adopt them instead of binding. */
+  readonly bound?: BoundListeners;
 }
 
 interface Generation {
@@ -86,8 +90,7 @@ function openStore(config: Config, dir: string): StoreHandle {
   const r = config.state.redis;
   if (!r) throw new Error('state.redis missing');
   const client = createRedisClient({
-    url: r.url,
-    password: r.password_file ? readSecretFile(resolve(dir, r.password_file)) : undefined,
+    ...redisConnection(config, dir),
     commandTimeoutMs: r.command_timeout,
     connectTimeoutMs: r.connect_timeout,
   });
@@ -181,8 +184,9 @@ export class Gateway {
       }
       await gw.identity?.start();
       await gw.storeConnected();
-      await gw.listen();
+      await gw.listen(opts.bound);
     } catch (err) {
+      opts.bound?.close();
       await gw.close(0);
       throw err;
     }
@@ -213,8 +217,9 @@ export class Gateway {
     return this.gen.rt.config;
   }
 
-  private async listen(): Promise<void> {
+  private async listen(bound?: BoundListeners): Promise<void> {
     const config = this.config;
+    let index = 0;
     const onClientError = createClientErrorHandler(this.ctx, () => this.gen.rt);
     const redirect = createRedirector(this.ctx, () => this.gen.rt, () => this.httpsPort());
     for (const l of config.listen) {
@@ -252,14 +257,18 @@ export class Gateway {
       });
       server.on('clientError', onClientError);
       server.on('connection', (socket: Socket) => this.onConnection(socket));
-      await new Promise<void>((ok, fail) => {
-        server.once('error', fail);
-        // ':port' (host '') listens on every interface, IPv6 and IPv4 where available.
-        server.listen(addr.port, addr.host === '' ? undefined : addr.host, () => {
-          server.off('error', fail);
-          ok();
+      const key = `listen[${index++}]`;
+      if (bound?.has(key)) await bound.adopt(key, server);
+      else {
+        await new Promise<void>((ok, fail) => {
+          server.once('error', fail);
+          // ':port' (host '') listens on every interface, IPv6 and IPv4 where available.
+          server.listen(addr.port, addr.host === '' ? undefined : addr.host, () => {
+            server.off('error', fail);
+            ok();
+          });
         });
-      });
+      }
       this.servers.push(server);
     }
     if (config.admin.enabled) {
@@ -274,13 +283,16 @@ export class Gateway {
         tls: config.admin.tls ? this.tls.adminServerOptions() : undefined,
       });
       if (config.admin.tls) this.tls.attachAdmin(admin as unknown as HttpsServer);
-      await new Promise<void>((ok, fail) => {
-        admin.once('error', fail);
-        admin.listen(addr.port, addr.host, () => {
-          admin.off('error', fail);
-          ok();
+      if (bound?.has('admin')) await bound.adopt('admin', admin);
+      else {
+        await new Promise<void>((ok, fail) => {
+          admin.once('error', fail);
+          admin.listen(addr.port, addr.host, () => {
+            admin.off('error', fail);
+            ok();
+          });
         });
-      });
+      }
       this.admin = admin;
     }
     this.log.info({ event: 'listening', listen: this.addresses().public.map(fmt), admin: this.addresses().admin ? fmt(this.addresses().admin as AddressInfo) : null, version: VERSION }, 'gatehouse listening');

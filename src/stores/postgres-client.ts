@@ -5,15 +5,19 @@
  */
 import { resolve } from 'node:path';
 import postgres from 'postgres';
-import type { PostgresConfig } from '../config/schema.js';
+import type { Config, PostgresConfig } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
+import { storeTlsOptions } from './store-tls.js';
 
 export type Sql = postgres.Sql;
 
-export function createPostgresClient(config: PostgresConfig, configDir: string, opts: { max?: number } = {}): Sql {
+/** `opts.ca`: the config's `ca` block, whose root is trusted by default with `tls` (docs/deploy.md#tls-to-the-stores). */
+export function createPostgresClient(config: PostgresConfig, configDir: string, opts: { max?: number; ca?: Config['ca'] } = {}): Sql {
   const password = config.password_file ? readSecretFile(resolve(configDir, config.password_file)) : undefined;
   return postgres(config.url, {
     password,
+    // verify-full: chain to a trusted root and the server's name checked (never sslmode=require's "encrypt only").
+    ...(config.tls ? { ssl: storeTlsOptions(config.tls, { ca: opts.ca }, configDir) } : {}),
     max: opts.max ?? config.max_connections,
     connect_timeout: Math.ceil(config.connect_timeout / 1000),
     // Our own schema first, so unqualified names resolve there.

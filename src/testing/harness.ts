@@ -205,8 +205,17 @@ export function parseHead(bytes: Buffer): { status: number; headers: Record<stri
 }
 
 /** Starts `gatehouse run` as a child process and waits until it listens. */
+/**
+ * As root (CI), `gatehouse run` refuses to serve without process.user; these tests are
+ * about other things, so they opt in explicitly (the privilege drop has its own tests).
+ */
+export function asTestProcess(config: unknown): unknown {
+  if (process.getuid?.() !== 0 || config === null || typeof config !== 'object' || 'process' in config) return config;
+  return { ...config, process: { serve_as_root: true } };
+}
+
 export async function spawnGateway(config: unknown): Promise<{ child: ChildProcess; file: string; port: number; adminPort: number; output: () => string; stop(signal?: NodeJS.Signals): Promise<number | null> }> {
-  const file = writeConfig(config);
+  const file = writeConfig(asTestProcess(config));
   const child = spawn(process.execPath, [BIN, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));

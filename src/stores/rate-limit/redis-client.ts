@@ -17,6 +17,7 @@
  * The password is passed to ioredis as an option and never logged here; errors from
  * ioredis (ECONNREFUSED host:port, timeouts) do not contain it.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
 
 export interface RedisClientOptions {
@@ -28,6 +29,8 @@ export interface RedisClientOptions {
   commandTimeoutMs?: number;
   /** TCP/TLS connect timeout (default 2000 ms). */
   connectTimeoutMs?: number;
+  /** TLS for a rediss:// URL, verified (src/stores/store-tls.ts). */
+  tls?: ConnectionOptions;
 }
 
 /** Reconnect delays: 50, 100, 200, ... ms, capped at 2 s, forever. */
@@ -38,6 +41,7 @@ export function reconnectDelay(attempt: number): number {
 export function createRedisClient(opts: RedisClientOptions): Redis {
   const client = new Redis(opts.url, {
     ...(opts.password !== undefined ? { password: opts.password } : {}),
+    ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,

@@ -29,7 +29,7 @@ export interface RedisRevocationStoreOptions {
   /** Command client (createRedisClient: fails fast when Redis is down). */
   readonly client: Redis;
   /** Connection options for the dedicated subscriber connection. */
-  readonly subscriber: { url: string; password?: string; connectTimeoutMs?: number };
+  readonly subscriber: { url: string; password?: string; connectTimeoutMs?: number; tls?: import('node:tls').ConnectionOptions };
   /** Key prefix, e.g. `gatehouse:` → `gatehouse:rev:seq`. */
   readonly prefix: string;
   readonly maxStalenessMs: number;
@@ -110,6 +110,7 @@ export function createRedisRevocationStore(opts: RedisRevocationStoreOptions): R
 
   const sub = new Redis(opts.subscriber.url, {
     ...(opts.subscriber.password !== undefined ? { password: opts.subscriber.password } : {}),
+    ...(opts.subscriber.tls !== undefined ? { tls: opts.subscriber.tls } : {}),
     connectTimeout: opts.subscriber.connectTimeoutMs ?? 2000,
     retryStrategy: reconnectDelay,
     maxRetriesPerRequest: null,
