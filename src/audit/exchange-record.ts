@@ -57,7 +57,9 @@ export function exchangeBody(ex: Exchange, instance: string | null, final: boole
     b.decision = 'allowed';
     b.stage = 'proxy';
   } else {
-    b.decision = r.silent ? 'dropped' : 'refused';
+    // Closed without an answer as the decision about this request (IP filter, unknown
+    // host) is a drop; a request not processed after a close was refused, not judged.
+    b.decision = r.silent && r.code !== 'connection_closed' ? 'dropped' : 'refused';
     b.stage = r.stage;
     b.rule = r.rule ?? null;
     b.code = r.code;

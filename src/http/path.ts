@@ -138,6 +138,11 @@ export const PATH_PARAMETERS = 2;
  * cuts first. gatehouse cannot resolve it one way without deciding against the other.
  */
 export const PATH_AMBIGUOUS_SEGMENT = 4;
+/**
+ * A double encoding (`%25` followed by two hex digits): decoded once it is an escape, twice
+ * a character — frameworks differ in how often they decode, so only `keep` forwards it.
+ */
+export const PATH_DOUBLE_ENCODING = 8;
 
 export interface CanonicalPath {
   /** The path to forward; null when it has an invalid percent-escape. */
@@ -236,7 +241,7 @@ export function canonicalPath(raw: string, decode = false): CanonicalPath {
       } else if (isUnreserved(b)) {
         cur += String.fromCharCode(b);
       } else {
-        if (b === 0x25 && hexVal(raw.charCodeAt(i + 1)) >= 0 && hexVal(raw.charCodeAt(i + 2)) >= 0) flags |= PATH_ESCAPED_SEPARATOR;
+        if (b === 0x25 && hexVal(raw.charCodeAt(i + 1)) >= 0 && hexVal(raw.charCodeAt(i + 2)) >= 0) flags |= PATH_ESCAPED_SEPARATOR | PATH_DOUBLE_ENCODING;
         cur += '%' + HEX[h] + HEX[l];
       }
       continue;

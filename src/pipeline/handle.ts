@@ -167,8 +167,13 @@ export function handleRequest(ctx: GatewayContext, rt: Runtime, req: IncomingMes
 
 /** A request that arrived on a connection already closing: logged and audited, never run. */
 function notProcessed(ctx: GatewayContext, ex: Exchange): void {
+  // The path it asked for, for the log line and the audit record (nothing decides on it).
   const target = parseTarget(ex.req.url ?? '');
-  if (target !== null) ex.path = target.path;
+  if (target !== null) {
+    const cp = canonicalPath(target.path, true);
+    ex.path = cp.path ?? target.path;
+    ex.normPath = (cp.path !== null ? normalizePath(cp.path) : null) ?? '';
+  }
   ex.refusal = CONNECTION_CLOSED;
   ex.status = 0;
   finish(ctx, ex);

@@ -64,7 +64,7 @@ export function readBoundedBody(ex: Exchange, limit: number, idleMs: number): Pr
 export type BodyFields = Record<string, string | number | boolean>;
 
 /** Why a body was not read (the refusal's rule). */
-export type BodyFieldsProblem = JsonBodyError | 'field_type';
+export type BodyFieldsProblem = JsonBodyError | 'field_type' | 'field_case';
 
 /**
  * The configured top-level fields of a JSON body that has exactly one reading
@@ -75,6 +75,11 @@ export type BodyFieldsProblem = JsonBodyError | 'field_type';
 export function readFields(body: Buffer, fields: readonly string[], folded: ReadonlySet<string>): { fields: BodyFields } | { problem: BodyFieldsProblem } {
   const parsed = parseJsonObject(body, folded);
   if (!parsed.ok) return { problem: parsed.error };
+  // `Model` alone is `model` to a case-insensitive binder (Go, ASP.NET) but absent to the
+  // policy: a selected field may only be spelled exactly.
+  for (const name of Object.keys(parsed.value)) {
+    if (folded.has(name.toLowerCase()) && !fields.includes(name)) return { problem: 'field_case' };
+  }
   const out: BodyFields = {};
   for (const f of fields) {
     if (!Object.hasOwn(parsed.value, f)) continue;

@@ -14,7 +14,7 @@
  */
 import { ServerResponse } from 'node:http';
 import type { RequestReadingConfig } from '../../config/schema.js';
-import { canonicalPath, PATH_AMBIGUOUS_SEGMENT, PATH_ESCAPED_SEPARATOR, PATH_PARAMETERS } from '../../http/path.js';
+import { canonicalPath, PATH_AMBIGUOUS_SEGMENT, PATH_DOUBLE_ENCODING, PATH_ESCAPED_SEPARATOR, PATH_PARAMETERS } from '../../http/path.js';
 import type { Exchange } from '../../pipeline/exchange.js';
 import { Refusal } from '../../pipeline/refusal.js';
 import type { Stage } from '../../pipeline/stage.js';
@@ -40,6 +40,7 @@ export function compileReading(defaults: RequestReadingConfig, site: Partial<Req
 
 const ESCAPED = new Refusal('ambiguous_path', REQUEST, 'escaped_path');
 const AMBIGUOUS_SEGMENT = new Refusal('ambiguous_path', REQUEST, 'ambiguous_segment');
+const DOUBLE_ENCODING = new Refusal('ambiguous_path', REQUEST, 'double_encoding');
 const PARAMETERS = new Refusal('ambiguous_path', REQUEST, 'path_parameters');
 const UNDERSCORE = new Refusal('bad_header', REQUEST, 'header_underscores');
 const TRANSFER_ENCODING = new Refusal('unsupported_transfer_encoding', REQUEST, 'transfer_encoding');
@@ -78,10 +79,13 @@ function upgradeAllowed(value: string, allowed: ReadonlySet<string>): boolean {
  * closes after the answer (Node no longer parses it).
  */
 function asPlainRequest(ex: Exchange): void {
+  const socket = ex.socket as import('node:net').Socket;
   const res = new ServerResponse(ex.req);
   res.shouldKeepAlive = false;
-  res.assignSocket(ex.socket as import('node:net').Socket);
-  res.once('finish', () => ex.socket.end());
+  res.assignSocket(socket);
+  // Nothing reads this socket any more: once the answer is written, close it for good
+  // (a client that keeps sending would otherwise hold it, and the exchange, open).
+  res.once('finish', () => socket.destroySoon());
   ex.res = res;
 }
 
@@ -96,6 +100,8 @@ export function createRequestStage(reading: CompiledReading): Stage {
           if (escapedPath === 'reject') return ESCAPED;
           if (escapedPath === 'keep') ex.path = canonicalPath(ex.rawPath, false).path as string;
         }
+        // Decoding once cannot make a double encoding unambiguous: only `keep` forwards it.
+        if ((flags & PATH_DOUBLE_ENCODING) !== 0 && escapedPath === 'decode') return DOUBLE_ENCODING;
         if ((flags & PATH_AMBIGUOUS_SEGMENT) !== 0 && escapedPath !== 'keep') return AMBIGUOUS_SEGMENT;
         if ((flags & PATH_PARAMETERS) !== 0 && pathParameters === 'reject') return PARAMETERS;
       }
