@@ -196,10 +196,18 @@ export async function startExpress(): Promise<Framework> {
   const server: Server = createServer(app);
   // A second server that reads requests from upgraded connections (see the file comment).
   const tunnel: Server = createServer(app);
+  // Upgraded sockets leave the server's books: closed by hand in close().
+  const upgraded = new Set<import('node:stream').Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
     ledger.push(expressReading(req, expressRouteOf(req.url ?? ''), null));
     if (String(req.headers.upgrade ?? '').toLowerCase() !== 'h2c') {
-      socket.destroy();
+      // Any other protocol (WebSocket included) is declined with a status, as Express apps
+      // without a WebSocket server do: /keep-alive/* answers 200 and keeps the connection
+      // (as nginx and wsgiref answer an upgrade they ignore), the rest 403 and close.
+      if ((req.url ?? '').startsWith('/keep-alive/')) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok');
+      else socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;
     }
     socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
@@ -217,6 +225,7 @@ export async function startExpress(): Promise<Framework> {
       new Promise<void>((ok) => {
         server.closeAllConnections();
         tunnel.closeAllConnections();
+        for (const s of upgraded) s.destroy();
         server.close(() => ok());
       }),
   };
