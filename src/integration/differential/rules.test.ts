@@ -164,7 +164,7 @@ describe('header_underscores', () => {
 });
 
 describe('policy.body_types', () => {
-  withLab({ sites: (files) => ({ llm: { policy: { files: [files.llmPolicy], body_fields: ['model'], body_types: ['application/json', 'application/vnd.api+json'] } } }) }, (labOf) => {
+  withLab({ sites: (files) => ({ llm: { policy: { files: [files.llmPolicy], body_fields: ['model'], max_body_bytes: '4KiB', body_types: ['application/json', 'application/vnd.api+json'] } } }) }, (labOf) => {
   it('a configured JSON type is read and evaluated; others are still 415', async () => {
     const lab = labOf();
     const post = (ct: string, body: string) => ({ method: 'POST', target: '/v1/chat', headers: [['Host', 'llm.test'], ['Content-Type', ct], ['Content-Length', String(body.length)]] as const, body });
@@ -211,12 +211,19 @@ describe('connections: what a closing exchange leaves behind', () => {
       const path = `/pipelined-${tagN}`;
       const o = await runCase(target(), { cls: 'rules', name, requests: [first, get(path), get(`${path}/2`)], settle: true }, tag());
       assert.deepEqual(o.readings.filter((r) => r.raw_target.startsWith('/pipelined')), [], 'a pipelined request reached the upstream');
+      const lines: Array<Record<string, unknown>> = [];
       for (const p of [path, `${path}/2`]) {
-        const ok = await until(() => target().gw.logs.some((l) => l.msg === 'request' && l.path === p && l.code === 'connection_closed' && l.status === 0 && l.decision === 'refused'), 3000);
-        assert.ok(ok, `no connection_closed log line for ${p}:\n${JSON.stringify(o.logs, null, 1)}`);
+        const line = () => target().gw.logs.find((l) => l.msg === 'request' && l.path === p && l.code === 'connection_closed' && l.status === 0 && l.decision === 'refused');
+        assert.ok(await until(() => line() !== undefined, 3000), `no connection_closed log line for ${p}:\n${JSON.stringify(o.logs, null, 1)}`);
+        lines.push(line() as Record<string, unknown>);
       }
       const recs = await records();
-      for (const p of [path, `${path}/2`]) assert.ok(recs.some((r) => r.path === p && r.code === 'connection_closed' && r.status === 0), `no connection_closed audit record for ${p}`);
+      for (const l of lines) {
+        const rec = recs.find((r) => r.request_id === l.req_id);
+        assert.ok(rec !== undefined && rec.code === 'connection_closed' && rec.status === 0, `no connection_closed audit record for ${String(l.req_id)}: ${JSON.stringify(rec)}`);
+        // One id per concept: the audit record says what the log line says.
+        assert.equal(rec.decision, l.decision, `audit record decision ${String(rec.decision)}, log line ${String(l.decision)}`);
+      }
       // The in-flight count (what a graceful shutdown waits for) is back where it was.
       assert.ok(await until(() => target().gw.gw.ctx.inflight <= inflight, 3000), `in-flight stuck at ${target().gw.gw.ctx.inflight} (was ${inflight})`);
     });
@@ -234,6 +241,21 @@ describe('connections: what a closing exchange leaves behind', () => {
       assert.ok((await records()).some((r) => r.request_id === id && r.code === code), `no audit record for ${code}`);
     }
   });
+
+  for (const [how, second] of [
+    ['nothing more', undefined],
+    ['another request right after the answer', get('/admin/secret')],
+  ] as const) {
+    it(`an Upgrade: h2c request answered as a plain request is logged and leaves nothing in flight (the client sends ${how})`, async () => {
+      const inflight = target().gw.gw.ctx.inflight;
+      const h2c = get('/hello', [...FILES, ['Connection', 'Upgrade, HTTP2-Settings'], ['Upgrade', 'h2c'], ['HTTP2-Settings', 'AAMAAABkAARAAAAAAAIAAAAA']]);
+      const o = await runCase(target(), { cls: 'rules', name: 'h2c', requests: [h2c], ...(second === undefined ? {} : { second }), settle: true }, tag());
+      const id = o.wire.responses[0]?.headers['x-request-id'];
+      assert.equal(o.wire.responses[0]?.status, 200, o.wire.bytes.toString('latin1'));
+      assert.ok(await until(() => target().gw.logs.some((l) => l.msg === 'request' && l.req_id === id), 3000), 'no log line for the h2c request');
+      assert.ok(await until(() => target().gw.gw.ctx.inflight <= inflight, 3000), `in-flight stuck at ${target().gw.gw.ctx.inflight} (was ${inflight})`);
+    });
+  }
 
   for (const [how, path, status] of [
     ['403 and close', '/ws', 403],

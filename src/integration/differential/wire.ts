@@ -153,6 +153,8 @@ export interface ExchangeOptions {
   readonly responses: number;
   /** Stop when nothing arrives for this long (a keep-alive connection that stays open). */
   readonly idleMs?: number;
+  /** After the last expected response, keep reading until the server closes (or `idleMs` passes). */
+  readonly waitClose?: boolean;
   /**
    * Bytes sent in a second write once the first response is complete: "a second request on
    * the same socket" after an answer (an upgrade's, for example).
@@ -186,7 +188,7 @@ export function exchange(port: number, data: Buffer, opts: ExchangeOptions): Pro
         s.write(opts.second as Buffer);
         return;
       }
-      if (sentSecond && responses.length >= opts.responses) done(false);
+      if (sentSecond && responses.length >= opts.responses && opts.waitClose !== true) done(false);
     });
     s.on('end', () => done(true));
     s.on('close', () => done(true));
