@@ -182,6 +182,9 @@ export async function startExpress(): Promise<Framework> {
   const report = (route: Route) => (req: Request, res: Response) => {
     const r = expressReading(req, route, null);
     ledger.push(r);
+    // Header bytes on the way back: the probe's bytes (latin-1 string, written as such by Node).
+    const probe = req.headers['x-probe'];
+    if (typeof probe === 'string') res.setHeader('X-Echo-Probe', probe);
     res.json(r);
   };
   for (const r of ROUTES) app.all([`/${r}`, `/${r}/*rest`], report(r));

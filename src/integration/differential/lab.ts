@@ -507,6 +507,14 @@ export function judge(o: Outcome): Violation[] {
       if (known === undefined || known.status !== res.status) v.push({ kind: 'SPEC', what: `answer #${i}: ${res.status} with code ${JSON.stringify(code)} is not a documented code/status` });
     }
   });
+  // Header bytes on the way back (Express echoes X-Probe as X-Echo-Probe): unchanged.
+  wire.responses.forEach((res, i) => {
+    const echo = res.headers['x-echo-probe'];
+    const sent = reqs[i]?.headers.find(([n]) => n.toLowerCase() === 'x-probe')?.[1];
+    if (echo === undefined || sent === undefined) return;
+    const want = (typeof sent === 'string' ? Buffer.from(sent, 'latin1') : sent).toString('latin1').trim();
+    if (echo !== want) v.push({ kind: 'SPEC', what: `answer #${i}: the upstream's header bytes ${showBytes(Buffer.from(want, 'latin1'))} reached the client as ${showBytes(Buffer.from(echo, 'latin1'))}` });
+  });
   // What the design says.
   (c.expect ?? []).forEach((e, i) => {
     if (e === undefined) return;
