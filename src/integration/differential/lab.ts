@@ -55,6 +55,9 @@ export const REMOVED_HEADERS = [
   'x-forwarded-port',
   'x-forwarded-server',
   'x-forwarded-prefix',
+  'x-forwarded-ssl',
+  'x-forwarded-scheme',
+  'x-url-scheme',
   'x-original-url',
   'x-rewrite-url',
   'x-original-host',
@@ -451,6 +454,9 @@ function compareReading(r: Reading, l: LogLine, req: WireRequest | undefined, ta
   if (xff !== client) diff(`framework reads X-Forwarded-For ${JSON.stringify(xff)}, gatehouse resolved the client ${client}`);
   const fwd = r.headers.forwarded;
   if (fwd !== undefined) diff(`framework reads Forwarded ${JSON.stringify(fwd)} from an untrusted client`);
+  // The scheme: the clients here speak plain HTTP to gatehouse.
+  const proto = r.headers['x-forwarded-proto'];
+  if (proto !== 'http') diff(`framework reads X-Forwarded-Proto ${JSON.stringify(proto)}; the client spoke http to gatehouse`);
   if (r.ip !== null && r.ip !== client) diff(`framework's client address is ${r.ip}, gatehouse resolved ${client}`);
   for (const h of REMOVED_HEADERS) if (r.headers[h] !== undefined) spec(`${h} reached the upstream (${JSON.stringify(r.headers[h])})`);
   if (r.headers['x-real-ip'] !== client) spec(`X-Real-IP should be set to the client ${client}; the upstream got ${JSON.stringify(r.headers['x-real-ip'])}`);
@@ -524,7 +530,8 @@ export function judge(o: Outcome): Violation[] {
     switch (e.kind) {
       case 'forward': {
         if (res === undefined || l === undefined || l.decision !== 'allowed') {
-          v.push({ kind: 'SPEC', what: `request #${i} should be admitted; got ${res === undefined ? 'no answer' : `${res.status} ${errorCode(res.body) ?? ''}`}` });
+          const got = res === undefined ? 'no answer' : l === undefined ? `${res.status} without a gatehouse log line` : `${res.status} ${errorCode(res.body) ?? ''}`;
+          v.push({ kind: 'SPEC', what: `request #${i} should be admitted; got ${got}` });
           break;
         }
         if (e.path !== undefined && l.path !== e.path) v.push({ kind: 'SPEC', what: `request #${i} should be forwarded as ${e.path}; gatehouse forwarded ${String(l.path)}` });
