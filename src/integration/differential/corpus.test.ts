@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { corpus } from './corpus.js';
+import { corpus, PATHS } from './corpus.js';
 import { check, labKey, startLab, type Lab, type Violation } from './lab.js';
 
 const key = await labKey();
@@ -43,6 +43,24 @@ describe('differential suite: listed corpus through Express, wsgiref and nginx',
       else if (violations.length > 0) s.spec.push(c.name);
       const shown = violations.filter((x) => kinds.includes(x.v.kind));
       if (shown.length > 0) assert.fail(`\n${report}`);
+    });
+  });
+});
+
+describe('differential suite: the listed paths again with escaped_path: decode', { concurrency: false }, () => {
+  let lab: Lab;
+  before(async () => {
+    lab = await startLab({ key, extra: { http: { request: { escaped_path: 'decode' } } } });
+  });
+  after(async () => {
+    await lab?.close();
+  });
+
+  // The same oracle; the answers `expect` describes are the default setting's, so they are left out.
+  PATHS.forEach((c, i) => {
+    it(`paths (decode): ${c.name}`, async () => {
+      const { report, violations } = await check(lab, { cls: c.cls, name: c.name, requests: c.requests, ...(c.from === undefined ? {} : { from: c.from }) }, `e${i}`);
+      if (violations.some((x) => kinds.includes(x.v.kind))) assert.fail(`\n${report}`);
     });
   });
 });

@@ -184,6 +184,21 @@ describe(`differential suite: generated spellings (fast-check seed ${SEED})`, { 
     await holds(pathArb, 300, (path) => property('generated paths', { method: 'GET', target: path, headers: [['Host', 'files.test']] }));
   });
 
+  it('paths with escaped_path: decode (a second gateway per framework)', async () => {
+    const decode = await startLab({ key, extra: { http: { request: { escaped_path: 'decode' } } } });
+    try {
+      await holds(pathArb, 200, async (path) => {
+        const { report } = await check(decode, { cls: 'generated paths (decode)', name: 'generated', requests: [{ method: 'GET', target: path, headers: [['Host', 'files.test']] }] }, `h${n++}`);
+        if (report !== '') {
+          lastFailure = report;
+          throw new Error(report);
+        }
+      });
+    } finally {
+      await decode.close();
+    }
+  });
+
   it('hosts: arbitrary names, case, trailing dots, ports, escapes, userinfo, absolute-form and Host', async () => {
     await holds(hostRequestArb, 200, (req) => property('generated hosts', req));
   });

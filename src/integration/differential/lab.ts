@@ -417,7 +417,7 @@ function compareReading(r: Reading, l: LogLine, req: WireRequest | undefined, ta
   if (norm !== null && r.route !== 'none') {
     const theirs = literalView(utf8(r.path));
     const ours = fold(norm.replaceAll('%25', '%'));
-    if (theirs !== ours) diff(`framework routed on path ${JSON.stringify(utf8(r.path))}, gatehouse decided on ${JSON.stringify(norm)}`);
+    if (theirs !== ours) diff(`framework routed on path ${JSON.stringify(utf8(r.path))} (read: ${JSON.stringify(theirs)}), gatehouse decided on ${JSON.stringify(norm)} (read: ${JSON.stringify(ours)})`);
   }
   // Host: the one routed on, spelled as routed; the port only if the client gave one.
   if (r.host !== host) diff(`framework believes host ${JSON.stringify(r.host)}, gatehouse routed on ${JSON.stringify(host)}`);
