@@ -199,10 +199,29 @@ describe('connections: what a closing exchange leaves behind', () => {
     return (JSON.parse(r.body) as { records: Array<{ body?: Record<string, unknown> } & Record<string, unknown>> }).records.map((x) => x.body ?? x);
   }
 
+  // A request that says it is the last one (Connection: close, HTTP/1.0 without keep-alive):
+  // Node's parser refuses the bytes after it, so they never become requests. They are not
+  // forwarded and not answered; they are counted (RFC 9112 §9.6).
   for (const [name, first] of [
-    ['an IP-filter drop', get('/admin/secret')],
     ['Connection: close', get('/hello', [...FILES, ['Connection', 'close']])],
     ['HTTP/1.0 without keep-alive', get('/hello', FILES, 'HTTP/1.0')],
+  ] as const) {
+    it(`bytes pipelined behind ${name} are never parsed, forwarded or answered; they are counted`, async () => {
+      const metric = async () => {
+        const text = await (await fetch(`${target().gw.adminUrl}/metrics`)).text();
+        return Number(/gatehouse_http_client_errors_total\{code="connection_closed"\} (\d+)/.exec(text)?.[1] ?? 0);
+      };
+      const before = await metric();
+      const path = `/pipelined-${tagN}`;
+      const o = await runCase(target(), { cls: 'rules', name, requests: [first, get(path), get(`${path}/2`)], settle: true }, tag());
+      assert.deepEqual(o.readings.filter((r) => r.raw_target.startsWith('/pipelined')), [], 'a pipelined request reached the upstream');
+      assert.ok(o.wire.responses.length <= 1, `only the first request is answered: ${o.wire.responses.length} answers`);
+      assert.ok((await metric()) > before, 'the ignored bytes are counted');
+    });
+  }
+
+  for (const [name, first] of [
+    ['an IP-filter drop', get('/admin/secret')],
     ['a 413 (chunked body over the limit)', { method: 'POST', target: '/upload', headers: [...FILES, ['Transfer-Encoding', 'chunked']], body: `2000\r\n${'a'.repeat(8192)}\r\n0\r\n\r\n` }],
     ['a 400 (ambiguous path)', get('/a%2fb')],
   ] as const) {
