@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { BudgetState, ReserveDecision, TokenBudget, TokenBudgetStore } from './types.js';
+import type { BudgetState, TokenBudget, TokenBudgetStore } from './types.js';
 
 export interface RedisTokenBudgetStoreOptions {
   /** Injected client; its owner quits it. */
