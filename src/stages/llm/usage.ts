@@ -160,7 +160,7 @@ export class UsageReader {
     this.carry = null;
     let pos = 0;
     /** Strip mode: bytes from `keepFrom` up to the end of the last complete event are sent. */
-    let out: Buffer[] | null = this.strip ? [] : null;
+    const out: Buffer[] | null = this.strip ? [] : null;
     let eventStart = 0;
     for (;;) {
       const nl = data.indexOf(0x0a, pos);
