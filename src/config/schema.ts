@@ -179,6 +179,8 @@ const siteAuth = z.strictObject({
   paths: z.array(z.string()).optional(),
   /** Forward the caller's Authorization header upstream (default: removed). */
   pass_authorization: z.boolean().default(false),
+  /** Also take the token from X-Api-Key (the header the Anthropic SDK sends its API key in); it is never forwarded. */
+  api_key_header: z.boolean().default(false),
 });
 
 const sitePolicy = z.strictObject({
