@@ -110,7 +110,10 @@ export async function startLlmUpstream(): Promise<LlmUpstream> {
         return sse(res, events, plan.delayMs, () => abandoned.push(path));
       }
       if (path === '/v1/embeddings') {
-        return json(res, 200, { object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2, 0.3] }], model, usage: { prompt_tokens: plan.prompt, total_tokens: plan.prompt } });
+        // The SDK asks for base64 (little-endian float32) unless told otherwise.
+        const vec = [0.1, 0.2, 0.3];
+        const embedding = b.encoding_format === 'base64' ? Buffer.from(new Float32Array(vec).buffer).toString('base64') : vec;
+        return json(res, 200, { object: 'list', data: [{ object: 'embedding', index: 0, embedding }], model, usage: { prompt_tokens: plan.prompt, total_tokens: plan.prompt } });
       }
       if (path === '/v1/messages') {
         const usage = { input_tokens: plan.prompt, output_tokens: words };
