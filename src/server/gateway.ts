@@ -39,6 +39,7 @@ import { AuditGate, AuditService } from '../audit/service.js';
 import { VERSION } from '../version.js';
 import { IdentityServices } from '../identity/services.js';
 import { identityAdminRoutes } from '../identity/admin-routes.js';
+import { llmAdminRoutes } from '../stages/llm/usage-report.js';
 import { PolicyRegistry } from '../stages/policy/registry.js';
 import { parseListenAddress } from './address.js';
 import type { BoundListeners } from './bind.js';
@@ -185,6 +186,7 @@ export class Gateway {
     this.live.add(this.gen);
     this.policies.commit();
     if (this.identity) this.adminRoutes.push(...identityAdminRoutes(this.identity, () => this.config, () => this.loaded.dir, this.now));
+    this.adminRoutes.push(...llmAdminRoutes(() => this.config, () => this.gen.store.budgets, this.identity, this.now ?? Date.now));
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
     this.adminAllow = adminAllowList(config);

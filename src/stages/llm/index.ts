@@ -42,7 +42,7 @@ export const DEFAULT_OUTPUT_RESERVATION = 4096;
 const MINUTE = 60_000;
 const DAY = 86_400_000;
 
-interface BudgetDef {
+export interface BudgetDef {
   /** Rule id: the RateLimit header name, the log's `rule`, the metric label. */
   readonly rule: string;
   /** Store key part. */
@@ -52,7 +52,7 @@ interface BudgetDef {
   readonly limit: number;
 }
 
-interface CompiledGrant extends GrantLimits {
+export interface CompiledGrant extends GrantLimits {
   readonly id: string;
   matches(subject: string, type: string, role: string | null, domain: string | null): boolean;
   readonly budgets: readonly BudgetDef[];
@@ -60,7 +60,7 @@ interface CompiledGrant extends GrantLimits {
   readonly policy: string;
 }
 
-function compileGrant(g: LlmGrantConfig): CompiledGrant {
+export function compileGrant(g: LlmGrantConfig): CompiledGrant {
   const m = g.match;
   const subjects = m.subjects ? new Set(m.subjects) : null;
   const types = m.types ? new Set<string>(m.types) : null;
