@@ -159,8 +159,8 @@ export function checkRequest(endpoint: Endpoint, obj: Record<string, unknown>, r
 
 /**
  * Whether every number in well-formed JSON `text` keeps its value through JSON.parse and
- * JSON.stringify: integers (no fraction, no exponent) must be safe, and nothing may
- * overflow to Infinity. Fractions survive: JSON.stringify writes the shortest text that
+ * JSON.stringify: an integer (no fraction, no exponent) must come back as the same digits,
+ * and nothing may overflow to Infinity. Fractions survive: JSON.stringify writes the shortest text that
  * reads back as the same double, in any correct parser.
  */
 export function numbersSurvive(text: string): boolean {
@@ -192,9 +192,12 @@ export function numbersSurvive(text: string): boolean {
           j++;
         } else break;
       }
-      const v = Number(text.slice(i, j));
+      const tok = text.slice(i, j);
+      const v = Number(tok);
       if (!Number.isFinite(v)) return false;
-      if (integer && !Number.isSafeInteger(v)) return false;
+      // An integer survives iff JavaScript writes it back as the same digits (beyond 2^53
+      // most do not, and from 1e21 on it switches to exponent form).
+      if (integer && tok !== '-0' && String(v) !== tok) return false;
       i = j - 1;
     }
   }
