@@ -349,3 +349,38 @@ describe('LLM route', { concurrency: false }, () => {
   });
 });
 
+
+describe('LLM route with a sync audit trail', () => {
+  it('the decision record is written before the answer; the call’s final record carries its usage', async () => {
+    const up = await startLlmUpstream();
+    const key = makeKey(keyDir(), 'k1', 'ES256');
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-llm-sync-'));
+    const audit = auditFiles();
+    const g = await startGateway(
+      baseConfig(up.url, {}, {
+        auth: { issuers: [{ id: 'main', iss: 'https://issuer.test', audiences: ['gatehouse'], keys: [{ kid: key.kid, file: key.file }] }] },
+        identities: { unknown_identity: 'allow' },
+        state: { dir: audit.stateDir },
+        audit: audit.block({ mode: 'sync' }),
+        sites: [{ id: 'llm', hosts: ['127.0.0.1'], upstream: { urls: [up.url] }, auth: {}, llm: { models: { 'gpt-test': {} }, grants: [{ id: 'all', models: ['*'] }], credentials: { subjects: { 'agent-a': secretFile(dir, 'a.key', SECRETS.agentA) } } } }],
+      }),
+    );
+    try {
+      const jwt = await sign(key, { sub: 'agent-a', type: 'agent' });
+      const r = await new OpenAI({ apiKey: jwt, baseURL: `${g.url}/v1`, maxRetries: 0 }).chat.completions.create({ model: 'gpt-test', messages: [] }).withResponse();
+      const rid = r.response.headers.get('x-request-id');
+      const rows = await eventually(() => {
+        const db = new Database(join(audit.stateDir, 'audit.sqlite'), { readonly: true });
+        const found = (db.prepare('SELECT data FROM audit_records').all() as Array<{ data: string }>).map((x) => JSON.parse(x.data) as { request_id: string; llm?: { total_tokens: number }; bytes_out: number | null }).filter((x) => x.request_id === rid);
+        db.close();
+        return found.length === 2 ? found : undefined;
+      });
+      assert.equal(rows[0]?.llm, undefined, 'decision record: usage not known yet');
+      assert.equal(rows[0]?.bytes_out, null);
+      assert.equal(rows[1]?.llm?.total_tokens, 17);
+    } finally {
+      await g.close();
+      await up.close();
+    }
+  });
+});
