@@ -52,6 +52,7 @@ describe('LLM route', { concurrency: false }, () => {
   const token = (sub: string, claims: Record<string, unknown> = {}) => sign(key, { sub, type: 'agent', ...claims });
   const openai = (jwt: string) => new OpenAI({ apiKey: jwt, baseURL: `${g.url}/v1`, maxRetries: 0 });
   const lastLine = (pred: (l: Record<string, unknown>) => boolean) => g.logs.findLast((l) => l.msg === 'request' && pred(l));
+  let credA = '';
 
   before(async () => {
     up = await startLlmUpstream();
@@ -60,6 +61,7 @@ describe('LLM route', { concurrency: false }, () => {
       research: secretFile(dir, 'research.key', SECRETS.research),
       claude: secretFile(dir, 'agent-c.key', SECRETS.claude),
     };
+    credA = files.agentA;
     const models = { 'gpt-test': {}, fast: { upstream: 'gpt-test', max_output_tokens: 100 }, 'embed-test': {}, 'big-test': {} };
     g = await startGateway(
       baseConfig(up.url, {}, {
@@ -224,6 +226,21 @@ describe('LLM route', { concurrency: false }, () => {
     const list = await openai(jwt).models.list();
     assert.equal(list.data[0]?.id, 'gpt-test');
     assert.equal(up.calls.at(-1)?.headers.authorization, `Bearer ${SECRETS.agentA}`);
+  });
+
+  it('credential files rotate on reload', async () => {
+    const jwt = await token('agent-a');
+    const rotated = 'sk-agent-a-rotated-51d0';
+    writeFileSync(credA, `${rotated}\n`, { mode: 0o600 });
+    try {
+      const r = await g.gw.reload('test');
+      assert.equal(r.ok, true, r.error);
+      await openai(jwt).chat.completions.create({ model: 'gpt-test', messages: [] });
+      assert.equal(up.calls.at(-1)?.headers.authorization, `Bearer ${rotated}`);
+    } finally {
+      writeFileSync(credA, `${SECRETS.agentA}\n`, { mode: 0o600 });
+      assert.equal((await g.gw.reload('test')).ok, true);
+    }
   });
 
   it('an answer of unexpected shape is passed through, charged by estimate and counted as usage_unknown', async () => {
