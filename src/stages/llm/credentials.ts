@@ -14,7 +14,7 @@
  */
 import { resolve } from 'node:path';
 import type { SiteLlmConfig } from '../../config/schema.js';
-import { readSecretFile } from '../../config/secrets.js';
+import { CREDENTIAL_PREFIX, readSecretFile, resolveCredential } from '../../config/secrets.js';
 import type { CredentialKeyring } from '../../identity/credential-crypto.js';
 
 export interface Chosen {
@@ -27,9 +27,17 @@ export interface CredentialSource {
   choose(subject: string, domain: string | null, role: string | null, stored: string | undefined): Chosen | null;
 }
 
+/** A credential file of the config: a path relative to the config file, or `credential:NAME` (systemd LoadCredential=). */
+export function credentialFilePath(file: string, dir: string): string {
+  if (!file.startsWith(CREDENTIAL_PREFIX)) return resolve(dir, file);
+  const r = resolveCredential(file);
+  if ('error' in r) throw new Error(r.error);
+  return r.path;
+}
+
 function readAll(files: Record<string, string>, dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const [k, f] of Object.entries(files)) out.set(k, readSecretFile(resolve(dir, f)));
+  for (const [k, f] of Object.entries(files)) out.set(k, readSecretFile(credentialFilePath(f, dir)));
   return out;
 }
 

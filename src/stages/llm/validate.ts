@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import type { PartialConfig } from '../../config/load.js';
 import { checkSecretFile } from '../../config/secrets.js';
 import { CredentialKeyError, loadCredentialKeyring } from '../../identity/credential-crypto.js';
+import { credentialFilePath } from './credentials.js';
 
 export function validateLlmConfig(config: PartialConfig, dir: string, err: (path: string, message: string) => void): void {
   config.identities.credential_keys.forEach((k, i) => {
@@ -60,7 +61,14 @@ export function validateLlmConfig(config: PartialConfig, dir: string, err: (path
     if (c.registry && config.identities.credential_keys.length === 0) err(`${p}.credentials.registry`, 'needs identities.credential_keys to decrypt registry credentials');
     for (const kind of ['subjects', 'domains', 'roles'] as const) {
       for (const [name, file] of Object.entries(c[kind])) {
-        const problem = checkSecretFile(resolve(dir, file));
+        let path: string;
+        try {
+          path = credentialFilePath(file, dir);
+        } catch (e) {
+          err(`${p}.credentials.${kind}.${name}`, (e as Error).message);
+          continue;
+        }
+        const problem = checkSecretFile(path);
         if (problem) err(`${p}.credentials.${kind}.${name}`, problem);
       }
     }
