@@ -44,12 +44,30 @@ function list(v: unknown, f: string): string {
   return `[${(v as string[]).map((x) => JSON.stringify(x)).join(',')}]`;
 }
 
+function bool(v: unknown, f: string): string {
+  return v === true ? 'true' : v === false ? 'false' : bad(f);
+}
+
+/**
+ * The optional `llm` member (LLM calls only): an object with exactly these members in
+ * code-point order, strings/safe integers/null as above and two booleans — still RFC 8785.
+ */
+function llm(v: unknown): string {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return bad('llm');
+  const o = v as Record<string, unknown>;
+  return (
+    `{"completion_tokens":${n(o.completion_tokens, 'llm.completion_tokens')},"credential":${s(o.credential, 'llm.credential')},"endpoint":${s(o.endpoint, 'llm.endpoint')}` +
+    `,"model":${s(o.model, 'llm.model')},"prompt_tokens":${n(o.prompt_tokens, 'llm.prompt_tokens')},"rewritten":${bool(o.rewritten, 'llm.rewritten')},"streamed":${bool(o.streamed, 'llm.streamed')}` +
+    `,"total_tokens":${n(o.total_tokens, 'llm.total_tokens')},"ttfb_us":${n(o.ttfb_us, 'llm.ttfb_us')},"upstream_model":${s(o.upstream_model, 'llm.upstream_model')},"usage":${s(o.usage, 'llm.usage')}}`
+  );
+}
+
 export function canonical(r: Canon): string {
   return (
     `{"agent":${s(r.agent, 'agent')},"bytes_in":${n(r.bytes_in, 'bytes_in')},"bytes_out":${n(r.bytes_out, 'bytes_out')},"client_ip":${s(r.client_ip, 'client_ip')}` +
     `,"code":${s(r.code, 'code')},"count":${n(r.count, 'count')},"decision":${s(r.decision, 'decision')},"domain":${s(r.domain, 'domain')}` +
     `,"first_time":${s(r.first_time, 'first_time')},"identity_type":${s(r.identity_type, 'identity_type')},"instance":${s(r.instance, 'instance')}` +
-    `,"kid":${s(r.kid, 'kid')},"kind":${s(r.kind, 'kind')},"latency_us":${n(r.latency_us, 'latency_us')},"lost_to":${n(r.lost_to, 'lost_to')}` +
+    `,"kid":${s(r.kid, 'kid')},"kind":${s(r.kind, 'kind')},"latency_us":${n(r.latency_us, 'latency_us')}${r.llm === undefined ? '' : `,"llm":${llm(r.llm)}`},"lost_to":${n(r.lost_to, 'lost_to')}` +
     `,"method":${s(r.method, 'method')},"path":${s(r.path, 'path')},"peer_ip":${s(r.peer_ip, 'peer_ip')},"policies":${list(r.policies, 'policies')}` +
     `,"request_id":${s(r.request_id, 'request_id')},"role":${s(r.role, 'role')},"route":${s(r.route, 'route')},"rule":${s(r.rule, 'rule')}` +
     `,"seq":${n(r.seq, 'seq')},"site":${s(r.site, 'site')},"stage":${s(r.stage, 'stage')},"status":${n(r.status, 'status')},"stream":${s(r.stream, 'stream')}` +

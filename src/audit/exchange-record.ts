@@ -70,5 +70,22 @@ export function exchangeBody(ex: Exchange, instance: string | null, final: boole
   b.latency_us = Math.round((performance.now() - ex.start) * 1000);
   b.bytes_in = ex.bytesIn;
   b.bytes_out = final ? ex.bytesOut : null;
+  // LLM calls only (docs/llm.md): the member is absent on every other record.
+  const call = ex.llm;
+  if (call !== null) {
+    b.llm = {
+      completion_tokens: call.completion_tokens,
+      credential: call.credential,
+      endpoint: call.endpoint,
+      model: call.model,
+      prompt_tokens: call.prompt_tokens,
+      rewritten: call.rewritten,
+      streamed: call.streamed,
+      total_tokens: call.total_tokens,
+      ttfb_us: call.ttfb_us,
+      upstream_model: call.upstream_model,
+      usage: call.usage,
+    };
+  }
   return b;
 }

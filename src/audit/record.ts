@@ -46,6 +46,28 @@ export interface AuditBody {
   count: number;
   /** Restart records: the last seq that may have been lost; else null. */
   lost_to: number | null;
+  /**
+   * OPTIONAL: present only on records of LLM calls (docs/llm.md, docs/audit.md#the-llm-member);
+   * absent elsewhere, so every other record's canonical form is unchanged.
+   */
+  llm?: AuditLlm;
+}
+
+/** The `llm` member: the call's model, usage and time to first byte. Never a credential. */
+export interface AuditLlm {
+  completion_tokens: number | null;
+  /** Which source the upstream credential came from (subject, registry, domain, role). */
+  credential: string | null;
+  endpoint: string;
+  model: string | null;
+  prompt_tokens: number | null;
+  rewritten: boolean;
+  streamed: boolean;
+  total_tokens: number | null;
+  ttfb_us: number | null;
+  upstream_model: string | null;
+  /** reported, estimated or none. */
+  usage: string;
 }
 
 /** The chain fields the writer adds. */

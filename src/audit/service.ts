@@ -158,7 +158,12 @@ export class AuditService {
           this.drops.add(ex.clientIp, ex.site?.id ?? null, r.stage, r.rule ?? null, r.code, (r.drop ? 'dropped' : 'refused') as Decision, ex.status);
           return;
         }
-        if (this.recorded.has(ex)) return;
+        if (this.recorded.has(ex)) {
+          // Sync mode recorded the decision before the answer; an LLM call's usage is known
+          // only now, so it gets its final record too (docs/audit.md#the-llm-member).
+          if (ex.llm !== null) void this.writer.append(exchangeBody(ex, this.instance, true));
+          return;
+        }
         const full = this.writer.unavailable;
         if (full !== null && this.config.on_failure === 'allow') {
           this.drops.add(ex.clientIp, ex.site?.id ?? null, 'audit', full, 'audit_unavailable', r === null ? 'allowed' : 'refused', ex.status);

@@ -11,8 +11,9 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args
   audit: { summary: 'verify or export the audit trail, generate its keys: gatehouse audit --help', load: () => import('./audit.js') },
   keys: { summary: 'generate a signing key pair and JWKS: gatehouse keys generate --out DIR', load: () => import('./keys.js') },
   token: { summary: 'issue or revoke tokens: gatehouse token issue|revoke ...', load: () => import('./token.js') },
-  identities: { summary: 'manage the identity registry: gatehouse identities add|list|suspend|resume|set-limit|remove', load: () => import('./identities.js') },
+  identities: { summary: 'manage the identity registry: gatehouse identities add|list|suspend|resume|set-limit|remove|set-credential|clear-credential', load: () => import('./identities.js') },
   doctor: { summary: 'check a deployment against the seed checklists: gatehouse doctor --config FILE [--json]', load: () => import('./doctor.js') },
+  usage: { summary: 'per-identity LLM token usage so far, from the running gateway: gatehouse usage --config FILE [--subject S]', load: () => import('./usage.js') },
   demo: { summary: 'start the bundled demo upstream and gateway (what `npm start` runs)', load: () => import('./demo.js') },
 };
 

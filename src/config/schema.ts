@@ -179,6 +179,8 @@ const siteAuth = z.strictObject({
   paths: z.array(z.string()).optional(),
   /** Forward the caller's Authorization header upstream (default: removed). */
   pass_authorization: z.boolean().default(false),
+  /** Also take the token from X-Api-Key (the header the Anthropic SDK sends its API key in); it is never forwarded. */
+  api_key_header: z.boolean().default(false),
 });
 
 const sitePolicy = z.strictObject({
@@ -194,6 +196,78 @@ const sitePolicy = z.strictObject({
   body_types: z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/, 'a lowercase media type (type/subtype)')).min(1).default(['application/json']),
   /** Decisions remembered per policy generation (0: no cache). */
   cache_entries: z.number().int().min(0).max(10_000_000).default(10_000),
+});
+
+/** One budget: at most `tokens` LLM tokens in any sliding window of `window` (docs/llm.md#token-budgets). */
+const llmBudget = z.strictObject({
+  tokens: z.number().int().min(1).max(1e15),
+  window: duration('1d').pipe(z.number().int().min(60_000, 'window must be at least 1m').max(366 * 86_400_000, 'window must be at most 366d')),
+});
+
+/** Who a grant applies to; every listed dimension must match (an empty match is everyone). */
+const llmMatch = z.strictObject({
+  subjects: z.array(z.string().min(1).max(256)).min(1).optional(),
+  types: z.array(z.enum(['agent', 'human'])).min(1).optional(),
+  roles: z.array(z.string().min(1).max(256)).min(1).optional(),
+  domains: z.array(z.string().min(1).max(256)).min(1).optional(),
+});
+
+/** What an identity may do on an LLM site; the first grant whose `match` fits decides (docs/llm.md#grants). */
+const llmGrant = z.strictObject({
+  id,
+  match: llmMatch.prefault({}),
+  /** Public model names (keys of `llm.models`) this grant allows; `'*'` allows every listed model. */
+  models: z.array(z.string().min(1).max(256)).min(1, 'a grant allows at least one model'),
+  /** Tokens (prompt + completion) per sliding minute, per identity. */
+  tokens_per_minute: z.number().int().min(1).max(1e15).optional(),
+  /** Tokens per sliding day, per identity. */
+  tokens_per_day: z.number().int().min(1).max(1e15).optional(),
+  /** A third budget over a window of your choice (e.g. 30d), per identity. */
+  budget: llmBudget.optional(),
+  /** Cap on max_tokens / max_completion_tokens / max_output_tokens (the smaller of this and the model's). */
+  max_output_tokens: z.number().int().min(1).max(10_000_000).optional(),
+  /** Largest `n` (and `best_of`): choices per request. */
+  max_n: z.number().int().min(1).max(128).default(1),
+  /** Whether requests may declare tools (`tools`, `functions`). */
+  tools: z.boolean().default(true),
+});
+
+const llmModel = z.strictObject({
+  /** The model name the upstream gets; default the public name. A different name makes the public name an alias. */
+  upstream: z.string().min(1).max(256).optional(),
+  /** Cap on the output tokens a request may ask for on this model. */
+  max_output_tokens: z.number().int().min(1).max(10_000_000).optional(),
+});
+
+/** Secret files by identity attribute value (subject, domain or role). */
+const credentialFiles = z.record(z.string().min(1).max(256), z.string().min(1));
+
+/** The LLM route (docs/llm.md): this site forwards OpenAI-compatible or Anthropic API calls. */
+const siteLlm = z.strictObject({
+  /** What the upstream speaks: its endpoints and how it takes a credential. */
+  provider: z.enum(['openai', 'anthropic']).default('openai'),
+  /** Largest request body read and parsed (the body is held in memory). */
+  max_body_bytes: size('1MiB').pipe(z.number().int().min(1024).max(67_108_864)),
+  /** Public model names the site serves (nothing else is forwarded), with aliases and caps. */
+  models: z.record(z.string().min(1).max(256), llmModel.prefault({})),
+  grants: z.array(llmGrant).min(1, 'an LLM site needs at least one grant'),
+  /** A max_tokens above the cap: clamp it to the cap (rewrite) or refuse (403). */
+  over_max_tokens: z.enum(['clamp', 'refuse']).default('clamp'),
+  /** How the upstream credential is chosen (never the caller's, never implicit). */
+  credentials: z.strictObject({
+    /** Header the upstream reads its credential from; default by provider (openai: authorization as Bearer, anthropic: x-api-key). */
+    header: z.enum(['authorization', 'x-api-key', 'api-key']).optional(),
+    /** An identity's own credential: secret file per subject. */
+    subjects: credentialFiles.default({}),
+    /** Use the identity's credential stored encrypted in the identity registry (identities.credential_keys). */
+    registry: z.boolean().default(false),
+    /** Fallback for identities without their own credential, by domain (explicit; checked before roles). */
+    domains: credentialFiles.default({}),
+    /** Fallback by role. */
+    roles: credentialFiles.default({}),
+  }).prefault({}),
+  /** Longest a reservation holds budget without being settled (a call that never ends, an instance that died). */
+  reservation_timeout: duration('10m').pipe(z.number().int().min(1000).max(86_400_000)),
 });
 
 export const siteSchema = z.strictObject({
@@ -217,6 +291,8 @@ export const siteSchema = z.strictObject({
   policy: sitePolicy.optional(),
   /** How this site reads ambiguous requests; overrides `http.request` key by key (docs/lifecycle.md#one-reading). */
   request: requestReadingOverrides.optional(),
+  /** The agent → LLM route: per-identity credentials, models, token budgets, usage (docs/llm.md). */
+  llm: siteLlm.optional(),
 });
 
 /** Serve HTTPS: certificate files (reloaded when they change) or certificates from the internal CA. */
@@ -446,6 +522,17 @@ export const configSchema = z.strictObject({
       default_agent_rpm: z.number().int().min(1).max(1_000_000_000).default(60),
       /** Requests per minute for humans without their own rpm_limit, by role (`default` for any other role). */
       human_rpm_by_role: z.record(z.string(), z.number().int().min(1).max(1_000_000_000)).default({ default: 120 }),
+      /** AES-256-GCM keys (files of 64 hex digits, mode 0600) that encrypt credentials stored in the registry (docs/llm.md#credentials). */
+      credential_keys: z
+        .array(
+          z.strictObject({
+            id,
+            file: z.string(),
+            /** This key encrypts new credentials (default: the last listed); the others only decrypt. */
+            active: z.boolean().optional(),
+          }),
+        )
+        .default([]),
     })
     .prefault({}),
   sites: z.array(siteSchema).min(1, 'at least one site is required'),
@@ -484,4 +571,6 @@ export type SitePolicyConfig = z.output<typeof sitePolicy>;
 export type RequestReadingConfig = z.output<typeof requestReadingDefaults>;
 export type RevocationConfig = Config['revocation'];
 export type IdentitiesConfig = Config['identities'];
+export type SiteLlmConfig = z.output<typeof siteLlm>;
+export type LlmGrantConfig = z.output<typeof llmGrant>;
 export { JWS_ALGS };

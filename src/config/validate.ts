@@ -15,6 +15,7 @@ import { validateTls } from './validate-tls.js';
 import { validateAudit } from '../audit/config-check.js';
 import { validateIdentityConfig } from '../identity/validate.js';
 import { validatePolicyConfig } from '../stages/policy/validate.js';
+import { validateLlmConfig } from '../stages/llm/validate.js';
 import { secretReaderFor, validateProcess } from './validate-process.js';
 import { validateStores } from './validate-stores.js';
 import { withSecretReader } from './secrets.js';
@@ -170,6 +171,7 @@ function validateAll(config: PartialConfig, dir: string, file: string | undefine
   validateAudit(config, dir, err);
   validateIdentityConfig(config, dir, err);
   validatePolicyConfig(config, dir, err);
+  validateLlmConfig(config, dir, err);
   validateStores(config, dir, err, warn);
   validateProcess(config, dir, file, err, warn);
   // An unreadable secret is an error already; its "not readable by process.user" warning adds nothing.
@@ -204,6 +206,7 @@ function validateKeptPaths(config: PartialConfig, err: (path: string, message: s
     if ((site.rate_limits ?? []).some((r) => r?.paths !== undefined)) reasons.push(`sites[${si}] has rate-limit rules with paths`);
     if (site.auth?.paths !== undefined) reasons.push(`sites[${si}] has auth.paths`);
     if (site.policy !== undefined) reasons.push(`sites[${si}] has a policy (it sees the path)`);
+    if (site.llm !== undefined) reasons.push(`sites[${si}] is an LLM site (its endpoints are paths)`);
     for (const h of site.hosts ?? []) if ((hostOwners.get(normalizeHost(h)) ?? 0) > 1) reasons.push(`host ${normalizeHost(h)} is shared with another site`);
     if (reasons.length > 0) err(where, `escaped_path: keep forwards encoded separators that an upstream may read differently, so it is only for a site with no path-based control: ${reasons.join('; ')}`);
   });

@@ -43,6 +43,10 @@ export const ERROR_CODES = {
   identity_registry_unavailable: { status: 503, message: 'The identity registry cannot be confirmed current right now.' },
   shutting_down: { status: 503, message: 'The gateway is shutting down.' },
   upstream_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
+  // The LLM route (docs/llm.md); it answers invalid_body and unsupported_media_type too.
+  model_not_allowed: { status: 403, message: 'This model is not available to this identity.' },
+  llm_parameter_not_allowed: { status: 403, message: 'A request parameter is not allowed for this identity.' },
+  no_upstream_credential: { status: 403, message: 'No upstream credential is configured for this identity.' },
   // Never sent to a client: the connection is closed with zero bytes written. Listed so
   // logs, metrics and audit records use the same id for the decision.
   ip_denied: { status: 0, message: 'Connection closed: client address not allowed.' },

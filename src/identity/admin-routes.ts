@@ -8,6 +8,8 @@
  *   GET    /v1/identities/:subject
  *   PATCH  /v1/identities/:subject  {status?, rpm_limit?, domain?, role?}
  *   DELETE /v1/identities/:subject  → 204
+ *   PUT    /v1/identities/:subject/llm-credential  {credential} → 204: stored encrypted
+ *                                   (identities.credential_keys); DELETE removes it
  *   POST   /v1/tokens               {sub, type, role?, domain?, agent?, ttl?, aud?} — only
  *                                   registered when admin.issuer is configured
  */
@@ -15,12 +17,16 @@ import { resolve } from 'node:path';
 import { AdminError, type AdminRequest, type AdminRoute } from '../admin/server.js';
 import type { Config } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
+import { loadCredentialKeyring } from './credential-crypto.js';
 import { IdentityExistsError, SUBJECT, type IdentityPatch } from '../stores/identities/types.js';
 import { issueToken, IssueInputError, loadPrivateKey, type IssueAlg } from './issue.js';
 import { jtiRevocation, RevocationInputError, subjectRevocation } from './revoke.js';
 import type { IdentityServices } from './services.js';
 
 const SUBJECT_PATH = /^\/v1\/identities\/(?<subject>[^/]+)$/;
+const CREDENTIAL_PATH = /^\/v1\/identities\/(?<subject>[^/]+)\/llm-credential$/;
+/** Longest upstream credential accepted (API keys are well under 1 KiB). */
+const MAX_CREDENTIAL = 4096;
 
 function obj(v: unknown): Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new AdminError('bad_request', 'the body must be a JSON object');
@@ -180,6 +186,40 @@ export function identityAdminRoutes(svc: IdentityServices, config: () => Config,
       },
     },
   ];
+  const credentialWrite = async (r: AdminRequest, value: string | null) => {
+    const subject = subjectParam(r);
+    let stored: string | null = null;
+    if (value !== null) {
+      const keys = config().identities.credential_keys;
+      if (keys.length === 0) throw new AdminError('bad_request', 'identities.credential_keys is not configured');
+      stored = loadCredentialKeyring(keys, dir()).encrypt(subject, value);
+    }
+    const ok = await store.setCredential(subject, stored, now()).catch(registryFailed);
+    if (!ok) throw new AdminError('not_found');
+    await changed();
+    // The credential is never echoed, not even encrypted.
+    r.res.writeHead(204, { 'Cache-Control': 'no-store' });
+    r.res.end();
+  };
+  routes.push(
+    {
+      method: 'PUT',
+      path: CREDENTIAL_PATH,
+      auth: true,
+      async handle(r) {
+        const b = obj(await r.json());
+        const c = b.credential;
+        if (typeof c !== 'string' || c.length === 0 || c.length > MAX_CREDENTIAL || !/^[\x21-\x7e]+$/.test(c)) throw new AdminError('bad_request', 'credential must be 1-4096 printable ASCII characters');
+        await credentialWrite(r, c);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: CREDENTIAL_PATH,
+      auth: true,
+      handle: (r) => credentialWrite(r, null),
+    },
+  );
   const issuer = config().admin.issuer;
   if (issuer) {
     // Read once at start: only this endpoint ever holds the private key, and only when configured.

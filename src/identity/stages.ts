@@ -47,5 +47,5 @@ export function identityStages(config: Config, site: SiteConfig, deps: IdentityR
 }
 
 export function identityForwarding(config: Config, site: SiteConfig): IdentityForwarding {
-  return createIdentityForwarding(config.auth, site.auth !== undefined, site.auth?.pass_authorization ?? false);
+  return createIdentityForwarding(config.auth, site.auth !== undefined, site.auth?.pass_authorization ?? false, site.auth?.api_key_header ?? false);
 }

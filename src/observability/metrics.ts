@@ -44,6 +44,18 @@ export interface Metrics {
   readonly policyCache: Counter<'site' | 'result'>;
   /** Policy file reloads by site and result (success/failure). */
   readonly policyReloads: Counter<'site' | 'result'>;
+  /** LLM calls that reached the upstream, by site, model (public name) and usage source (reported, estimated, none). */
+  readonly llmCalls: Counter<'site' | 'model' | 'usage'>;
+  /** LLM tokens charged, by site, model and kind (prompt, completion). */
+  readonly llmTokens: Counter<'site' | 'model' | 'kind'>;
+  /** LLM answers charged by estimate, by site, model and reason (unexpected_shape, interrupted). */
+  readonly llmUsageUnknown: Counter<'site' | 'model' | 'reason'>;
+  /** Request arrival to the first answer byte sent, for LLM calls, by site and model. */
+  readonly llmTimeToFirstByte: Histogram<'site' | 'model'>;
+  /** LLM requests the llm stage refused, by site and code. */
+  readonly llmRefusals: Counter<'site' | 'code'>;
+  /** Usage that could not be charged to the token budgets after retries, by site. */
+  readonly llmSettleFailures: Counter<'site'>;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -201,6 +213,44 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     registers: [registry],
   });
 
+  const llmCalls = new Counter({
+    name: 'gatehouse_llm_calls_total',
+    help: 'LLM calls admitted to the upstream, by site, model (the public name from llm.models) and usage (reported by the upstream, estimated, none).',
+    labelNames: ['site', 'model', 'usage'] as const,
+    registers: [registry],
+  });
+  const llmTokens = new Counter({
+    name: 'gatehouse_llm_tokens_total',
+    help: 'LLM tokens charged to the token budgets, by site, model and kind (prompt, completion).',
+    labelNames: ['site', 'model', 'kind'] as const,
+    registers: [registry],
+  });
+  const llmUsageUnknown = new Counter({
+    name: 'gatehouse_llm_usage_unknown_total',
+    help: 'LLM answers without usable usage, charged by the documented estimate, by site, model and reason (unexpected_shape, interrupted).',
+    labelNames: ['site', 'model', 'reason'] as const,
+    registers: [registry],
+  });
+  const llmTimeToFirstByte = new Histogram({
+    name: 'gatehouse_llm_time_to_first_byte_seconds',
+    help: 'LLM calls: time from the request arriving to the first answer byte sent to the client, by site and model.',
+    labelNames: ['site', 'model'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  const llmRefusals = new Counter({
+    name: 'gatehouse_llm_refusals_total',
+    help: 'LLM requests refused by the llm stage, by site and error code.',
+    labelNames: ['site', 'code'] as const,
+    registers: [registry],
+  });
+  const llmSettleFailures = new Counter({
+    name: 'gatehouse_llm_settle_failures_total',
+    help: 'LLM calls whose usage could not be charged to the token budgets (store unreachable for about a minute of retries), by site.',
+    labelNames: ['site'] as const,
+    registers: [registry],
+  });
+
   // prom-client's labels() hashes label values on every call; cache the children.
   const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
   const durChildren = new Map<string, ReturnType<typeof duration.labels>>();
@@ -252,6 +302,12 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     policyDecisions,
     policyCache,
     policyReloads,
+    llmCalls,
+    llmTokens,
+    llmUsageUnknown,
+    llmTimeToFirstByte,
+    llmRefusals,
+    llmSettleFailures,
     countRequest,
   };
 }

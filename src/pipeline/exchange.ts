@@ -8,6 +8,8 @@ import type { Duplex } from 'node:stream';
 import type { Identity, TokenFacts } from './identity.js';
 import type { Refusal } from './refusal.js';
 import type { CompiledSite } from './site.js';
+import type { UpstreamHook } from './upstream-hook.js';
+import type { LlmCall } from '../stages/llm/call.js';
 
 export class Exchange {
   /** Request id, also sent to the client and the upstream. */
@@ -57,6 +59,10 @@ export class Exchange {
   notes: Record<string, unknown> | null = null;
   /** The request body when a stage had to read it (policy body_fields); the proxy sends it instead of the stream. */
   body: Buffer | null = null;
+  /** Set by a stage whose work continues while the upstream answers (the LLM route); see upstream-hook.ts. */
+  hook: UpstreamHook | null = null;
+  /** The LLM call this exchange made (model, usage, time to first byte), for the log line, metrics and the audit record; null elsewhere. */
+  llm: LlmCall | null = null;
   upstreamMs = -1;
   bytesIn = 0;
   bytesOut = 0;

@@ -114,6 +114,15 @@ function hasUnreadBody(ex: Exchange): boolean {
 export function finish(ctx: GatewayContext, ex: Exchange): void {
   if (ex.finished) return;
   ex.finished = true;
+  // A stage whose work outlived the decision (the LLM route charging usage) ends it here,
+  // before the log line and the observers read the exchange.
+  if (ex.hook !== null) {
+    try {
+      ex.hook.finish(ex);
+    } catch (err) {
+      ctx.log.error({ event: 'exchange_hook_failed', req_id: ex.id, err: String(err) }, 'exchange hook failed');
+    }
+  }
   const ms = performance.now() - ex.start;
   const siteId = ex.site?.id ?? '-';
   ctx.metrics.countRequest(siteId, ex.status, ms / 1000);
@@ -150,6 +159,7 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
       if (id.domain !== null) line.domain = id.domain;
     }
     if (ex.notes !== null) Object.assign(line, ex.notes);
+    if (ex.llm !== null) line.llm = ex.llm;
     // IP-filter drops are logged by the denial log (budgeted), not per request.
     if (!(r !== null && r.drop)) ctx.log.info(line, 'request');
   }

@@ -22,6 +22,8 @@ import type { IdentityServices } from '../identity/services.js';
 import { identityForwarding, identityStages } from '../identity/stages.js';
 import { policyStages, zoneViolation } from '../stages/policy/compile.js';
 import type { PolicyRegistry } from '../stages/policy/registry.js';
+import { llmStages } from '../stages/llm/compile.js';
+import type { TokenBudgetStore } from '../stores/token-budget/types.js';
 import type { GatewayContext } from './context.js';
 import { createRouter, type CompiledSite, type Router } from './site.js';
 import type { Stage } from './stage.js';
@@ -56,6 +58,8 @@ export interface RuntimeDeps {
   readonly policies?: PolicyRegistry | null;
   /** The config file's directory (relative policy file paths). */
   readonly dir?: string;
+  /** Token budgets of LLM sites (same backend as rateStore). */
+  readonly tokenBudgets?: TokenBudgetStore;
 }
 
 export function buildRuntime(config: Config, generation: number, deps: RuntimeDeps): Runtime {
@@ -89,6 +93,8 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     stages.push(...identityStages(config, sc, deps));
     // policy, after the identity is known and limited (docs/policy.md).
     stages.push(...policyStages(config, sc, deps));
+    // llm, after policy (docs/llm.md): model control, credentials, token budgets.
+    stages.push(...llmStages(config, sc, deps));
     const proxy = createProxy({
       siteId: sc.id,
       dispatcher: deps.pools.get(sc.upstream),

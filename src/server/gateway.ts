@@ -33,10 +33,13 @@ import { PoolCache } from '../stages/proxy/pools.js';
 import { redisConnection } from '../stores/store-tls.js';
 import { createMemoryRateLimitStore, createRedisClient, createRedisRateLimitStore } from '../stores/rate-limit/index.js';
 import type { RateLimitStore } from '../stores/rate-limit/types.js';
+import { createMemoryTokenBudgetStore, createRedisTokenBudgetStore } from '../stores/token-budget/index.js';
+import type { TokenBudgetStore } from '../stores/token-budget/types.js';
 import { AuditGate, AuditService } from '../audit/service.js';
 import { VERSION } from '../version.js';
 import { IdentityServices } from '../identity/services.js';
 import { identityAdminRoutes } from '../identity/admin-routes.js';
+import { llmAdminRoutes } from '../stages/llm/usage-report.js';
 import { PolicyRegistry } from '../stages/policy/registry.js';
 import { parseListenAddress } from './address.js';
 import type { BoundListeners } from './bind.js';
@@ -67,6 +70,8 @@ interface Generation {
 interface StoreHandle {
   readonly key: string;
   readonly store: RateLimitStore;
+  /** LLM token budgets, on the same backend (and Redis connection) as the rate limits. */
+  readonly budgets: TokenBudgetStore;
   refs: number;
   close(): Promise<void>;
 }
@@ -85,7 +90,17 @@ function storeKey(config: Config): string {
 function openStore(config: Config, dir: string): StoreHandle {
   if (config.state.store === 'memory') {
     const store = createMemoryRateLimitStore();
-    return { key: 'memory', store, refs: 0, close: () => store.close() };
+    const budgets = createMemoryTokenBudgetStore();
+    return {
+      key: 'memory',
+      store,
+      budgets,
+      refs: 0,
+      async close() {
+        await store.close();
+        await budgets.close();
+      },
+    };
   }
   const r = config.state.redis;
   if (!r) throw new Error('state.redis missing');
@@ -95,12 +110,15 @@ function openStore(config: Config, dir: string): StoreHandle {
     connectTimeoutMs: r.connect_timeout,
   });
   const store = createRedisRateLimitStore({ client, prefix: `${r.key_prefix}rl:` });
+  const budgets = createRedisTokenBudgetStore({ client, prefix: r.key_prefix });
   return {
     key: storeKey(config),
     store,
+    budgets,
     refs: 0,
     async close() {
       await store.close();
+      await budgets.close();
       client.disconnect();
     },
   };
@@ -164,10 +182,11 @@ export class Gateway {
     const store = openStore(config, opts.loaded.dir);
     store.refs++;
     this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now, this.metrics) : null;
-    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: opts.loaded.dir }), inflight: 0, retired: false, store };
+    this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, tokenBudgets: store.budgets, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: opts.loaded.dir }), inflight: 0, retired: false, store };
     this.live.add(this.gen);
     this.policies.commit();
     if (this.identity) this.adminRoutes.push(...identityAdminRoutes(this.identity, () => this.config, () => this.loaded.dir, this.now));
+    this.adminRoutes.push(...llmAdminRoutes(() => this.config, () => this.gen.store.budgets, this.identity, this.now ?? Date.now));
     this.lastHash = hashFile(opts.loaded.file);
     this.adminToken = readAdminToken(opts.loaded);
     this.adminAllow = adminAllowList(config);
@@ -390,7 +409,7 @@ export class Gateway {
     let rt: Runtime;
     try {
       if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
-      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: loaded.dir });
+      rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, tokenBudgets: store.budgets, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: loaded.dir });
     } catch (err) {
       if (store !== this.gen.store) void store.close();
       this.policies.discard();

@@ -169,6 +169,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
       onResponseStart(c, statusCode, headers) {
         ex.upstreamMs = performance.now() - t0;
         ex.status = statusCode;
+        if (ex.hook !== null) ex.hook.responseStart(statusCode, headers as Record<string, string | string[] | undefined>);
         if (ctx.beforeRespond !== null) {
           // Sync audit: hold the upstream's answer until its record is durable.
           held = [];
@@ -194,7 +195,10 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         }
         writeHead(c, statusCode, headers);
       },
-      onResponseData(c, chunk) {
+      onResponseData(c, data) {
+        // A hook (the LLM route) may take bytes out of the answer (docs/llm.md#usage).
+        const chunk = ex.hook === null ? data : ex.hook.responseData(data);
+        if (chunk === null) return;
         ex.bytesOut += chunk.length;
         if (held !== null) {
           held.push(chunk);
@@ -206,6 +210,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         }
       },
       onResponseEnd() {
+        if (ex.hook !== null) ex.hook.responseEnd();
         if (held !== null) heldEnd = true;
         else res.end();
       },
@@ -254,7 +259,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         {
           path: ex.query === '' ? ex.path : `${ex.path}?${ex.query}`,
           method: req.method as Dispatcher.HttpMethod,
-          headers: upstreamRequestHeaders(ex, headerOpts),
+          headers: ex.hook === null ? upstreamRequestHeaders(ex, headerOpts) : ex.hook.requestHeaders(upstreamRequestHeaders(ex, headerOpts)),
           // undici streams any async iterable; its DispatchOptions type only lists Readable.
           body: body as unknown as import('node:stream').Readable | null,
         },

@@ -64,3 +64,14 @@ it('never throws and only returns tokens within the size limit, without surround
     }),
   );
 });
+
+it('X-Api-Key carries the token only where the site allows it, never together with Authorization', () => {
+  assert.deepEqual(bearerToken(['X-Api-Key', JWS], 8192), { kind: 'missing' }, 'not read by default');
+  assert.equal(bearerToken(['x-api-key', JWS], 8192, true), JWS);
+  assert.equal(bearerToken(['X-API-KEY', ` ${JWS} `], 8192, true), JWS);
+  assert.deepEqual(bearerToken(['x-api-key', JWS, 'x-api-key', JWS], 8192, true), { kind: 'malformed', reason: 'several Authorization headers' });
+  assert.deepEqual(bearerToken(['authorization', `Bearer ${JWS}`, 'x-api-key', JWS], 8192, true), { kind: 'malformed', reason: 'both Authorization and X-Api-Key' });
+  assert.deepEqual(bearerToken(['x-api-key', ''], 8192, true), { kind: 'malformed', reason: 'empty Bearer credential' });
+  assert.deepEqual(bearerToken(['x-api-key', 'a'.repeat(300)], 256, true), { kind: 'malformed', reason: 'Authorization header too large' });
+  assert.equal(bearerToken(['Authorization', `Bearer ${JWS}`], 8192, true), JWS, 'Authorization still works');
+});

@@ -41,12 +41,40 @@ function isAuthorization(name: string): boolean {
   return name.length === 13 && equalsIgnoringCase(name, 0, 'authorization');
 }
 
-export function bearerToken(rawHeaders: readonly string[], maxTokenBytes: number): AuthorizationResult {
+const TWO_CREDENTIALS: AuthorizationProblem = { kind: 'malformed', reason: 'both Authorization and X-Api-Key' };
+
+function isXApiKey(name: string): boolean {
+  return name.length === 9 && equalsIgnoringCase(name, 0, 'x-api-key');
+}
+
+/**
+ * The token from `X-Api-Key` (what the Anthropic SDK sends its API key in), for sites with
+ * `auth.api_key_header`: exactly one such header and no Authorization, the value is the
+ * token itself (no scheme). Two credentials are refused: which one would count?
+ */
+function apiKeyToken(rawHeaders: readonly string[], maxTokenBytes: number): AuthorizationResult | null {
+  let value: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (!isXApiKey(rawHeaders[i] as string)) continue;
+    if (value !== undefined) return SEVERAL;
+    value = rawHeaders[i + 1] as string;
+  }
+  if (value === undefined) return null;
+  if (value.length > maxTokenBytes) return TOO_LARGE;
+  const v = value.trim();
+  return v === '' ? EMPTY : v;
+}
+
+export function bearerToken(rawHeaders: readonly string[], maxTokenBytes: number, apiKeyHeader = false): AuthorizationResult {
   let value: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (!isAuthorization(rawHeaders[i] as string)) continue;
     if (value !== undefined) return SEVERAL;
     value = rawHeaders[i + 1] as string;
+  }
+  if (apiKeyHeader) {
+    const k = apiKeyToken(rawHeaders, maxTokenBytes);
+    if (k !== null) return value === undefined ? k : TWO_CREDENTIALS;
   }
   if (value === undefined) return MISSING;
   // "Bearer " is 7 bytes; anything longer than that plus the token limit is refused unread.

@@ -15,11 +15,13 @@ export interface IdentityForwarding {
   append(ex: Exchange, out: string[]): void;
 }
 
-export function createIdentityForwarding(auth: AuthConfig, siteHasAuth: boolean, passAuthorization: boolean): IdentityForwarding {
+export function createIdentityForwarding(auth: AuthConfig, siteHasAuth: boolean, passAuthorization: boolean, apiKeyHeader = false): IdentityForwarding {
   const h = auth.identity_headers;
   const names = { subject: h.subject.toLowerCase(), type: h.type.toLowerCase(), role: h.role.toLowerCase(), domain: h.domain.toLowerCase(), agent: h.agent.toLowerCase() };
   const strip = new Set(Object.values(names));
   if (siteHasAuth && !passAuthorization) strip.add('authorization');
+  // A token taken from X-Api-Key is the caller's credential too.
+  if (siteHasAuth && apiKeyHeader) strip.add('x-api-key');
   return {
     strip,
     append(ex, out) {

@@ -21,7 +21,7 @@ if (issuerConfig === undefined) throw new Error('no issuer');
 const verificationKey: VerificationKey = { kid: 'k1', alg: 'ES256', key: key.publicKey };
 
 function stageWith(issuer: CompiledIssuer): Stage {
-  return createTokenStage({ siteId: 'a', site: { pass_authorization: false }, auth: cfg.auth, issuers: new Map([['m', issuer]]), maxLifetimeMs: 86_400_000, log: null as never, metrics: createMetrics({ version: 't', defaultMetrics: false }) });
+  return createTokenStage({ siteId: 'a', site: { pass_authorization: false, api_key_header: false }, auth: cfg.auth, issuers: new Map([['m', issuer]]), maxLifetimeMs: 86_400_000, log: null as never, metrics: createMetrics({ version: 't', defaultMetrics: false }) });
 }
 const exchange = (token: string) => ({ req: { rawHeaders: ['Host', 'x', 'Authorization', `Bearer ${token}`] }, normPath: '/', identity: null, token: null, extraHeaders: [] }) as unknown as Exchange;
 

@@ -49,6 +49,7 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
   });
   const matches = opts.site.paths ? compilePathPatterns(opts.site.paths) : null;
   const maxTokenBytes = opts.auth.max_token_bytes;
+  const apiKeyHeader = opts.site.api_key_header;
   const cache = new TokenCache<VerifiedToken>(opts.auth.cache_entries);
   const verifierOpts = { issuers, claims: opts.auth.claims, maxLifetimeMs: opts.maxLifetimeMs, now };
   const m = opts.metrics.tokenVerifications;
@@ -106,7 +107,7 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
     id: TOKEN,
     run: function token(ex: Exchange) {
       if (matches !== null && !matches(ex.normPath)) return undefined;
-      const a = bearerToken(ex.req.rawHeaders, maxTokenBytes);
+      const a = bearerToken(ex.req.rawHeaders, maxTokenBytes, apiKeyHeader);
       if (typeof a !== 'string') {
         if (a.kind === 'missing') {
           count('missing_token');

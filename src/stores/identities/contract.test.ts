@@ -9,6 +9,7 @@ import postgres from 'postgres';
 import { needPostgres, POSTGRES_URL } from '../../testing/services.js';
 import { createPostgresIdentityStore } from './postgres.js';
 import { createSqliteIdentityStore } from './sqlite.js';
+import { credentialKeyring } from '../../identity/credential-crypto.js';
 import { IdentityExistsError, type IdentityStore } from './types.js';
 import { createIdentityView } from './view.js';
 
@@ -62,6 +63,40 @@ for (const [name, make] of Object.entries(impls)) {
         assert.equal(await s.remove('alice'), false);
         assert.equal(await s.get('alice'), null);
         assert.equal((await s.get('agent-1'))?.domain, 'billing');
+      } finally {
+        await b.cleanup();
+      }
+    });
+
+    it('keeps an encrypted credential per identity: set, replace, clear, gone with the identity, seen by the view', async (t) => {
+      const b = await make(t);
+      if (b === null) return;
+      const s = b.store;
+      try {
+        await s.init();
+        await s.add({ subject: 'agent-c', type: 'agent', domain: null, role: null, status: 'active', rpm_limit: null }, 1);
+        const ring = credentialKeyring(new Map([['k1', randomBytes(32)]]), 'k1');
+        const v0 = await s.version();
+        assert.equal(await s.setCredential('nobody', ring.encrypt('nobody', 'x'), 2), false);
+        assert.equal(await s.setCredential('agent-c', ring.encrypt('agent-c', 'sk-one'), 2), true);
+        assert.notEqual(await s.version(), v0, 'a credential change moves the version (views refresh)');
+        const stored = (await s.credentials()).get('agent-c') as string;
+        assert.doesNotMatch(stored, /sk-one/, 'stored encrypted');
+        assert.equal(ring.decrypt('agent-c', stored), 'sk-one');
+        assert.throws(() => ring.decrypt('agent-d', stored), /does not decrypt/, 'bound to its subject');
+        assert.equal(await s.setCredential('agent-c', ring.encrypt('agent-c', 'sk-two'), 3), true);
+        assert.equal(ring.decrypt('agent-c', (await s.credentials()).get('agent-c') as string), 'sk-two');
+        const view = createIdentityView(s, { refreshMs: 60_000, maxStalenessMs: 60_000 });
+        await view.start();
+        assert.equal(ring.decrypt('agent-c', view.credential('agent-c') as string), 'sk-two');
+        view.close();
+        assert.equal(await s.setCredential('agent-c', null, 4), true);
+        assert.equal((await s.credentials()).size, 0);
+        await s.setCredential('agent-c', ring.encrypt('agent-c', 'sk-three'), 5);
+        assert.deepEqual((await s.get('agent-c'))?.subject, 'agent-c', 'records do not carry the credential');
+        assert.equal('llm' in ((await s.get('agent-c')) as object), false);
+        await s.remove('agent-c');
+        assert.equal((await s.credentials()).size, 0, 'removed with the identity');
       } finally {
         await b.cleanup();
       }

@@ -37,6 +37,11 @@ export function createPostgresIdentityStore(sql: Sql, schema: string): IdentityS
         created_at bigint NOT NULL,
         updated_at bigint NOT NULL
       )`;
+      await sql`CREATE TABLE IF NOT EXISTS ${s}.identity_credentials (
+        subject text PRIMARY KEY REFERENCES ${s}.identities (subject) ON DELETE CASCADE,
+        llm text NOT NULL,
+        updated_at bigint NOT NULL
+      )`;
       await sql`CREATE TABLE IF NOT EXISTS ${s}.identity_version (id integer PRIMARY KEY CHECK (id = 1), v bigint NOT NULL)`;
       await sql`INSERT INTO ${s}.identity_version (id, v) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`;
     },
@@ -78,6 +83,22 @@ export function createPostgresIdentityStore(sql: Sql, schema: string): IdentityS
         if (rows.length > 0) await tx`UPDATE ${s}.identity_version SET v = v + 1 WHERE id = 1`;
         return rows.length > 0;
       }) as Promise<boolean>;
+    },
+    async setCredential(subject, stored, t) {
+      return sql.begin(async (tx) => {
+        const cur = await tx`SELECT subject FROM ${s}.identities WHERE subject = ${subject} FOR UPDATE`;
+        if (cur.length === 0) return false;
+        if (stored === null) await tx`DELETE FROM ${s}.identity_credentials WHERE subject = ${subject}`;
+        else
+          await tx`INSERT INTO ${s}.identity_credentials (subject, llm, updated_at) VALUES (${subject}, ${stored}, ${t})
+            ON CONFLICT (subject) DO UPDATE SET llm = excluded.llm, updated_at = excluded.updated_at`;
+        await tx`UPDATE ${s}.identity_version SET v = v + 1 WHERE id = 1`;
+        return true;
+      }) as Promise<boolean>;
+    },
+    async credentials() {
+      const rows = await sql<Array<{ subject: string; llm: string }>>`SELECT subject, llm FROM ${s}.identity_credentials`;
+      return new Map(rows.map((r) => [r.subject, r.llm]));
     },
     async version() {
       const rows = await sql<Array<{ v: string }>>`SELECT v FROM ${s}.identity_version WHERE id = 1`;

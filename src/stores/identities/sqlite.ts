@@ -19,6 +19,11 @@ export function createSqliteIdentityStore(file: string): IdentityStore {
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
   );
+  CREATE TABLE IF NOT EXISTS identity_credentials (
+    subject TEXT PRIMARY KEY,
+    llm TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
   CREATE TABLE IF NOT EXISTS identity_version (id INTEGER PRIMARY KEY CHECK (id = 1), v INTEGER NOT NULL);
   INSERT OR IGNORE INTO identity_version (id, v) VALUES (1, 0);`);
   const bump = db.prepare('UPDATE identity_version SET v = v + 1 WHERE id = 1');
@@ -28,6 +33,9 @@ export function createSqliteIdentityStore(file: string): IdentityStore {
   const upd = db.prepare('UPDATE identities SET domain = ?, role = ?, status = ?, rpm_limit = ?, updated_at = ? WHERE subject = ?');
   const del = db.prepare('DELETE FROM identities WHERE subject = ?');
   const ver = db.prepare<[], { v: number }>('SELECT v FROM identity_version WHERE id = 1');
+  const putCred = db.prepare('INSERT INTO identity_credentials (subject, llm, updated_at) VALUES (?, ?, ?) ON CONFLICT (subject) DO UPDATE SET llm = excluded.llm, updated_at = excluded.updated_at');
+  const delCred = db.prepare('DELETE FROM identity_credentials WHERE subject = ?');
+  const allCreds = db.prepare<[], { subject: string; llm: string }>('SELECT subject, llm FROM identity_credentials');
 
   const add = db.transaction((r: Omit<IdentityRecord, 'created_at' | 'updated_at'>, t: number) => {
     if (getOne.get(r.subject)) throw new IdentityExistsError(`identity ${r.subject} exists`);
@@ -41,7 +49,15 @@ export function createSqliteIdentityStore(file: string): IdentityStore {
     bump.run();
     return getOne.get(subject) ?? null;
   });
+  const setCredential = db.transaction((subject: string, stored: string | null, t: number) => {
+    if (!getOne.get(subject)) return false;
+    if (stored === null) delCred.run(subject);
+    else putCred.run(subject, stored, t);
+    bump.run();
+    return true;
+  });
   const remove = db.transaction((subject: string) => {
+    delCred.run(subject);
     const n = del.run(subject).changes;
     if (n > 0) bump.run();
     return n > 0;
@@ -65,6 +81,12 @@ export function createSqliteIdentityStore(file: string): IdentityStore {
     },
     async remove(subject) {
       return remove(subject);
+    },
+    async setCredential(subject, stored, t) {
+      return setCredential(subject, stored, t);
+    },
+    async credentials() {
+      return new Map(allCreds.all().map((r) => [r.subject, r.llm]));
     },
     async version() {
       return ver.get()?.v ?? 0;

@@ -43,6 +43,14 @@ export interface IdentityStore {
   /** null when there is no such subject. */
   update(subject: string, patch: IdentityPatch, nowMs: number): Promise<IdentityRecord | null>;
   remove(subject: string): Promise<boolean>;
+  /**
+   * Stores the identity's upstream LLM credential — already encrypted by the caller
+   * (src/identity/credential-crypto.ts), never plaintext — or removes it (null). Moves the
+   * version. false when there is no such identity. Removing an identity removes it too.
+   */
+  setCredential(subject: string, stored: string | null, nowMs: number): Promise<boolean>;
+  /** Every stored (encrypted) credential, by subject. */
+  credentials(): Promise<Map<string, string>>;
   /** A counter that changes on every write (cheap to poll). */
   version(): Promise<number>;
   close(): Promise<void>;

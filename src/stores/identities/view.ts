@@ -12,6 +12,8 @@ import type { IdentityRecord, IdentityStore } from './types.js';
 
 export interface IdentityView {
   get(subject: string): IdentityRecord | undefined;
+  /** The identity's stored (encrypted) upstream credential, if any. */
+  credential(subject: string): string | undefined;
   current(nowMs: number): boolean;
   /** Re-check the store now (a change was announced). */
   nudge(): void;
@@ -22,6 +24,7 @@ export interface IdentityView {
 export function createIdentityView(store: IdentityStore, opts: { refreshMs: number; maxStalenessMs: number; now?: () => number }): IdentityView {
   const now = opts.now ?? Date.now;
   let map = new Map<string, IdentityRecord>();
+  let creds = new Map<string, string>();
   let version = -1;
   let confirmedAt = -Infinity;
   let timer: NodeJS.Timeout | null = null;
@@ -31,8 +34,9 @@ export function createIdentityView(store: IdentityStore, opts: { refreshMs: numb
   async function refreshOnce(): Promise<void> {
     const v = await store.version();
     if (v !== version) {
-      const list = await store.list();
+      const [list, c] = await Promise.all([store.list(), store.credentials()]);
       map = new Map(list.map((r) => [r.subject, r]));
+      creds = c;
       version = v;
     }
     confirmedAt = now();
@@ -60,6 +64,7 @@ export function createIdentityView(store: IdentityStore, opts: { refreshMs: numb
 
   return {
     get: (s) => map.get(s),
+    credential: (s) => creds.get(s),
     current: (t) => t - confirmedAt <= opts.maxStalenessMs,
     nudge: () => void refresh(),
     async start() {
