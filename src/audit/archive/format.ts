@@ -22,21 +22,13 @@ import { createHash, verify, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import type { Checkpoint, CheckpointSigner } from '../checkpoint.js';
+import type { ChainStart } from '../verify.js';
 
 const gzip = promisify(gzipCb);
 const gunzip = promisify(gunzipCb);
 
 export const MANIFEST_FORMAT = 'gatehouse-audit-archive';
 const MANIFEST_PREFIX = 'gatehouse-audit-archive-v1:manifest:';
-
-/** What the verifier needs to continue a stream after a seq without the records before it. */
-export interface ChainState {
-  readonly seq: number;
-  /** The record hash at `seq` (the next record's prev_hash). */
-  readonly hash: string;
-  /** The RFC 9162 Merkle frontier over records 1..seq (merkle.ts `state()`). */
-  readonly frontier: { size: number; stack: Array<string | null> };
-}
 
 export interface SegmentManifest {
   readonly format: typeof MANIFEST_FORMAT;
@@ -52,7 +44,7 @@ export interface SegmentManifest {
   /** The signed checkpoints with first_seq ≤ seq ≤ last_seq, in seq order; the last is at last_seq. */
   readonly checkpoints: readonly Checkpoint[];
   /** The chain state after last_seq (its hash is the last checkpoint's head_hash, its frontier's root its merkle_root). */
-  readonly end: ChainState;
+  readonly end: ChainStart;
   readonly created: string;
   readonly key_id: string;
   readonly signature: string;
