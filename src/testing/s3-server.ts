@@ -114,7 +114,12 @@ export async function startTestS3(opts: TestS3Options = {}): Promise<TestS3> {
     const headers = { ...req.headers };
     // s3rver does its own (incomplete) signature handling; the front has verified it.
     delete headers.authorization;
-    const up = httpRequest(`${raw}${req.url ?? '/'}`, { method: req.method, headers }, (r) => {
+    // s3rver encrypts its listing continuation tokens with DES, which OpenSSL 3 (Node ≥ 17)
+    // no longer has: a truncated listing fails with 500. Asked without max-keys it lists up
+    // to 1000 keys in one page, far more than any test writes.
+    const u = new URL(req.url ?? '/', 'http://x');
+    if (u.searchParams.has('list-type')) u.searchParams.delete('max-keys');
+    const up = httpRequest(`${raw}${u.pathname}${u.search}`, { method: req.method, headers }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers);
       r.pipe(res);
     });
