@@ -12,8 +12,7 @@ import { startTestS3, type TestS3 } from '../../testing/s3-server.js';
 import { Archiver, ArchiveError, type ArchiverMetrics, type ArchiverOptions } from './archiver.js';
 import { decodeRecords, manifestKey, parseManifest } from './format.js';
 import { ArchiveTargetError, type ArchiveTarget } from './target.js';
-import { s3TargetFor } from './target-contract.test.js';
-import { eventLog, growingStream, tempDirTarget } from './test-archive.js';
+import { eventLog, growingStream, s3TargetFor, tempDirTarget } from './test-archive.js';
 import { verifyArchive } from './verify-archive.js';
 
 const K = keyring({ k1: HMAC_K1 }, 'k1');

@@ -8,9 +8,10 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { startTestS3, type TestS3 } from '../../testing/s3-server.js';
+import { startTestS3 } from '../../testing/s3-server.js';
 import { createDirectoryTarget } from './directory-target.js';
 import { createS3Target, policyAllowsAnonymousRead } from './s3-target.js';
+import { s3TargetFor } from './test-archive.js';
 import { ArchiveTargetError, type ArchiveTarget } from './target.js';
 
 interface Made {
@@ -18,10 +19,6 @@ interface Made {
   /** Makes the storage readable by anyone (as an operator's mistake would). */
   makePublic(): Promise<void>;
   cleanup(): Promise<void>;
-}
-
-export function s3TargetFor(s3: TestS3, prefix = 'gw/'): ArchiveTarget {
-  return createS3Target({ bucket: s3.bucket, prefix, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, requestTimeoutMs: 5000 });
 }
 
 const targets: Record<string, (t: TestContext) => Promise<Made>> = {

@@ -10,7 +10,9 @@ import type { Keyring } from '../keyring.js';
 import { MerkleAccumulator } from '../merkle.js';
 import { emptyBody, type ChainedRecord } from '../record.js';
 import type { AuditStore, StoredCheckpoint } from '../store/types.js';
+import type { TestS3 } from '../../testing/s3-server.js';
 import { createDirectoryTarget } from './directory-target.js';
+import { createS3Target } from './s3-target.js';
 import type { ArchiveTarget } from './target.js';
 
 export interface LogEvent {
@@ -71,4 +73,9 @@ export function tempDirTarget(): { target: ArchiveTarget; dir: string; cleanup()
   const root = mkdtempSync(join(tmpdir(), 'gatehouse-archive-'));
   const dir = join(root, 'archive');
   return { target: createDirectoryTarget(dir), dir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/** An S3 target on a test server (src/testing/s3-server.ts). */
+export function s3TargetFor(s3: TestS3, prefix = 'gw/'): ArchiveTarget {
+  return createS3Target({ bucket: s3.bucket, prefix, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, requestTimeoutMs: 5000 });
 }
