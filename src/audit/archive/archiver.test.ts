@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { verifyStore } from '../sources.js';
-import { HMAC_K1, keyring, makeSqlite, testSigner, type TestStore } from '../test-support.js';
+import { HMAC_K1, keyring, makePostgres, makeSqlite, testSigner, type TestStore } from '../test-support.js';
 import { startTestS3, type TestS3 } from '../../testing/s3-server.js';
 import { Archiver, ArchiveError, type ArchiverMetrics, type ArchiverOptions } from './archiver.js';
 import { decodeRecords, manifestKey, parseManifest } from './format.js';
@@ -232,6 +232,39 @@ for (const [name, make] of Object.entries(envs)) {
     });
   });
 }
+
+describe('archiver: PostgreSQL store', () => {
+  it('archives a PostgreSQL stream; a gateway role that may not prune leaves the records (one warning) for `gatehouse audit prune`', async (t) => {
+    const ts = await makePostgres(t);
+    if (ts === undefined) return;
+    const d = tempDirTarget();
+    try {
+      const s = growingStream(ts.store, S, K, SIGNER);
+      await s.add(30, [10, 20, 30]);
+      const store = Object.create(ts.store) as typeof ts.store;
+      store.prune = async () => {
+        throw new Error(`permission denied for function audit_prune`);
+      };
+      const { log, events } = eventLog();
+      const a = await Archiver.open({ store, target: d.target, stream: S, keyring: K, signer: SIGNER, segmentRecords: 10, intervalMs: 60_000, keepLocalMs: 0, retentionMs: 0, objectLock: 'if_supported', retryMaxMs: 100, log });
+      assert.deepEqual(await a.runNow(), { segments: 3, pruned: 0 });
+      await s.add(40, [40]);
+      assert.deepEqual(await a.runNow(), { segments: 1, pruned: 0 });
+      assert.equal(events.filter((e) => e.event === 'audit_archive_prune_not_permitted').length, 1);
+      assert.equal((await ts.store.readRaw(S, 0, 100)).length, 40);
+      // With the right to prune (the store as the owner), the same archive prunes.
+      const b = await Archiver.open({ store: ts.store, target: d.target, stream: S, keyring: K, signer: SIGNER, segmentRecords: 10, intervalMs: 60_000, keepLocalMs: 0, retentionMs: 0, objectLock: 'if_supported', retryMaxMs: 100 });
+      assert.deepEqual(await b.runNow(), { segments: 0, pruned: 40 });
+      const local = await verifyStore(ts.store, { keyring: K, publicKey: SIGNER.publicKey });
+      assert.deepEqual(local[0]?.problems, []);
+      await a.close();
+      await b.close();
+    } finally {
+      d.cleanup();
+      await ts.cleanup();
+    }
+  });
+});
 
 describe('archiver: S3 outages and refusals', () => {
   it('the bucket goes down during archiving, then comes back: the run fails "unreachable" (metric, warn event), records stay local, backoff retries until it works (info event), nothing lost', async () => {

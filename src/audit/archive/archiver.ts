@@ -156,6 +156,11 @@ export class Archiver {
     return this.anchor;
   }
 
+  /** For `GET /audit/status`. */
+  status(): { target: string; archived_seq: number; segments: number; failing: boolean; failures: number; reason: ArchiveFailure | null } {
+    return { target: this.o.target.location, archived_seq: this.anchor?.seq ?? 0, segments: this.anchor === null ? 0 : this.anchor.segment.index + 1, failing: this.failures > 0, failures: this.failures, reason: this.lastReason };
+  }
+
   /** Starts the timer: the first run after `delayMs`, then every interval (sooner while retrying). */
   start(delayMs = 0): void {
     if (this.closed) return;

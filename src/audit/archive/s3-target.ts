@@ -105,6 +105,10 @@ export function policyAllowsAnonymousRead(policyJson: string): string | null {
 const ALL_USERS = /\/groups\/global\/(AllUsers|AuthenticatedUsers)$/;
 
 export function createS3Target(o: S3TargetOptions): ArchiveTarget {
+  // The SDK warns on Node < 22 about its releases after January 2027; the version this
+  // project installs (package-lock.json) supports Node 20, and the warning would otherwise
+  // land in every `gatehouse` command's output. An operator's explicit setting wins.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const location = `s3://${o.bucket}/${o.prefix}`;
   const httpsAgent = o.ca !== undefined ? new HttpsAgent({ ca: o.ca, keepAlive: true }) : undefined;
   const client = new S3Client({
