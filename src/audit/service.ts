@@ -161,7 +161,7 @@ export class AuditService {
           lockMode: lockMode(a.archive),
           retryMaxMs: a.archive.retry_max,
           headSeq: () => writer.status().head_seq,
-          metrics: archiverMetrics(m),
+          metrics: archiverMetrics(m, target.location),
           log: ctx.log,
         });
       } catch (err) {

@@ -35,12 +35,16 @@ export interface Metrics {
   readonly auditArchiveSegments: Counter;
   readonly auditArchiveBytes: Counter;
   readonly auditArchiveFailures: Counter<'reason'>;
-  /** 1 while the last archive run succeeded, else 0. */
-  readonly auditArchiveUp: Gauge;
-  readonly auditArchiveLastSuccess: Gauge;
-  readonly auditArchiveLag: Gauge;
+  /**
+   * 1 while the last archive run succeeded, else 0. The archive gauges are labelled with
+   * the target (one per gateway) so that a gateway without an archive exports none of them
+   * (an unlabelled gauge would read 0 and fire the archive alerts).
+   */
+  readonly auditArchiveUp: Gauge<'target'>;
+  readonly auditArchiveLastSuccess: Gauge<'target'>;
+  readonly auditArchiveLag: Gauge<'target'>;
   readonly auditArchivePruned: Counter;
-  readonly auditArchiveObjectLock: Gauge;
+  readonly auditArchiveObjectLock: Gauge<'target'>;
   /** Token stage outcomes: cached, verified, or the refusal code (bounded set). */
   readonly tokenVerifications: Counter<'site' | 'result'>;
   readonly revocationEntries: Gauge;
@@ -179,11 +183,11 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     labelNames: ['reason'] as const,
     registers: [registry],
   });
-  const auditArchiveUp = new Gauge({ name: 'gatehouse_audit_archive_up', help: '1 while the last audit archive run succeeded, 0 while archiving fails (records stay local meanwhile).', registers: [registry] });
-  const auditArchiveLastSuccess = new Gauge({ name: 'gatehouse_audit_archive_last_success_timestamp_seconds', help: 'Unix time of the last successful audit archive run.', registers: [registry] });
-  const auditArchiveLag = new Gauge({ name: 'gatehouse_audit_archive_lag_records', help: 'Records of this stream not yet archived, at the last successful archive run.', registers: [registry] });
+  const auditArchiveUp = new Gauge({ name: 'gatehouse_audit_archive_up', help: '1 while the last audit archive run succeeded, 0 while archiving fails (records stay local meanwhile).', labelNames: ['target'] as const, registers: [registry] });
+  const auditArchiveLastSuccess = new Gauge({ name: 'gatehouse_audit_archive_last_success_timestamp_seconds', help: 'Unix time of the last successful audit archive run.', labelNames: ['target'] as const, registers: [registry] });
+  const auditArchiveLag = new Gauge({ name: 'gatehouse_audit_archive_lag_records', help: 'Records of this stream not yet archived, at the last successful archive run.', labelNames: ['target'] as const, registers: [registry] });
   const auditArchivePruned = new Counter({ name: 'gatehouse_audit_archive_pruned_records_total', help: 'Archived audit records pruned from the local store (after keep_local).', registers: [registry] });
-  const auditArchiveObjectLock = new Gauge({ name: 'gatehouse_audit_archive_object_lock', help: '1 when the archive bucket has Object Lock (objects written with retention), else 0.', registers: [registry] });
+  const auditArchiveObjectLock = new Gauge({ name: 'gatehouse_audit_archive_object_lock', help: '1 when the archive bucket has Object Lock (objects written with retention), else 0.', labelNames: ['target'] as const, registers: [registry] });
   const tokenVerifications = new Counter({
     name: 'gatehouse_token_verifications_total',
     help: 'Bearer tokens seen by the token stage, by site and result: cached (verified earlier, signature check skipped), verified, or the refusal code.',

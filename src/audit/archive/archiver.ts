@@ -141,6 +141,10 @@ export class Archiver {
   static async open(o: ArchiverOptions): Promise<Archiver> {
     const anchors = await o.store.archiveAnchors(o.stream);
     const a = new Archiver(o, anchors[anchors.length - 1] ?? null);
+    // Staleness counts from the start until the first run succeeds (the stale alert then
+    // fires for an archive that never worked, too).
+    const archivedSeq = a.anchor?.seq ?? 0;
+    o.metrics?.success((o.now ?? Date.now)() / 1000, Math.max(0, (o.headSeq?.() ?? archivedSeq) - archivedSeq));
     try {
       a.requireLock(await o.target.check());
     } catch (err) {

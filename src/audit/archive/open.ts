@@ -68,7 +68,8 @@ export async function openArchiveTarget(a: AuditArchiveConfig, dir: string): Pro
   throw new Error('audit.archive has neither directory nor s3');
 }
 
-export function archiverMetrics(m: Metrics): ArchiverMetrics {
+export function archiverMetrics(m: Metrics, target: string): ArchiverMetrics {
+  const t = { target };
   return {
     segment: (records, bytes) => {
       m.auditArchiveSegments.inc();
@@ -76,13 +77,13 @@ export function archiverMetrics(m: Metrics): ArchiverMetrics {
       void records;
     },
     failure: (reason) => m.auditArchiveFailures.labels(reason).inc(),
-    up: (ok) => m.auditArchiveUp.set(ok ? 1 : 0),
-    success: (t, lag) => {
-      m.auditArchiveLastSuccess.set(t);
-      m.auditArchiveLag.set(lag);
+    up: (ok) => m.auditArchiveUp.set(t, ok ? 1 : 0),
+    success: (time, lag) => {
+      m.auditArchiveLastSuccess.set(t, time);
+      m.auditArchiveLag.set(t, lag);
     },
     pruned: (n) => m.auditArchivePruned.inc(n),
-    objectLock: (on) => m.auditArchiveObjectLock.set(on ? 1 : 0),
+    objectLock: (on) => m.auditArchiveObjectLock.set(t, on ? 1 : 0),
   };
 }
 
