@@ -35,6 +35,8 @@ export interface TestS3Options {
   readonly bucket?: string;
   readonly publicAccess?: 'no' | 'anonymous' | 'policy';
   readonly objectLock?: boolean;
+  /** Credentials kept to least privilege: the bucket policy, ACL and lock calls answer 403. */
+  readonly denyInspection?: boolean;
 }
 
 export interface TestS3 {
@@ -182,6 +184,7 @@ export async function startTestS3(opts: TestS3Options = {}): Promise<TestS3> {
     if (bad !== null) return xmlError(res, 403, 'SignatureDoesNotMatch', bad);
     const parts = url.pathname.split('/').filter((p) => p !== '');
     const isBucket = parts.length === 1;
+    if (isBucket && opts.denyInspection && ['policyStatus', 'policy', 'acl', 'object-lock'].some((k) => sub.has(k))) return xmlError(res, 403, 'AccessDenied', 'Access Denied');
     if (isBucket && sub.has('policyStatus')) {
       if (s3.publicAccess === 'policy') return xmlError(res, 501, 'NotImplemented', 'not implemented');
       res.writeHead(200, { 'content-type': 'application/xml' });

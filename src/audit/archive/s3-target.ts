@@ -166,11 +166,14 @@ export function createS3Target(o: S3TargetOptions): ArchiveTarget {
     }
   }
 
-  /** Whether a check call is one the server does not implement or has nothing for (then it decides nothing). */
+  /**
+   * Whether a bucket inspection call decided nothing: 404 (no policy, no lock
+   * configuration), 405/501 (not implemented by this server), or 403 (credentials kept to
+   * least privilege may not read the policy or ACL — the anonymous probe still decides).
+   */
   function inconclusive(err: unknown): boolean {
     const s = status(err);
-    // 404 (no policy, no lock configuration), 405/501 (not implemented by this server).
-    return s !== undefined && ((s >= 400 && s < 500 && s !== 401 && s !== 403) || s === 501);
+    return s !== undefined && ((s >= 400 && s < 500 && s !== 401) || s === 501);
   }
 
   async function get(key: string): Promise<Buffer | null> {

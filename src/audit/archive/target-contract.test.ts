@@ -158,6 +158,19 @@ describe('S3 target specifics', () => {
     }
   });
 
+  it('least-privilege credentials (policy, ACL and lock calls refused) still pass a private bucket, and the anonymous probe still refuses a public one', async () => {
+    const s3 = await startTestS3({ denyInspection: true });
+    const target = s3TargetFor(s3);
+    try {
+      assert.deepEqual(await target.check(), { objectLock: null });
+      s3.publicAccess = 'anonymous';
+      await assert.rejects(target.check(), (err: unknown) => err instanceof ArchiveTargetError && err.reason === 'public' && /unauthenticated GET/.test(err.message));
+    } finally {
+      await target.close();
+      await s3.close();
+    }
+  });
+
   it('Object Lock: detected, and each object carries the retention it was written with', async () => {
     const s3 = await startTestS3({ objectLock: true });
     const target = s3TargetFor(s3);
