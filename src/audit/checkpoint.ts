@@ -40,6 +40,12 @@ export interface CheckpointSigner {
   readonly keyId: string;
   readonly publicKey: KeyObject;
   sign(c: Omit<Checkpoint, 'signature' | 'key_id' | 'v'>): Checkpoint;
+  /**
+   * Ed25519 over `message` as given (the archive's manifests, docs/audit.md "Archive"). The
+   * caller's message starts with its own domain prefix, never the checkpoint prefix, so a
+   * signature made here can never pass as a checkpoint's.
+   */
+  signDetached(message: Buffer): Buffer;
 }
 
 export function createSigner(privateKey: KeyObject): CheckpointSigner {
@@ -53,6 +59,10 @@ export function createSigner(privateKey: KeyObject): CheckpointSigner {
       const body = { v: 1 as const, stream: c.stream, seq: c.seq, head_hash: c.head_hash, merkle_root: c.merkle_root, time: c.time, key_id: keyId };
       const signature = sign(null, Buffer.from(PREFIX + checkpointCanonical(body), 'utf8'), privateKey).toString('base64url');
       return { ...body, signature };
+    },
+    signDetached(message) {
+      if (message.subarray(0, PREFIX.length).toString('utf8') === PREFIX) throw new Error('signDetached: the checkpoint prefix is reserved');
+      return sign(null, message, privateKey);
     },
   };
 }

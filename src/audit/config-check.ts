@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { PartialConfig } from '../config/load.js';
 import { checkSecretFile } from '../config/secrets.js';
+import { isLoopbackHost } from '../server/address.js';
 
 export function validateAudit(config: PartialConfig, dir: string, err: (path: string, message: string) => void): void {
   const a = config.audit;
@@ -40,4 +41,45 @@ export function validateAudit(config: PartialConfig, dir: string, err: (path: st
     err('audit.checkpoint_records', 'checkpoint_records and checkpoint_interval are both 0: no checkpoint would ever be signed');
   }
   if (a.store === 'postgres' && !config.state.postgres) err('audit.store', 'audit.store is postgres but no state.postgres block is given');
+  validateArchive(config, dir, err);
+}
+
+/** `audit.archive`: one target, credentials from safe files, no credentials over plain HTTP to another host. */
+function validateArchive(config: PartialConfig, dir: string, err: (path: string, message: string) => void): void {
+  const ar = config.audit.archive;
+  if (ar === undefined) return;
+  if ((ar.directory === undefined) === (ar.s3 === undefined)) err('audit.archive', 'set exactly one of audit.archive.directory and audit.archive.s3');
+  if (config.audit.checkpoint_key_file === undefined) err('audit.archive', 'archiving needs audit.checkpoint_key_file: segments end at signed checkpoints, and their manifests are signed with that key');
+  if (ar.object_lock === 'required' && ar.retention === 0) err('audit.archive.retention', 'object_lock is required but retention is 0');
+  const s3 = ar.s3;
+  if (s3 === undefined) return;
+  for (const k of ['access_key_id_file', 'secret_access_key_file'] as const) {
+    const problem = checkSecretFile(resolve(dir, s3[k]));
+    if (problem) err(`audit.archive.s3.${k}`, problem);
+  }
+  if (s3.endpoint !== undefined) {
+    let u: URL | null = null;
+    try {
+      u = new URL(s3.endpoint);
+    } catch {
+      err('audit.archive.s3.endpoint', `not a URL: ${JSON.stringify(s3.endpoint)}`);
+    }
+    if (u !== null) {
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') err('audit.archive.s3.endpoint', 'must be an http:// or https:// URL');
+      else if (u.username !== '' || u.password !== '') err('audit.archive.s3.endpoint', 'credentials never go in the URL: use access_key_id_file and secret_access_key_file');
+      else if (u.search !== '' || u.hash !== '') err('audit.archive.s3.endpoint', 'must not have a query or fragment');
+      // Signed requests do not reveal the secret, but the records would cross the network in clear.
+      else if (u.protocol === 'http:' && !isLoopbackHost(u.hostname.replace(/^\[|\]$/g, ''))) err('audit.archive.s3.endpoint', 'plain http is only accepted to a loopback address: audit records would cross the network unencrypted (use https, with ca_file for an internal CA)');
+    }
+  } else if (s3.force_path_style === undefined && s3.bucket.includes('.')) {
+    // AWS virtual-hosted URLs put the bucket in the TLS host name; a dotted name breaks the wildcard certificate.
+    err('audit.archive.s3.force_path_style', 'a bucket name with dots needs force_path_style: true on AWS (its certificate does not cover bucket.with.dots.s3…)');
+  }
+  if (s3.ca_file !== undefined) {
+    try {
+      readFileSync(resolve(dir, s3.ca_file));
+    } catch (e) {
+      err('audit.archive.s3.ca_file', `cannot read ${s3.ca_file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
 }

@@ -35,6 +35,9 @@ import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
 import { verifyStore } from './sources.js';
 import { AuditWriter, type WriterMetrics } from './writer.js';
+import { Archiver } from './archive/archiver.js';
+import { archiverMetrics, lockMode, openArchiveTarget } from './archive/open.js';
+import type { ArchiveTarget } from './archive/target.js';
 
 const AUDIT_UNAVAILABLE = new Refusal('audit_unavailable', 'audit');
 
@@ -83,6 +86,9 @@ export class AuditService {
   private readonly dropTimer: NodeJS.Timeout;
   /** Sync mode: exchanges already recorded at decision time. */
   private readonly recorded = new WeakSet<Exchange>();
+  /** `audit.archive`: archives this instance's stream in the background. */
+  archiver: Archiver | null = null;
+  private archiveTarget: ArchiveTarget | null = null;
 
   private constructor(config: AuditConfig, store: AuditStore, writer: AuditWriter, keyring: Keyring, signer: CheckpointSigner | null, metrics: Metrics, log: Logger) {
     this.config = config;
@@ -137,6 +143,36 @@ export class AuditService {
       throw new Error(`audit: cannot open stream (store ${a.store}): ${(err as Error).message}`, { cause: err });
     }
     const svc = new AuditService(a, store, writer, keyring, signer, m, ctx.log);
+    if (a.archive !== undefined && signer !== null) {
+      // A target readable without credentials refuses the start; one that is down does not.
+      const target = await openArchiveTarget(a.archive, loaded.dir);
+      try {
+        svc.archiver = await Archiver.open({
+          store,
+          target,
+          stream: writer.stream,
+          keyring,
+          signer,
+          segmentRecords: a.archive.segment_records,
+          intervalMs: a.archive.interval,
+          keepLocalMs: a.archive.keep_local ?? null,
+          retentionMs: a.archive.retention,
+          objectLock: a.archive.object_lock,
+          lockMode: lockMode(a.archive),
+          retryMaxMs: a.archive.retry_max,
+          headSeq: () => writer.status().head_seq,
+          metrics: archiverMetrics(m, target.location),
+          log: ctx.log,
+        });
+      } catch (err) {
+        await target.close().catch(() => undefined);
+        await writer.close().catch(() => undefined);
+        await store.close().catch(() => undefined);
+        throw new Error(`audit archive: ${(err as Error).message}`, { cause: err });
+      }
+      svc.archiveTarget = target;
+      svc.archiver.start(1000);
+    }
     ctx.observers.push(svc.observer());
     ctx.onConnectionDrop = (ip, rule) => svc.drops.add(ip, null, 'ip_filter', rule, 'ip_denied', 'dropped', 0);
     if (a.mode === 'sync') ctx.beforeRespond = (ex) => svc.beforeRespond(ex);
@@ -208,6 +244,9 @@ export class AuditService {
   async close(): Promise<void> {
     clearInterval(this.dropTimer);
     this.flushDrops();
+    // The archiver reads the store: it stops (its run in progress finishes) before the store closes.
+    await this.archiver?.close();
+    await this.archiveTarget?.close().catch(() => undefined);
     await this.writer.close();
     await this.store.close();
   }
@@ -219,7 +258,7 @@ export class AuditService {
         path: '/audit/status',
         auth: true,
         handle: async (r) => {
-          r.send(200, { stream: this.writer.status(), streams: await this.store.streams(), store: this.store.kind, accepting: this.accepting });
+          r.send(200, { stream: this.writer.status(), streams: await this.store.streams(), store: this.store.kind, accepting: this.accepting, archive: this.archiver?.status() ?? null });
         },
       },
       {

@@ -28,7 +28,12 @@ async function* storeRecords(store: AuditStore, stream: string): AsyncGenerator<
 
 export async function verifyStore(store: AuditStore, opts: VerifyOptions): Promise<StreamReport[]> {
   const out: StreamReport[] = [];
-  for (const s of await store.streams()) out.push(await verifyStream(s, storeRecords(store, s), await store.checkpoints(s), opts));
+  for (const s of await store.streams()) {
+    // A stream whose oldest records were archived and pruned begins after the prune's anchor.
+    const pruned = await store.prunedTo(s);
+    const from = pruned === null ? null : { seq: pruned.seq, hash: pruned.hash, frontier: pruned.frontier };
+    out.push(await verifyStream(s, storeRecords(store, s), await store.checkpoints(s), { ...opts, from }));
+  }
   return out;
 }
 

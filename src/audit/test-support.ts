@@ -153,6 +153,7 @@ export const makePostgres: MakeStore = async (t) => {
       await store.close().catch(() => undefined);
       await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
+      await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_pruner`);
       await admin.end({ timeout: 2 });
     },
   };

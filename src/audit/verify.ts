@@ -47,11 +47,27 @@ export interface StreamReport {
   macsChecked: boolean;
   /** Checkpoint signatures were checked (a public key was given). */
   signaturesChecked: boolean;
+  /** The chain state after the last record read (where a following segment continues). */
+  end?: ChainStart;
+}
+
+/**
+ * Where a stream's records begin when the ones before were archived and pruned (or live
+ * in earlier archive segments): the record hash at `seq` and the Merkle frontier over
+ * records 1..seq. It is trusted only as far as the signed checkpoint at `seq` vouches for
+ * it (its head_hash and merkle_root), checked like every checkpoint.
+ */
+export interface ChainStart {
+  readonly seq: number;
+  readonly hash: string;
+  readonly frontier: { size: number; stack: Array<string | null> };
 }
 
 export interface VerifyOptions {
   readonly keyring?: Keyring | null;
   readonly publicKey?: KeyObject | null;
+  /** Begin after this point instead of at the genesis (docs/audit.md, "Archive"). */
+  readonly from?: ChainStart | null;
 }
 
 const MAX_PROBLEMS = 1000;
@@ -145,9 +161,20 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
   cps.sort((a, b) => a.seq - b.seq);
   let cpIdx = 0;
 
+  const from = opts.from ?? null;
   let expected = 1;
   let prevHex = genesis(stream).toString('hex');
-  const merkle = new MerkleAccumulator();
+  let merkle = new MerkleAccumulator();
+  if (from !== null) {
+    expected = from.seq + 1;
+    prevHex = from.hash;
+    merkle = MerkleAccumulator.from(from.frontier);
+    rep.lastSeq = from.seq;
+    // The start is only as good as the signed checkpoint at its seq.
+    const cp = cps.find((c) => c.seq === from.seq);
+    if (cp === undefined) problem(from.seq, 'modified', `the records before seq ${from.seq + 1} were archived, but no (valid) signed checkpoint at seq ${from.seq} vouches for where they end`);
+    else if (merkle.size !== from.seq || cp.head_hash !== from.hash || cp.merkle_root !== merkle.rootHex()) problem(from.seq, 'modified', `the archived chain's end at seq ${from.seq} does not match the signed checkpoint at seq ${from.seq}`);
+  }
   const hasher = new RecordHasher();
   // Which seqs below `expected` have been seen, without a set of every seq (V8 caps a Set
   // at 2^24 entries, a busy gateway's day): all of them except those skipped (missing so
@@ -224,7 +251,8 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
       continue;
     }
     if (seq < expected) {
-      if (seen(seq)) problem(seq, 'inserted', `a second record with seq ${seq}`);
+      if (from !== null && seq <= from.seq) problem(seq, 'inserted', `a record with seq ${seq}, at or before seq ${from.seq} where this part of the stream begins`);
+      else if (seen(seq)) problem(seq, 'inserted', `a second record with seq ${seq}`);
       else {
         problem(seq, 'reordered', `seq ${seq} appears after seq ${expected - 1}`);
         skipped.delete(seq);
@@ -285,6 +313,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
       if (s !== undefined) start = last = s;
     }
   }
+  rep.end = { seq: rep.lastSeq, hash: prevHex, frontier: merkle.state() };
   if (rep.latestCheckpointSeq > rep.lastSeq) {
     problem(rep.lastSeq + 1, 'truncated', `the stream ends at seq ${rep.lastSeq} but a signed checkpoint covers seq ${rep.latestCheckpointSeq}`);
   }

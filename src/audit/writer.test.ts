@@ -32,6 +32,10 @@ function flaky(inner: AuditStore): AuditStore & { down: boolean } {
     readRaw: (x, a, l) => inner.readRaw(x, a, l),
     checkpoints: (x) => inner.checkpoints(x),
     query: (q) => inner.query(q),
+    addArchiveAnchor: (a) => inner.addArchiveAnchor(a),
+    archiveAnchors: (x) => inner.archiveAnchors(x),
+    prune: (x, n) => inner.prune(x, n),
+    prunedTo: (x) => inner.prunedTo(x),
     close: () => inner.close(),
   } as AuditStore & { down: boolean };
   return s;

@@ -5,6 +5,10 @@
  *   audit verify --export FILE [--public-key PEM] [--config FILE]
  *                                                   an export; MACs checked only with the
  *                                                   config's keyring, signatures with the key
+ *   audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM]
+ *                [--endpoint URL --region R --access-key-id-file F --secret-access-key-file F --ca-file F]
+ *                                                   an archive on its own (docs/audit.md "Archive")
+ *   audit prune --config FILE [--dry-run]           prune archived records older than keep_local
  *   audit export --config FILE --out FILE [--stream ID]
  *   audit keys generate --private FILE --public FILE   Ed25519 checkpoint key pair
  *   audit keys generate --hmac FILE                    a random 32-byte HMAC key (hex)
@@ -21,10 +25,18 @@ import { exportStore, verifyExport, verifyStore } from '../audit/sources.js';
 import { formatReport, type StreamReport } from '../audit/verify.js';
 import type { Keyring } from '../audit/keyring.js';
 import { ConfigError, formatProblems, loadConfig, type LoadedConfig } from '../config/load.js';
+import { createDirectoryTarget } from '../audit/archive/directory-target.js';
+import { openArchiveTarget, parseArchiveLocation, s3Connection, s3Target, type S3Connection } from '../audit/archive/open.js';
+import type { ArchiveTarget } from '../audit/archive/target.js';
+import { formatArchiveReport, verifyArchive, type ArchiveStreamReport } from '../audit/archive/verify-archive.js';
+import type { AuditStore } from '../audit/store/types.js';
 
 const USAGE = `usage:
   gatehouse audit verify --config FILE
   gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
+  gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
+      [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]
+  gatehouse audit prune --config FILE [--dry-run]
   gatehouse audit export --config FILE --out FILE [--stream ID]
   gatehouse audit keys generate --private FILE --public FILE
   gatehouse audit keys generate --hmac FILE`;
@@ -54,6 +66,13 @@ export async function run(args: string[]): Promise<number> {
         private: { type: 'string' },
         public: { type: 'string' },
         hmac: { type: 'string' },
+        archive: { type: 'string' },
+        endpoint: { type: 'string' },
+        region: { type: 'string' },
+        'access-key-id-file': { type: 'string' },
+        'secret-access-key-file': { type: 'string' },
+        'ca-file': { type: 'string' },
+        'dry-run': { type: 'boolean' },
       },
       allowPositionals: true,
       strict: true,
@@ -66,6 +85,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     if (sub === 'verify') return await verify(values);
     if (sub === 'export') return await exportCmd(values);
+    if (sub === 'prune') return await pruneCmd(values);
     if (sub === 'keys' && positionals[0] === 'generate') return keys(values);
     return usage(sub === undefined ? 'a subcommand is required' : `unknown subcommand ${JSON.stringify(sub)}`);
   } catch (err) {
@@ -98,6 +118,7 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
   }
   if (typeof v['public-key'] === 'string') pub = loadPublicKey(readFileSync(v['public-key'], 'utf8'));
   if (typeof v.export === 'string') return print(await verifyExport(v.export, { keyring, publicKey: pub }));
+  if (typeof v.archive === 'string') return verifyArchiveCmd(v, v.archive, loaded, keyring, pub);
   if (loaded === null) return usage('--config FILE or --export FILE is required');
   const store = openAuditStore(loaded.config, loaded.dir);
   try {
@@ -137,4 +158,115 @@ function keys(v: Record<string, string | boolean | undefined>): number {
   const id = generateCheckpointKeys(resolve(v.private), resolve(v.public));
   process.stdout.write(`wrote the Ed25519 checkpoint key pair: ${v.private} (private, mode 0600), ${v.public} (public); key_id ${id}\n`);
   return 0;
+}
+
+/** The archive named on the command line; S3 connection settings from the flags, else from the config. */
+async function archiveTarget(v: Record<string, string | boolean | undefined>, location: string, loaded: LoadedConfig | null): Promise<ArchiveTarget | string> {
+  const loc = parseArchiveLocation(location);
+  if (loc.kind === 'directory') return createDirectoryTarget(resolve(loc.path));
+  const idFile = v['access-key-id-file'];
+  const secretFile = v['secret-access-key-file'];
+  if (typeof idFile === 'string' || typeof secretFile === 'string') {
+    if (typeof idFile !== 'string' || typeof secretFile !== 'string') return '--access-key-id-file and --secret-access-key-file go together';
+    const conn: S3Connection = {
+      endpoint: typeof v.endpoint === 'string' ? v.endpoint : undefined,
+      region: typeof v.region === 'string' ? v.region : undefined,
+      accessKeyIdFile: idFile,
+      secretAccessKeyFile: secretFile,
+      caFile: typeof v['ca-file'] === 'string' ? v['ca-file'] : undefined,
+    };
+    return s3Target(loc.bucket, loc.prefix, conn, process.cwd());
+  }
+  const conn = loaded?.config.audit.archive !== undefined ? s3Connection(loaded.config.audit.archive) : null;
+  if (conn === null || loaded === null) return 'an s3:// archive needs --access-key-id-file and --secret-access-key-file (files, mode 0600), or --config with audit.archive.s3';
+  return s3Target(loc.bucket, loc.prefix, conn, loaded.dir);
+}
+
+function printArchive(reports: ArchiveStreamReport[]): number {
+  if (reports.length === 0) {
+    // An archive with nothing in it proves nothing: a wiped bucket must not pass.
+    process.stdout.write('FAILED: no audit streams found in the archive\n');
+    return 1;
+  }
+  for (const r of reports) process.stdout.write(formatArchiveReport(r) + '\n');
+  const bad = reports.filter((r) => r.problems.length > 0 || r.records.problems.length > 0).length;
+  process.stdout.write(bad === 0 ? `OK: ${reports.length} archived stream(s) verified\n` : `FAILED: ${bad} of ${reports.length} archived stream(s) have problems\n`);
+  return bad === 0 ? 0 : 1;
+}
+
+async function verifyArchiveCmd(v: Record<string, string | boolean | undefined>, location: string, loaded: LoadedConfig | null, keyring: Keyring | null, pub: KeyObject | null): Promise<number> {
+  const target = await archiveTarget(v, location, loaded);
+  if (typeof target === 'string') return usage(target);
+  let store: AuditStore | null = null;
+  try {
+    let streams: string[] | undefined = typeof v.stream === 'string' ? [v.stream] : undefined;
+    if (loaded !== null) {
+      // With the config, what the gateway recorded as archived is checked against the archive too.
+      store = openAuditStore(loaded.config, loaded.dir);
+      await store.init();
+      if (streams === undefined) {
+        const s = new Set(await target.folders(target.prefix));
+        for (const st of await store.streams()) if ((await store.archiveAnchors(st)).length > 0) s.add(st);
+        streams = [...s].sort();
+      }
+    }
+    const st = store;
+    return printArchive(await verifyArchive(target, { keyring, publicKey: pub, streams, anchors: st === null ? undefined : (s) => st.archiveAnchors(s) }));
+  } finally {
+    await target.close();
+    await store?.close();
+  }
+}
+
+/**
+ * `audit prune`: for each stream with archive anchors, the records of segments older than
+ * keep_local are deleted from the store — after the archive of that stream is read back
+ * and verified from its first segment (nothing is pruned from a damaged archive). The
+ * PostgreSQL role it runs as needs `<schema>_audit_pruner` (or ownership).
+ */
+async function pruneCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
+  if (typeof v.config !== 'string') return usage('--config FILE is required');
+  const loaded = load(v.config);
+  const ar = loaded.config.audit.archive;
+  if (ar === undefined) return usage('audit.archive is not configured: nothing is archived, so nothing may be pruned');
+  if (ar.keep_local === undefined) {
+    process.stderr.write('gatehouse audit prune: audit.archive.keep_local is not set: archived records are kept locally for ever\n');
+    return 1;
+  }
+  const { keyring, signer } = loadAuditKeys(loaded.config.audit, loaded.dir);
+  const store = openAuditStore(loaded.config, loaded.dir);
+  let target: ArchiveTarget | null = null;
+  let failed = false;
+  try {
+    target = await openArchiveTarget(ar, loaded.dir);
+    await store.init();
+    for (const s of await store.streams()) {
+      const anchors = await store.archiveAnchors(s);
+      const pruned = await store.prunedTo(s);
+      const cutoff = Date.now() - ar.keep_local;
+      const due = anchors.filter((a) => a.seq > (pruned?.seq ?? 0) && Date.parse(a.checkpoint.time) <= cutoff);
+      const last = due[due.length - 1];
+      if (last === undefined) {
+        process.stdout.write(`stream ${s}: nothing to prune (archived through seq ${anchors[anchors.length - 1]?.seq ?? 0}, pruned through seq ${pruned?.seq ?? 0})\n`);
+        continue;
+      }
+      const rep = (await verifyArchive(target, { keyring, publicKey: signer?.publicKey ?? null, streams: [s], anchors: async () => anchors }))[0] as ArchiveStreamReport;
+      const bad = rep.problems.length + rep.records.problems.filter((p) => p.kind !== 'gap').length;
+      if (bad > 0) {
+        failed = true;
+        process.stdout.write(`${formatArchiveReport(rep)}\nstream ${s}: NOT pruned: the archive does not verify\n`);
+        continue;
+      }
+      if (v['dry-run'] === true) {
+        process.stdout.write(`stream ${s}: would prune seqs ${(pruned?.seq ?? 0) + 1}..${last.seq} (archived in segments ${due[0]?.segment.index}..${last.segment.index}, verified)\n`);
+        continue;
+      }
+      const n = await store.prune(s, last.seq);
+      process.stdout.write(`stream ${s}: pruned ${n} record(s) through seq ${last.seq} (archive verified through segment ${last.segment.index})\n`);
+    }
+    return failed ? 1 : 0;
+  } finally {
+    await target?.close();
+    await store.close();
+  }
 }

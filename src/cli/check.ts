@@ -1,5 +1,6 @@
 /** `gatehouse check --config FILE`: validate and list every problem with its path. */
 import { ConfigError, formatProblems, loadConfig } from '../config/load.js';
+import { checkArchiveTarget } from '../audit/archive/check.js';
 import { configArg, UsageError } from './args.js';
 
 export async function run(args: string[]): Promise<number> {
@@ -15,8 +16,16 @@ export async function run(args: string[]): Promise<number> {
   }
   try {
     const loaded = loadConfig(file);
-    if (loaded.warnings.length > 0) {
-      process.stderr.write(`WARNING: ${loaded.file} is valid but has ${loaded.warnings.length} warning(s):\n${formatProblems(loaded.warnings)}\n`);
+    // The audit archive target is checked where it is (a public bucket is an error).
+    const archive = await checkArchiveTarget(loaded);
+    const archiveErrors = archive.filter((p) => p.severity === 'error');
+    if (archiveErrors.length > 0) {
+      process.stderr.write(`${loaded.file}: invalid, ${archiveErrors.length} error(s)\n${formatProblems(archive)}\n`);
+      return 1;
+    }
+    const warnings = [...loaded.warnings, ...archive];
+    if (warnings.length > 0) {
+      process.stderr.write(`WARNING: ${loaded.file} is valid but has ${warnings.length} warning(s):\n${formatProblems(warnings)}\n`);
     }
     process.stdout.write(`${loaded.file}: ok (${loaded.config.sites.length} site(s))\n`);
     return 0;

@@ -356,6 +356,63 @@ const auditKey = z.strictObject({
   active: z.boolean().optional(),
 });
 
+/** Like `duration` but without a default: absent stays undefined. */
+const optionalDuration = () =>
+  z
+    .union([z.string(), z.number()])
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return undefined;
+      const ms = parseDuration(v);
+      if (ms === null) {
+        ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(v)} (use e.g. 12h, 7d)` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+/** An S3-compatible bucket for the audit archive (AWS S3, MinIO, Ceph RGW). */
+const auditArchiveS3 = z.strictObject({
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'not an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)'),
+  /** Key prefix inside the bucket: '' or path segments each ending in '/', e.g. `gatehouse/audit/`. */
+  prefix: z
+    .string()
+    .regex(/^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*$/, "must be '' or segments of letters, digits, '.', '_' and '-', each ending in '/' (e.g. gatehouse/audit/)")
+    .default(''),
+  region: z.string().min(1).default('us-east-1'),
+  /** The S3 endpoint (MinIO, Ceph: https://host:port); absent: AWS for `region`. */
+  endpoint: z.string().optional(),
+  /** Path-style URLs (bucket in the path); default: true with an endpoint, false for AWS. */
+  force_path_style: z.boolean().optional(),
+  /** Files (mode 0600) holding the access key id and the secret access key; never inline. */
+  access_key_id_file: z.string(),
+  secret_access_key_file: z.string(),
+  /** PEM bundle trusted for an https endpoint (e.g. the internal CA's root). */
+  ca_file: z.string().optional(),
+  request_timeout: duration('30s').pipe(z.number().int().min(1000).max(600_000)),
+});
+
+/** Closed audit segments archived to object storage or a directory (docs/audit.md, "Archive"). */
+const auditArchive = z.strictObject({
+  /** A directory (e.g. a mounted backup volume); exactly one of directory and s3. */
+  directory: z.string().optional(),
+  s3: auditArchiveS3.optional(),
+  /** A segment ends at a signed checkpoint at most this many records after the previous one (when a checkpoint allows). */
+  segment_records: z.number().int().min(1).max(1_000_000).default(10_000),
+  /** How often closed segments are archived. */
+  interval: duration('5m').pipe(z.number().int().min(1000).max(86_400_000)),
+  /** Archived records older than this are pruned from the local store; absent: never pruned. */
+  keep_local: optionalDuration(),
+  /** Object Lock retention of each object (when the bucket has Object Lock). */
+  retention: duration('365d').pipe(z.number().int().min(0).max(100 * 365 * 86_400_000)),
+  /** if_supported: retention when the bucket has Object Lock, a warning when not; required: refuse a bucket without it. */
+  object_lock: z.enum(['if_supported', 'required']).default('if_supported'),
+  /** Object Lock mode of each object; default: the bucket's default retention mode, else governance. */
+  object_lock_mode: z.enum(['governance', 'compliance']).optional(),
+  /** Longest wait between two attempts while the target fails (the backoff doubles from 1s up to this). */
+  retry_max: duration('5m').pipe(z.number().int().min(1000).max(86_400_000)),
+});
+
 /** The tamper-evident audit trail (docs/audit.md). */
 const audit = z.strictObject({
   enabled: z.boolean().default(false),
@@ -388,6 +445,8 @@ const audit = z.strictObject({
   on_failure: z.enum(['refuse', 'allow']).default('refuse'),
   /** IP-filter drops are recorded as one record per client IP, site and rule per interval. */
   drop_interval: duration('10s').pipe(z.number().int().min(100).max(3_600_000)),
+  /** Archive closed segments to object storage or a directory (docs/audit.md, "Archive"). */
+  archive: auditArchive.optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -564,6 +623,7 @@ export type ServerTlsConfig = z.output<typeof serverTls>;
 export type AdminConfig = Config['admin'];
 export type UpstreamConfig = SiteConfig['upstream'];
 export type AuditConfig = z.output<typeof audit>;
+export type AuditArchiveConfig = z.output<typeof auditArchive>;
 export type AuthConfig = Config['auth'];
 export type IssuerConfig = z.output<typeof issuer>;
 export type SiteAuthConfig = z.output<typeof siteAuth>;

@@ -184,6 +184,7 @@ describe('audit durability under kill -9', () => {
     } finally {
       await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
+      await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_pruner`);
       await admin.end({ timeout: 2 });
     }
   });

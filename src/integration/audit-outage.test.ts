@@ -118,6 +118,7 @@ it('store outage: spool, then 503 audit_unavailable at the spool limit, then rep
     await store.close();
     await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
+    await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_pruner`);
     await admin.end({ timeout: 2 });
     rmSync(files.dir, { recursive: true, force: true });
   }

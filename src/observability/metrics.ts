@@ -31,6 +31,20 @@ export interface Metrics {
   readonly auditVerifyFailures: Counter<'kind'>;
   readonly auditLastCheckpoint: Gauge;
   readonly auditRefusals: Counter;
+  /** Audit archive (docs/audit.md, "Archive"): segments written and read back, bytes, failures by reason. */
+  readonly auditArchiveSegments: Counter;
+  readonly auditArchiveBytes: Counter;
+  readonly auditArchiveFailures: Counter<'reason'>;
+  /**
+   * 1 while the last archive run succeeded, else 0. The archive gauges are labelled with
+   * the target (one per gateway) so that a gateway without an archive exports none of them
+   * (an unlabelled gauge would read 0 and fire the archive alerts).
+   */
+  readonly auditArchiveUp: Gauge<'target'>;
+  readonly auditArchiveLastSuccess: Gauge<'target'>;
+  readonly auditArchiveLag: Gauge<'target'>;
+  readonly auditArchivePruned: Counter;
+  readonly auditArchiveObjectLock: Gauge<'target'>;
   /** Token stage outcomes: cached, verified, or the refusal code (bounded set). */
   readonly tokenVerifications: Counter<'site' | 'result'>;
   readonly revocationEntries: Gauge;
@@ -173,6 +187,19 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
   const auditVerifyFailures = new Counter({ name: 'gatehouse_audit_verify_failures_total', help: 'Problems found by audit verification runs (admin API), by kind.', labelNames: ['kind'] as const, registers: [registry] });
   const auditLastCheckpoint = new Gauge({ name: 'gatehouse_audit_last_checkpoint_timestamp_seconds', help: 'Unix time of the last signed audit checkpoint (checkpoint age = now - this).', registers: [registry] });
   const auditRefusals = new Counter({ name: 'gatehouse_audit_refusals_total', help: 'Requests refused with audit_unavailable because records could not be kept.', registers: [registry] });
+  const auditArchiveSegments = new Counter({ name: 'gatehouse_audit_archive_segments_total', help: 'Audit segments archived and read back verified.', registers: [registry] });
+  const auditArchiveBytes = new Counter({ name: 'gatehouse_audit_archive_uploaded_bytes_total', help: 'Bytes of audit segments (data and manifests) written to the archive.', registers: [registry] });
+  const auditArchiveFailures = new Counter({
+    name: 'gatehouse_audit_archive_failures_total',
+    help: 'Failed audit archive runs, by reason (unreachable, denied, not_found, public, object_lock_missing, invalid_segment, conflict, readback, store, error).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const auditArchiveUp = new Gauge({ name: 'gatehouse_audit_archive_up', help: '1 while the last audit archive run succeeded, 0 while archiving fails (records stay local meanwhile).', labelNames: ['target'] as const, registers: [registry] });
+  const auditArchiveLastSuccess = new Gauge({ name: 'gatehouse_audit_archive_last_success_timestamp_seconds', help: 'Unix time of the last successful audit archive run.', labelNames: ['target'] as const, registers: [registry] });
+  const auditArchiveLag = new Gauge({ name: 'gatehouse_audit_archive_lag_records', help: 'Records of this stream not yet archived, at the last successful archive run.', labelNames: ['target'] as const, registers: [registry] });
+  const auditArchivePruned = new Counter({ name: 'gatehouse_audit_archive_pruned_records_total', help: 'Archived audit records pruned from the local store (after keep_local).', registers: [registry] });
+  const auditArchiveObjectLock = new Gauge({ name: 'gatehouse_audit_archive_object_lock', help: '1 when the archive bucket has Object Lock (objects written with retention), else 0.', labelNames: ['target'] as const, registers: [registry] });
   const tokenVerifications = new Counter({
     name: 'gatehouse_token_verifications_total',
     help: 'Bearer tokens seen by the token stage, by site and result: cached (verified earlier, signature check skipped), verified, or the refusal code.',
@@ -295,6 +322,14 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     auditVerifyFailures,
     auditLastCheckpoint,
     auditRefusals,
+    auditArchiveSegments,
+    auditArchiveBytes,
+    auditArchiveFailures,
+    auditArchiveUp,
+    auditArchiveLastSuccess,
+    auditArchiveLag,
+    auditArchivePruned,
+    auditArchiveObjectLock,
     tokenVerifications,
     revocationEntries,
     revocationCurrent,

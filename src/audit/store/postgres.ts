@@ -11,7 +11,8 @@ import type { Sql } from '../../stores/postgres-client.js';
 import { recordData } from '../chain.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
-import type { AuditStore, RecordQuery, StoredCheckpoint } from './types.js';
+import { postgresArchiveSchema } from './archive-schema.js';
+import type { ArchiveAnchor, AuditStore, RecordQuery, StoredCheckpoint } from './types.js';
 
 /**
  * A string PostgreSQL's json parser accepts: JSON.stringify writes a lone surrogate (a
@@ -81,6 +82,7 @@ GRANT USAGE ON SCHEMA ${schema} TO ${schema}_audit_writer;
 GRANT SELECT, INSERT ON ${schema}.audit_records, ${schema}.audit_checkpoints TO ${schema}_audit_writer;
 GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoints_id_seq TO ${schema}_audit_writer;
 `);
+        await tx.unsafe(postgresArchiveSchema(schema));
       });
     },
     async append(records, cps) {
@@ -119,7 +121,9 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
       }
     },
     async head(stream) {
-      const rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_records')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
+      let rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_records')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
+      // A stream whose every record was pruned continues from the latest prune (never a new genesis).
+      if (rows.length === 0) rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_prunes')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
       const r = rows[0];
       return r ? { seq: Number(r.seq), hash: r.hash } : null;
     },
@@ -164,6 +168,26 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
         ${q.decision !== undefined ? sql`AND decision = ${q.decision}` : sql``}
         ORDER BY time, id LIMIT ${q.limit}`;
       return rows.map((r) => JSON.parse(r.data) as ChainedRecord);
+    },
+    async addArchiveAnchor(a) {
+      await sql`INSERT INTO ${t('audit_archive_anchors')} (stream, seq, data) VALUES (${a.stream}, ${a.seq}, ${JSON.stringify(a)})`;
+    },
+    async archiveAnchors(stream) {
+      const rows = await sql<Array<{ data: string }>>`SELECT data FROM ${t('audit_archive_anchors')} WHERE stream = ${stream} ORDER BY seq, id`;
+      return rows.map((r) => JSON.parse(r.data) as ArchiveAnchor);
+    },
+    async prune(stream, seq) {
+      appends++;
+      readAhead = null;
+      // The SECURITY DEFINER function (archive-schema.ts): the only way rows are deleted.
+      const rows = await sql<Array<{ n: string }>>`SELECT ${sql(schema)}.audit_prune(${stream}, ${seq}) AS n`;
+      return Number(rows[0]?.n ?? 0);
+    },
+    async prunedTo(stream) {
+      const rows = await sql<Array<{ data: string }>>`SELECT a.data FROM ${t('audit_archive_anchors')} a
+        WHERE a.stream = ${stream} AND a.seq = (SELECT max(seq) FROM ${t('audit_prunes')} WHERE stream = ${stream})
+        ORDER BY a.id DESC LIMIT 1`;
+      return rows[0] ? (JSON.parse(rows[0].data) as ArchiveAnchor) : null;
     },
     async close() {
       await sql.end({ timeout: 2 });

@@ -48,6 +48,10 @@ export type Request =
   | { readonly id: number; readonly op: 'readRaw'; readonly stream: string; readonly afterId: number; readonly limit: number }
   | { readonly id: number; readonly op: 'checkpoints'; readonly stream: string }
   | { readonly id: number; readonly op: 'query'; readonly q: RecordQuery }
+  | { readonly id: number; readonly op: 'addAnchor'; readonly stream: string; readonly seq: number; readonly data: string }
+  | { readonly id: number; readonly op: 'anchors'; readonly stream: string }
+  | { readonly id: number; readonly op: 'prune'; readonly stream: string; readonly seq: number }
+  | { readonly id: number; readonly op: 'prunedTo'; readonly stream: string }
   | { readonly id: number; readonly op: 'close' };
 
 type WithoutId<R> = R extends unknown ? Omit<R, 'id'> : never;
@@ -69,6 +73,13 @@ export interface Results {
   checkpoints: PackedStrings;
   /** The record JSON, packed. */
   query: PackedStrings;
+  addAnchor: null;
+  /** The anchors' JSON, packed. */
+  anchors: PackedStrings;
+  /** Records deleted. */
+  prune: number;
+  /** The JSON of the anchor the latest prune names. */
+  prunedTo: string | null;
   close: null;
 }
 

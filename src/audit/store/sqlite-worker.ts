@@ -15,6 +15,7 @@ import { dirname } from 'node:path';
 import { parentPort, workerData, type TransferListItem } from 'node:worker_threads';
 import { packStrings, RECORD_NUMS, type AppendPayload, type PackedStrings, type Reply, type Request, type Results } from './sqlite-protocol.js';
 import type { RecordQuery } from './types.js';
+import { SQLITE_ARCHIVE_SCHEMA } from './archive-schema.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -57,6 +58,7 @@ function open(): Database.Database {
     d.pragma('synchronous = FULL');
     d.pragma('busy_timeout = 5000');
     d.exec(SCHEMA);
+    d.exec(SQLITE_ARCHIVE_SCHEMA);
     return d;
   } catch (err) {
     // Dies with the reason: the store rejects init() and every call with it.
@@ -169,6 +171,29 @@ const appendTx = db.transaction((b: AppendPayload) => {
 });
 
 const headQ = db.prepare('SELECT seq, hash FROM audit_records WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
+// A stream whose every record was pruned continues from the latest prune (never a new genesis).
+const prunedHeadQ = db.prepare('SELECT seq, hash FROM audit_prunes WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
+const insAnchor = db.prepare('INSERT INTO audit_archive_anchors (stream, seq, data) VALUES (?, ?, ?)');
+const anchorsQ = db.prepare('SELECT data FROM audit_archive_anchors WHERE stream = ? ORDER BY seq, id').pluck();
+const anchorAtQ = db.prepare('SELECT data FROM audit_archive_anchors WHERE stream = ? AND seq = ? ORDER BY id DESC LIMIT 1').pluck();
+const recordHashAtQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq = ? ORDER BY id LIMIT 1').pluck();
+const insPrune = db.prepare('INSERT INTO audit_prunes (stream, seq, hash, time) VALUES (?, ?, ?, ?)');
+const delRecords = db.prepare('DELETE FROM audit_records WHERE stream = ? AND seq <= ?');
+const delCheckpoints = db.prepare('DELETE FROM audit_checkpoints WHERE stream = ? AND seq < ?');
+/** Mirrors the PostgreSQL store's audit_prune function (archive-schema.ts). */
+const pruneTx = db.transaction((stream: string, seq: number): number => {
+  const a = anchorAtQ.get(stream, seq) as string | undefined;
+  if (a === undefined) throw new Error(`no archive anchor for stream ${stream} at seq ${seq}: nothing is pruned that was not archived`);
+  const hash = (JSON.parse(a) as { hash: string }).hash;
+  const stored = recordHashAtQ.get(stream, seq) as string | undefined;
+  if (stored !== undefined && stored !== hash) throw new Error(`the archive anchor at seq ${seq} does not match the stored record`);
+  const last = prunedHeadQ.get(stream) as { seq: number } | undefined;
+  if (last !== undefined && last.seq >= seq) return 0;
+  insPrune.run(stream, seq, hash, new Date().toISOString());
+  const n = delRecords.run(stream, seq).changes;
+  delCheckpoints.run(stream, seq);
+  return n;
+});
 const lastCpQ = db.prepare('SELECT data, frontier FROM audit_checkpoints WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
 const hashesQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq > ? ORDER BY seq, id').pluck();
 const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints ORDER BY 1').pluck();
@@ -221,7 +246,7 @@ function handle(m: Request): [Results[Request['op']], TransferListItem[]] {
       appendTx(m.batch);
       return [null, []];
     case 'head': {
-      const row = headQ.get(m.stream) as { seq: number; hash: string } | undefined;
+      const row = (headQ.get(m.stream) ?? prunedHeadQ.get(m.stream)) as { seq: number; hash: string } | undefined;
       return [row ? { seq: row.seq, hash: row.hash } : null, []];
     }
     case 'lastCheckpoint': {
@@ -253,6 +278,19 @@ function handle(m: Request): [Results[Request['op']], TransferListItem[]] {
     case 'query': {
       const p = query(m.q);
       return [p, [p.lens.buffer]];
+    }
+    case 'addAnchor':
+      insAnchor.run(m.stream, m.seq, m.data);
+      return [null, []];
+    case 'anchors': {
+      const p = packStrings(anchorsQ.all(m.stream) as string[]);
+      return [p, [p.lens.buffer]];
+    }
+    case 'prune':
+      return [pruneTx(m.stream, m.seq), []];
+    case 'prunedTo': {
+      const last = prunedHeadQ.get(m.stream) as { seq: number } | undefined;
+      return [last === undefined ? null : ((anchorAtQ.get(m.stream, last.seq) as string | undefined) ?? null), []];
     }
     case 'close':
       db.close();

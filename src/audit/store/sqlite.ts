@@ -24,7 +24,7 @@ import { recordData } from '../chain.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
 import { RECORD_NUMS, unpackStrings, type Reply, type RequestBody, type Results } from './sqlite-protocol.js';
-import type { AuditStore, RecordQuery, StoredCheckpoint, StreamHead } from './types.js';
+import type { ArchiveAnchor, AuditStore, RecordQuery, StoredCheckpoint, StreamHead } from './types.js';
 
 /** Compiled next to this file: dist/audit/store/sqlite-worker.js. */
 const WORKER_URL = new URL('./sqlite-worker.js', import.meta.url);
@@ -226,6 +226,22 @@ export function createSqliteAuditStore(file: string): AuditStore {
       // Copied member by member: only these cross to the worker, whatever else the object carries.
       const sent: RecordQuery = { from: q.from, to: q.to, subject: q.subject, decision: q.decision, stream: q.stream, limit: q.limit };
       return unpackStrings(await call({ op: 'query', q: sent })).map((d) => JSON.parse(d as string) as ChainedRecord);
+    },
+    async addArchiveAnchor(a) {
+      await call({ op: 'addAnchor', stream: a.stream, seq: a.seq, data: JSON.stringify(a) });
+    },
+    async archiveAnchors(stream) {
+      return unpackStrings(await call({ op: 'anchors', stream })).map((d) => JSON.parse(d as string) as ArchiveAnchor);
+    },
+    async prune(stream, seq) {
+      // Rows are gone: a page read ahead before this may hold them.
+      appends++;
+      readAhead = null;
+      return call({ op: 'prune', stream, seq });
+    },
+    async prunedTo(stream) {
+      const d = await call({ op: 'prunedTo', stream });
+      return d === null ? null : (JSON.parse(d) as ArchiveAnchor);
     },
     close() {
       closed ??= (async () => {

@@ -27,6 +27,35 @@ export interface RecordQuery {
   readonly limit: number;
 }
 
+/**
+ * Archive progress (docs/audit.md, "Archive"): the stream is archived, and read back
+ * verified, through `seq`. Kept in the store next to the records (append-only).
+ */
+export interface ArchiveAnchor {
+  readonly stream: string;
+  readonly seq: number;
+  /** The record hash at `seq`. */
+  readonly hash: string;
+  /** The Merkle frontier over records 1..seq. */
+  readonly frontier: { size: number; stack: Array<string | null> };
+  /** The signed checkpoint at `seq` (segments end at checkpoints). */
+  readonly checkpoint: Checkpoint;
+  readonly segment: {
+    readonly index: number;
+    readonly first_seq: number;
+    readonly records: number;
+    readonly manifest_key: string;
+    readonly manifest_sha256: string;
+    readonly data_key: string;
+    readonly data_sha256: string;
+  };
+  /** Where: `s3://bucket/prefix` or a directory. */
+  readonly location: string;
+  readonly archived_at: string;
+  /** Storage position (the store's row id) of the segment's last record: the next segment reads after it. */
+  readonly row_id: number;
+}
+
 export interface AuditStore {
   readonly kind: 'sqlite' | 'postgres';
   /** Creates tables if missing. */
@@ -43,5 +72,18 @@ export interface AuditStore {
   readRaw(stream: string, afterId: number, limit: number): Promise<Array<{ id: number; data: string }>>;
   checkpoints(stream: string): Promise<Checkpoint[]>;
   query(q: RecordQuery): Promise<ChainedRecord[]>;
+  /** Records archive progress (append-only). */
+  addArchiveAnchor(a: ArchiveAnchor): Promise<void>;
+  /** A stream's archive anchors, in seq order. */
+  archiveAnchors(stream: string): Promise<ArchiveAnchor[]>;
+  /**
+   * Deletes the stream's records up to and including `seq` and its checkpoints before it,
+   * after recording the prune; refused without an anchor at exactly `seq` (PostgreSQL: only
+   * the pruner role or the owner may). Returns the number of records deleted (0 when
+   * already pruned that far).
+   */
+  prune(stream: string, seq: number): Promise<number>;
+  /** The anchor of the latest prune — where the stream's stored records begin — or null. */
+  prunedTo(stream: string): Promise<ArchiveAnchor | null>;
   close(): Promise<void>;
 }
