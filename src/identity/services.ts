@@ -131,9 +131,10 @@ export class IdentityServices {
       this.sub = sub;
     }
     this.started = true;
+    let update: (() => void) | undefined;
     if (this.metrics) {
       const m = this.metrics;
-      const update = () => {
+      update = () => {
         const t = (this.now ?? Date.now)();
         m.revocationEntries.set(this.stores.revocations.list(t).length);
         m.revocationCurrent.set(this.stores.revocations.current(t) ? 1 : 0);
@@ -143,6 +144,9 @@ export class IdentityServices {
       this.gauges.unref();
     }
     await Promise.all([this.stores.revocations.start(), this.view.start(), ...[...this.jwks.values()].map((j) => j.start())]);
+    // The gauges say what is true once loading ended, not a second later: a probe (or
+    // `gatehouse doctor`) reading them right after start must not see a stale 0.
+    update?.();
   }
 
   remoteJwks(issuer: IssuerConfig): RemoteJwks {
