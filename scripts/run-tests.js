@@ -21,6 +21,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Integration tests start gateways, upstreams and talk to Redis/Postgres; two cores, so
-// run at most two files at once.
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=120000', ...files], { stdio: 'inherit' });
+// run at most two files at once. A file gets 5 minutes: its CLI spawns take seconds each when
+// the machine is busy.
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=300000', ...files], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
