@@ -162,7 +162,7 @@ describe('token verification options', () => {
     const weak = makeKey(dir, 'weak', 'RS256', 1024);
     assert.throws(
       () => parseConfig(stringify(authConfig('http://127.0.0.1:1', [weak])), `${dir}/gatehouse.yaml`),
-      (err: unknown) => err instanceof ConfigError && err.problems.some((p) => p.path === 'auth.issuers[0]' && /1024 bits/.test(p.message)),
+      (err: unknown) => err instanceof ConfigError && err.problems.some((p) => p.path === 'auth.issuers[0].keys[0].file' && /1024 bits/.test(p.message)),
     );
   });
 
