@@ -80,3 +80,20 @@ it('gatehouse check: a private key or a certificate given as a token-verificatio
   assert.ok(!r.stderr.includes('auth.issuers[0]'), r.stderr);
   assert.ok(!r.stderr.includes('auth.issuers[1].keys[0]'), r.stderr);
 });
+
+it('gatehouse check: an admin token file under 32 bytes is a config error that never shows the token', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-admin-token-'));
+  const site = { id: 'a', hosts: ['a.test'], upstream: { urls: ['http://127.0.0.1:1'] } };
+  const run = (content: string) => {
+    writeFileSync(join(dir, 'admin.token'), content, { mode: 0o600 });
+    return check('--config', writeConfig({ admin: { token_file: 'admin.token' }, sites: [site] }, dir));
+  };
+  for (const short of ['', '\n', 'sh0rt-s3cret', `${'x'.repeat(31)}\n`]) {
+    const r = run(short);
+    assert.equal(r.status, 1, `${JSON.stringify(short)}: ${r.stdout}`);
+    assert.match(r.stderr, /admin\.token_file.*at least 32 bytes/);
+    if (short.trim() !== '') assert.ok(!r.stderr.includes(short.trim()), r.stderr);
+  }
+  const ok = run(`${'x'.repeat(32)}\n`);
+  assert.equal(ok.status, 0, ok.stderr);
+});

@@ -193,7 +193,7 @@ describe('TLS listener with certificate files swapped on disk', () => {
     const c = await ca.issue({ name: 'files.test', lifetimeMs: 3_600_000 });
     writeFileSync(certFile, c.chainPem);
     writeFileSync(keyFile, c.keyPem, { mode: 0o600 });
-    writeFileSync(join(ca.dir, 'admin.token'), 'tls-admin-token\n', { mode: 0o600 });
+    writeFileSync(join(ca.dir, 'admin.token'), 'tls-admin-token-0123456789abcdef0123\n', { mode: 0o600 });
     gw = await startGateway({
       listen: [{ address: '127.0.0.1:0', tls: { cert_file: certFile, key_file: keyFile } }],
       admin: { listen: '127.0.0.1:0', token_file: join(ca.dir, 'admin.token') },
@@ -221,7 +221,7 @@ describe('TLS listener with certificate files swapped on disk', () => {
     assert.equal(r2.serial, next.serial);
     assert.notEqual(r2.serial, r1.serial);
     // The admin API says what is presented (and never any key).
-    const listed = await request(`${gw.adminUrl}/v1/tls/certificates`, { headers: { authorization: 'Bearer tls-admin-token' } });
+    const listed = await request(`${gw.adminUrl}/v1/tls/certificates`, { headers: { authorization: 'Bearer tls-admin-token-0123456789abcdef0123' } });
     assert.equal(listed.status, 200);
     const body = JSON.parse(listed.body) as { certificates: Array<{ name: string; serial: string; names: string[] }> };
     assert.deepEqual(body.certificates.map((c) => [c.name, c.serial, c.names]), [[`file/${certFile}`, next.serial, ['DNS:files.test']]]);
