@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   identity_suspended: { status: 403, message: 'This identity is suspended.' },
   unknown_identity: { status: 403, message: 'This identity is not registered.' },
   policy_denied: { status: 403, message: 'Access to this resource is not permitted.' },
+  identity_mismatch: { status: 403, message: 'The token does not match the registered identity.' },
   zone_violation: { status: 403, message: 'This site may not reach the requested service.' },
   not_found: { status: 404, message: 'No such endpoint.' },
   method_not_allowed: { status: 405, message: 'Method not allowed.' },
