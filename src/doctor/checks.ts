@@ -393,7 +393,8 @@ function checkHeaders(c: Ctx): CheckResult {
   for (const s of c.config.sites) {
     const policy = compileHeaderPolicy(c.config.headers, s.headers);
     const set = new Map<string, string>();
-    for (let i = 0; i < policy.set.length; i += 2) set.set((policy.set[i] as string).toLowerCase(), policy.set[i + 1] as string);
+    // What an HTTPS client receives: the set that includes HSTS.
+    for (let i = 0; i < policy.setHttps.length; i += 2) set.set((policy.setHttps[i] as string).toLowerCase(), policy.setHttps[i + 1] as string);
     for (const [name] of DEFAULT_SECURITY_HEADERS) {
       const w = weakHeader(name, set.get(name.toLowerCase()));
       if (w) bad.push(`${s.id}: ${w}`);

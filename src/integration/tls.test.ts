@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { rawExchange, request, SECURITY_HEADERS, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { HSTS, rawExchange, request, SECURITY_HEADERS, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
 import { createTestCa, handshake, httpsGet, requestOn, type TestCa } from '../testing/tls.js';
 
 async function metric(gw: TestGateway, line: RegExp): Promise<string | null> {
@@ -62,7 +62,7 @@ describe('TLS listener with certificates from the internal CA', () => {
     const r = await httpsGet(httpsPort, { ca: ca.rootPem, servername: 'app.test', path: '/x?y=1' });
     assert.equal(r.status, 200);
     assert.equal(r.protocol, 'TLSv1.3');
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(r.headers[k], v);
+    for (const [k, v] of Object.entries({ ...SECURITY_HEADERS, 'strict-transport-security': HSTS })) assert.equal(r.headers[k], v);
     const seen = up.seen.at(-1);
     assert.equal(seen?.headers['x-forwarded-proto'], 'https');
     assert.equal(seen?.url, '/x?y=1');
@@ -167,6 +167,7 @@ describe('TLS listener with certificates from the internal CA', () => {
     assert.equal(r.status, 308);
     assert.equal(r.headers.location, `https://app.test:${httpsPort}/some/path?a=1&b=%20x`);
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(r.headers[k], v);
+    assert.equal(r.headers['strict-transport-security'], undefined, 'a plain-HTTP answer carries no HSTS (RFC 6797 §7.2)');
     assert.ok(r.headers['x-request-id']);
     const post = await request(`http://127.0.0.1:${port}/form`, { method: 'POST', headers: { host: 'x.wild.test' }, body: 'a=1' });
     assert.equal(post.status, 308, '308 keeps the method');

@@ -87,7 +87,7 @@ export function createRedirector(ctx: GatewayContext, runtime: () => Runtime, ht
     if (host !== null && !served(rt, host) && rt.unknownHostCloses) return null;
     if (host === null || !served(rt, host)) {
       const code = host === null ? 'missing_host' : 'misdirected_request';
-      return { status: host === null ? 400 : 421, headers: ownHeaders(rt.headers, [rt.requestIdHeader, id], undefined), body: errorBody(code, id) };
+      return { status: host === null ? 400 : 421, headers: ownHeaders(rt.headers, [rt.requestIdHeader, id], undefined, false), body: errorBody(code, id) };
     }
     const port = httpsPort();
     const location = `https://${host}${port === null || port === 443 ? '' : `:${port}`}${pathAndQuery(req.url)}`;
