@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { HSTS, rawExchange, request, SECURITY_HEADERS, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { HSTS, parseHead, rawExchange, request, SECURITY_HEADERS, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
 import { createTestCa, handshake, httpsGet, requestOn, type TestCa } from '../testing/tls.js';
 
 async function metric(gw: TestGateway, line: RegExp): Promise<string | null> {
@@ -177,6 +177,21 @@ describe('TLS listener with certificates from the internal CA', () => {
     assert.equal(other.bytes.length, 0);
     assert.ok(other.closed);
     assert.equal(up.seen.filter((s) => s.url === '/form').length, 0, 'nothing is proxied over plain HTTP');
+  });
+
+  it('the redirect keeps the path exactly, a leading // included, and the Location is always absolute https://host/...', async () => {
+    const cases: Array<[string, string]> = [
+      ['//evil.example/x', '//evil.example/x'],
+      ['//evil.example', '//evil.example'],
+      ['/a//b/./c/%2e%2e/?q=//x', '/a//b/./c/%2e%2e/?q=//x'],
+      ['http://app.test//evil.example/y?z', '//evil.example/y?z'],
+    ];
+    for (const [target, path] of cases) {
+      const r = parseHead((await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n`)).bytes);
+      assert.equal(r.status, 308, target);
+      assert.equal(r.headers.location, `https://app.test:${httpsPort}${path}`, target);
+      assert.equal(new URL(r.headers.location ?? "").host, `app.test:${httpsPort}`, 'never another host');
+    }
   });
 });
 
