@@ -14,7 +14,7 @@ describe('admin API routes and authentication', () => {
     up = await startUpstream();
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-admin-'));
     const tokenFile = join(dir, 'admin.token');
-    writeFileSync(tokenFile, 'the-admin-token\n');
+    writeFileSync(tokenFile, 'the-admin-token-for-the-admin-server-tests\n');
     chmodSync(tokenFile, 0o600);
     open = await startGateway(baseConfig(up.url));
     secured = await startGateway(baseConfig(up.url, {}, { admin: { listen: '127.0.0.1:0', token_file: tokenFile } }));
@@ -51,13 +51,13 @@ describe('admin API routes and authentication', () => {
     assert.equal(none.status, 401);
     assert.match(none.headers.get('www-authenticate') ?? '', /^Bearer/);
     assert.equal((await fetch(`${secured.adminUrl}/v1/ping`, { headers: { Authorization: 'Bearer wrong' } })).status, 401);
-    const ok = await fetch(`${secured.adminUrl}/v1/ping`, { headers: { Authorization: 'Bearer the-admin-token' } });
+    const ok = await fetch(`${secured.adminUrl}/v1/ping`, { headers: { Authorization: 'Bearer the-admin-token-for-the-admin-server-tests' } });
     assert.equal(ok.status, 200);
     assert.deepEqual(await ok.json(), { pong: true });
   });
 
   it('routes by pattern with params and JSON bodies; coded errors; 404/405', async () => {
-    const auth = { Authorization: 'Bearer the-admin-token', 'Content-Type': 'application/json' };
+    const auth = { Authorization: 'Bearer the-admin-token-for-the-admin-server-tests', 'Content-Type': 'application/json' };
     const r = await fetch(`${secured.adminUrl}/v1/echo/abc`, { method: 'POST', headers: auth, body: JSON.stringify({ x: 1 }) });
     assert.equal(r.status, 201);
     assert.deepEqual(await r.json(), { name: 'abc', body: { x: 1 } });

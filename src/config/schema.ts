@@ -183,11 +183,23 @@ const siteAuth = z.strictObject({
   api_key_header: z.boolean().default(false),
 });
 
+const policyFiles = z.array(z.string().min(1)).min(1, 'list at least one file, or leave the key out');
+
 const sitePolicy = z.strictObject({
-  /** Cedar policy files (relative to the config file); watched and reloaded on change. */
-  files: z.array(z.string().min(1)).min(1, 'a policy names at least one file'),
-  /** Evaluate, log and count what this set would refuse, and keep enforcing the previous set. */
-  shadow: z.boolean().default(false),
+  /** The enforced set: Cedar policy files (relative to the config file); watched and reloaded on change. */
+  files: policyFiles.optional(),
+  /** The shadow set: evaluated, logged and counted beside `files`, never refusing (Envoy RBAC `shadow_rules`). */
+  shadow_files: policyFiles.optional(),
+  /**
+   * Removed: `shadow: true` enforced only what the previous config generation enforced,
+   * so after a restart it enforced nothing. Kept in the schema only to say what to use.
+   */
+  shadow: z
+    .unknown()
+    .optional()
+    .superRefine((v, ctx) => {
+      if (v !== undefined) ctx.addIssue({ code: 'custom', message: 'removed: keep the enforced set in `files` and put the set under evaluation in `shadow_files` (both survive a restart)' });
+    }),
   /** Top-level fields of a JSON request body put into `context.body` (e.g. `model`); empty: the body is not read. */
   body_fields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'a top-level JSON field name')).default([]),
   /** Largest body read for body_fields; a larger body is refused (413). */

@@ -10,7 +10,7 @@ import { normalizePath, validatePathPattern } from '../http/path.js';
 import { isLoopbackHost, parseListenAddress } from '../server/address.js';
 import type { IpFilterConfig } from './schema.js';
 import type { PartialConfig, Problem } from './load.js';
-import { checkSecretFile } from './secrets.js';
+import { checkSecretFile, readSecretFile } from './secrets.js';
 import { validateTls } from './validate-tls.js';
 import { validateAudit } from '../audit/config-check.js';
 import { validateIdentityConfig } from '../identity/validate.js';
@@ -19,6 +19,9 @@ import { validateLlmConfig } from '../stages/llm/validate.js';
 import { secretReaderFor, validateProcess } from './validate-process.js';
 import { validateStores } from './validate-stores.js';
 import { withSecretReader } from './secrets.js';
+
+/** 256 bits, as `openssl rand -hex 32` (64 bytes) or `-base64 32` (44) give: a short admin token can be guessed online. */
+export const MIN_ADMIN_TOKEN_BYTES = 32;
 
 /** Lowercase, no trailing dot; a bare IPv6 literal is bracketed as it appears in a Host header. */
 export function normalizeHost(h: string): string {
@@ -73,6 +76,10 @@ function validateAll(config: PartialConfig, dir: string, file: string | undefine
   if (config.admin.token_file) {
     const problem = checkSecretFile(resolve(dir, config.admin.token_file));
     if (problem) err('admin.token_file', problem);
+    else if (Buffer.byteLength(readSecretFile(resolve(dir, config.admin.token_file))) < MIN_ADMIN_TOKEN_BYTES) {
+      // Never the token nor its length: the message names the path and the rule only.
+      err('admin.token_file', `the admin token must be at least ${MIN_ADMIN_TOKEN_BYTES} bytes (a trailing newline does not count); make one with: openssl rand -hex 32`);
+    }
   }
   cidrList('trusted_proxies', config.trusted_proxies);
   config.trusted_proxies.forEach((c, i) => {

@@ -393,7 +393,8 @@ function checkHeaders(c: Ctx): CheckResult {
   for (const s of c.config.sites) {
     const policy = compileHeaderPolicy(c.config.headers, s.headers);
     const set = new Map<string, string>();
-    for (let i = 0; i < policy.set.length; i += 2) set.set((policy.set[i] as string).toLowerCase(), policy.set[i + 1] as string);
+    // What an HTTPS client receives: the set that includes HSTS.
+    for (let i = 0; i < policy.setHttps.length; i += 2) set.set((policy.setHttps[i] as string).toLowerCase(), policy.setHttps[i + 1] as string);
     for (const [name] of DEFAULT_SECURITY_HEADERS) {
       const w = weakHeader(name, set.get(name.toLowerCase()));
       if (w) bad.push(`${s.id}: ${w}`);
@@ -480,13 +481,13 @@ async function checkRevocation(c: Ctx): Promise<CheckResult> {
 
 function checkPolicy(c: Ctx): CheckResult {
   const id = 'policy';
-  const unprotected = c.config.sites.filter((s) => s.auth && !s.policy).map((s) => s.id);
-  const shadowOnly = c.config.sites.filter((s) => s.policy?.shadow).map((s) => s.id);
+  const unprotected = c.config.sites.filter((s) => s.auth && !s.policy?.files).map((s) => s.id);
+  const shadowOnly = c.config.sites.filter((s) => s.policy && !s.policy.files).map((s) => s.id);
   if (unprotected.length > 0) return fail(id, `site(s) with token authentication but no authorization policy: ${unprotected.join(', ')} (any valid token reaches every path)`, 'add policy: {files: [...]} with Cedar policies (deny by default) to each authenticated site (docs/policy.md)');
   const reloadFailures = metric(c.live, 'gatehouse_policy_reloads_total').filter((m) => m.labels.result === 'failure').reduce((n, m) => n + m.value, 0);
   const withPolicy = c.config.sites.filter((s) => s.policy);
   if (withPolicy.length === 0) return warn(id, 'no site has an authorization policy', 'add Cedar policies where identities reach upstreams (docs/policy.md)');
-  if (shadowOnly.length > 0) return warn(id, `shadow mode (not enforced on its own) on ${shadowOnly.join(', ')}`, 'turn shadow off once the shadow decisions look right');
+  if (shadowOnly.length > 0) return warn(id, `only a shadow policy set (shadow_files, nothing enforced) on ${shadowOnly.join(', ')}`, 'move the files from shadow_files to files once the shadow decisions look right');
   if (reloadFailures > 0) return warn(id, `${reloadFailures} policy reload(s) were refused since start (the last good set serves)`, 'look for policy_reload_failed in the log');
   return pass(id, `enforced Cedar policy on ${withPolicy.length} site(s); files load`);
 }

@@ -31,7 +31,7 @@ export function validateIdentityConfig(config: PartialConfig, dir: string, err: 
     try {
       loadStaticKeys(is, dir);
     } catch (e) {
-      if (e instanceof KeyConfigError) err(p, e.message);
+      if (e instanceof KeyConfigError) for (const kp of e.problems) err(`${p}.${kp.path}`, kp.message);
       else throw e;
     }
   });

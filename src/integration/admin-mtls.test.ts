@@ -14,7 +14,7 @@ import type { Issued } from '../pki/ca.js';
 import { sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
 import { createTestCa, handshake, httpsGet, requestOn, type TestCa, type TlsReply } from '../testing/tls.js';
 
-const TOKEN = 'the-admin-token-for-mtls-tests';
+const TOKEN = 'the-admin-token-for-the-mtls-tests-0123';
 
 function tokenFile(): string {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-admin-mtls-'));

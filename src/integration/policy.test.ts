@@ -273,25 +273,24 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
     }
   });
 
-  it('shadow mode: the new set is evaluated and counted, the previous set stays enforced', async () => {
+  it('shadow_files beside files: the shadow set is evaluated and counted, never enforced; after a restart the enforced set still enforces', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-shadow-'));
-    writeFileSync(join(dir, 'old.cedar'), '@id("old-allow") permit(principal, action, resource);');
+    writeFileSync(join(dir, 'old.cedar'), '@id("old-allow") permit(principal, action, resource);\n@id("old-no-delete") forbid(principal, action == Action::"DELETE", resource);');
     writeFileSync(join(dir, 'new.cedar'), '@id("new-get-only") permit(principal, action == Action::"GET", resource);');
-    const g = await startGateway(config({ files: [join(dir, 'old.cedar')] }));
+    const both = config({ files: [join(dir, 'old.cedar')], shadow_files: [join(dir, 'new.cedar')] });
+    const t = await sign(key, { sub: 'a3', domain: 'billing' });
+    let g = await startGateway(both);
     try {
-      const t = await sign(key, { sub: 'a3', domain: 'billing' });
-      assert.equal(code(await request(`${g.url}/x`, { method: 'POST', headers: bearer(t) })), 'ok');
-      g.write(config({ files: [join(dir, 'new.cedar')], shadow: true }));
-      const r = await g.gw.reload();
-      assert.equal(r.ok, true);
-      // The new set would refuse POST; the old one still allows it.
+      // The new set would refuse POST; the enforced (old) one allows it and refuses DELETE.
       const post = await request(`${g.url}/x`, { method: 'POST', headers: bearer(t) });
       assert.equal(code(post), 'ok');
       const line = g.logs.findLast((l) => l.method === 'POST' && l.status === 200);
       assert.deepEqual(line?.policy_shadow, { decision: 'deny', policies: [] });
       assert.deepEqual(line?.policies, ['old-allow']);
+      assert.equal(code(await request(`${g.url}/x`, { method: 'DELETE', headers: bearer(t) })), 'policy_denied');
       const m = await request(`${g.adminUrl}/metrics`);
-      assert.match(m.body, /gatehouse_policy_decisions_total\{site="app",mode="shadow",decision="deny"\} 1/);
+      assert.match(m.body, /gatehouse_policy_decisions_total\{site="app",mode="shadow",decision="deny"\} 2/);
+      assert.match(m.body, /gatehouse_policy_decisions_total\{site="app",mode="enforce",decision="deny"\} 1/);
       // A file change to the shadow set updates the shadow set, never the enforced one.
       writeFileSync(join(dir, 'new.cedar'), '@id("new-get-only") permit(principal, action == Action::"GET", resource);\n@id("new-stop") forbid(principal, action, resource);');
       await eventually(async () => {
@@ -300,9 +299,20 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
         const l = g.logs.findLast((x) => x.method === 'GET' && x.status === 200);
         return JSON.stringify(l?.policy_shadow) === JSON.stringify({ decision: 'deny', policies: ['new-stop'] });
       });
+      assert.equal(g.logs.findLast((x) => x.event === 'policy_reloaded')?.shadow, true);
       writeFileSync(join(dir, 'new.cedar'), '@id("new-get-only") permit(principal, action == Action::"GET", resource);');
       await eventually(async () => g.logs.filter((x) => x.event === 'policy_reloaded').length >= 2);
-      // Promoted (shadow: false): now it is enforced.
+    } finally {
+      await g.close();
+    }
+    // A restart (a fresh gateway from the same config): nothing is inherited, and the
+    // enforced set is the config's `files`, so it still enforces; the shadow set still only reports.
+    g = await startGateway(both);
+    try {
+      assert.equal(code(await request(`${g.url}/x`, { method: 'DELETE', headers: bearer(t) })), 'policy_denied', 'enforced after the restart');
+      assert.equal(code(await request(`${g.url}/x`, { method: 'POST', headers: bearer(t) })), 'ok', 'the shadow set does not enforce after the restart either');
+      assert.deepEqual(g.logs.findLast((l) => l.method === 'POST')?.policy_shadow, { decision: 'deny', policies: [] });
+      // Promoted: the new files move to `files`; now they are enforced.
       g.write(config({ files: [join(dir, 'new.cedar')] }));
       assert.equal((await g.gw.reload()).ok, true);
       assert.equal(code(await request(`${g.url}/x`, { method: 'POST', headers: bearer(t) })), 'policy_denied');
@@ -310,6 +320,17 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
     } finally {
       await g.close();
     }
+  });
+
+  it('the removed `shadow: true` is a config error that says what to use instead; a policy block needs files or shadow_files', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-shadow-key-'));
+    writeFileSync(join(dir, 'p.cedar'), '@id("p") permit(principal, action, resource);');
+    assert.throws(
+      () => loadConfig(writeConfig(config({ files: [join(dir, 'p.cedar')], shadow: true }))),
+      (err: Error) => /sites\[0\]\.policy\.shadow/.test(err.message) && /shadow_files/.test(err.message),
+    );
+    assert.throws(() => loadConfig(writeConfig(config({}))), (err: Error) => /sites\[0\]\.policy/.test(err.message) && /files.*shadow_files/.test(err.message));
+    assert.throws(() => loadConfig(writeConfig(config({ shadow_files: [join(dir, 'nope.cedar')] }))), (err: Error) => /sites\[0\]\.policy\.shadow_files/.test(err.message));
   });
 
   it('an evaluation error refuses (fail closed), even when a permit applies', async () => {

@@ -156,7 +156,7 @@ describe('privilege drop', { concurrency: false }, () => {
   it('a secret nobody cannot read fails the start as root, before anything is bound', async (t) => {
     if (!needRoot(t)) return;
     const dir = configDir();
-    writeFileSync(join(dir, 'admin.token'), 'a-token-only-root-can-read-here\n', { mode: 0o600 });
+    writeFileSync(join(dir, 'admin.token'), 'a-token-only-root-can-read-here-0123456789\n', { mode: 0o600 });
     const file = join(dir, 'gatehouse.yaml');
     writeFileSync(file, stringify({ listen: [{ address: `${ADDR}:81` }], admin: { listen: `${ADDR}:0`, token_file: 'admin.token' }, process: { user: 'nobody' }, sites: [{ id: 'a', hosts: ['localhost'], upstream: { urls: ['http://127.0.0.1:9'] } }] }));
     const check = spawnSync(process.execPath, [BIN, 'check', '--config', file], { encoding: 'utf8' });

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { rawExchange, request, SECURITY_HEADERS, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
+import { HSTS, parseHead, rawExchange, request, SECURITY_HEADERS, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
 import { createTestCa, handshake, httpsGet, requestOn, type TestCa } from '../testing/tls.js';
 
 async function metric(gw: TestGateway, line: RegExp): Promise<string | null> {
@@ -62,7 +62,7 @@ describe('TLS listener with certificates from the internal CA', () => {
     const r = await httpsGet(httpsPort, { ca: ca.rootPem, servername: 'app.test', path: '/x?y=1' });
     assert.equal(r.status, 200);
     assert.equal(r.protocol, 'TLSv1.3');
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(r.headers[k], v);
+    for (const [k, v] of Object.entries({ ...SECURITY_HEADERS, 'strict-transport-security': HSTS })) assert.equal(r.headers[k], v);
     const seen = up.seen.at(-1);
     assert.equal(seen?.headers['x-forwarded-proto'], 'https');
     assert.equal(seen?.url, '/x?y=1');
@@ -167,6 +167,7 @@ describe('TLS listener with certificates from the internal CA', () => {
     assert.equal(r.status, 308);
     assert.equal(r.headers.location, `https://app.test:${httpsPort}/some/path?a=1&b=%20x`);
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) assert.equal(r.headers[k], v);
+    assert.equal(r.headers['strict-transport-security'], undefined, 'a plain-HTTP answer carries no HSTS (RFC 6797 §7.2)');
     assert.ok(r.headers['x-request-id']);
     const post = await request(`http://127.0.0.1:${port}/form`, { method: 'POST', headers: { host: 'x.wild.test' }, body: 'a=1' });
     assert.equal(post.status, 308, '308 keeps the method');
@@ -176,6 +177,21 @@ describe('TLS listener with certificates from the internal CA', () => {
     assert.equal(other.bytes.length, 0);
     assert.ok(other.closed);
     assert.equal(up.seen.filter((s) => s.url === '/form').length, 0, 'nothing is proxied over plain HTTP');
+  });
+
+  it('the redirect keeps the path exactly, a leading // included, and the Location is always absolute https://host/...', async () => {
+    const cases: Array<[string, string]> = [
+      ['//evil.example/x', '//evil.example/x'],
+      ['//evil.example', '//evil.example'],
+      ['/a//b/./c/%2e%2e/?q=//x', '/a//b/./c/%2e%2e/?q=//x'],
+      ['http://app.test//evil.example/y?z', '//evil.example/y?z'],
+    ];
+    for (const [target, path] of cases) {
+      const r = parseHead((await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n`)).bytes);
+      assert.equal(r.status, 308, target);
+      assert.equal(r.headers.location, `https://app.test:${httpsPort}${path}`, target);
+      assert.equal(new URL(r.headers.location ?? "").host, `app.test:${httpsPort}`, 'never another host');
+    }
   });
 });
 
@@ -193,7 +209,7 @@ describe('TLS listener with certificate files swapped on disk', () => {
     const c = await ca.issue({ name: 'files.test', lifetimeMs: 3_600_000 });
     writeFileSync(certFile, c.chainPem);
     writeFileSync(keyFile, c.keyPem, { mode: 0o600 });
-    writeFileSync(join(ca.dir, 'admin.token'), 'tls-admin-token\n', { mode: 0o600 });
+    writeFileSync(join(ca.dir, 'admin.token'), 'tls-admin-token-0123456789abcdef0123\n', { mode: 0o600 });
     gw = await startGateway({
       listen: [{ address: '127.0.0.1:0', tls: { cert_file: certFile, key_file: keyFile } }],
       admin: { listen: '127.0.0.1:0', token_file: join(ca.dir, 'admin.token') },
@@ -221,7 +237,7 @@ describe('TLS listener with certificate files swapped on disk', () => {
     assert.equal(r2.serial, next.serial);
     assert.notEqual(r2.serial, r1.serial);
     // The admin API says what is presented (and never any key).
-    const listed = await request(`${gw.adminUrl}/v1/tls/certificates`, { headers: { authorization: 'Bearer tls-admin-token' } });
+    const listed = await request(`${gw.adminUrl}/v1/tls/certificates`, { headers: { authorization: 'Bearer tls-admin-token-0123456789abcdef0123' } });
     assert.equal(listed.status, 200);
     const body = JSON.parse(listed.body) as { certificates: Array<{ name: string; serial: string; names: string[] }> };
     assert.deepEqual(body.certificates.map((c) => [c.name, c.serial, c.names]), [[`file/${certFile}`, next.serial, ['DNS:files.test']]]);

@@ -39,11 +39,12 @@ describe('token verification', () => {
     await up.close();
   });
 
-  const refused = async (headers: Record<string, string>, code: string, error = 'invalid_token') => {
+  /** RFC 6750 §3.1: no credential → no error code; a malformed one → 400 invalid_request; a bad one → 401 invalid_token. */
+  const refused = async (headers: Record<string, string>, code: string, error: string | null = 'invalid_token') => {
     const r = await request(`${g.url}/x`, { headers });
-    assert.equal(r.status, 401, `${code}: ${r.body}`);
+    assert.equal(r.status, code === 'malformed_authorization' ? 400 : 401, `${code}: ${r.body}`);
     assert.equal(body(r).error.code, code);
-    assert.equal(r.headers['www-authenticate'], `Bearer realm="gatehouse", error="${error}"`);
+    assert.equal(r.headers['www-authenticate'], error === null ? 'Bearer realm="gatehouse"' : `Bearer realm="gatehouse", error="${error}"`);
     return r;
   };
 
@@ -64,8 +65,17 @@ describe('token verification', () => {
     }
   });
 
-  it('refuses a request without a token (missing_token, invalid_request)', async () => {
-    await refused({}, 'missing_token', 'invalid_request');
+  it('a request without credentials gets 401 missing_token and a challenge without an error code (RFC 6750 §3.1)', async () => {
+    await refused({}, 'missing_token', null);
+    await refused({ authorization: '' }, 'missing_token', null);
+    await refused({ authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }, 'missing_token', null);
+  });
+
+  it('a malformed Authorization gets 400 malformed_authorization with error="invalid_request"; an invalid token 401 error="invalid_token"', async () => {
+    await refused({ authorization: 'Bearer' }, 'malformed_authorization', 'invalid_request');
+    await refused({ authorization: 'Bearer    ' }, 'malformed_authorization', 'invalid_request');
+    await refused({ authorization: 'Bearer not-a-jws' }, 'invalid_token', 'invalid_token');
+    await refused(bearer(tamperSignature(await sign(k1))), 'invalid_token', 'invalid_token');
   });
 
   it('refuses alg none, HS256 keyed with the public key, unknown and path-like kids', async () => {
@@ -121,22 +131,22 @@ describe('token verification', () => {
     const t = await sign(k1);
     assert.equal((await request(`${g.url}/x`, { headers: { authorization: `bearer ${t}` } })).status, 200);
     assert.equal((await request(`${g.url}/x`, { headers: { authorization: `BEARER ${t}` } })).status, 200);
-    await refused({ authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }, 'invalid_token', 'invalid_request');
-    await refused({ authorization: 'Bearer' }, 'invalid_token', 'invalid_request');
+    await refused({ authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }, 'missing_token', null);
+    await refused({ authorization: 'Bearer' }, 'malformed_authorization', 'invalid_request');
   });
 
   it('refuses two Authorization headers', async () => {
     const t = await sign(k1);
     const r = await rawExchange(g.port, `GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${t}\r\nAuthorization: Bearer ${t}\r\nConnection: close\r\n\r\n`);
     const head = parseHead(r.bytes);
-    assert.equal(head.status, 401);
-    assert.match(head.body, /"invalid_token"/);
+    assert.equal(head.status, 400);
+    assert.match(head.body, /"malformed_authorization"/);
     assert.equal(head.headers['www-authenticate'], 'Bearer realm="gatehouse", error="invalid_request"');
   });
 
-  it('refuses oversize tokens before any parsing: 20 KB → 401, 1 MB → 431 at the parser', async () => {
+  it('refuses oversize tokens before any parsing: 20 KB → 400, 1 MB → 431 at the parser', async () => {
     const big = 'a'.repeat(20_000);
-    await refused({ authorization: `Bearer ${big}.${big}.${big}`.slice(0, 20_000) }, 'invalid_token', 'invalid_request');
+    await refused({ authorization: `Bearer ${big}.${big}.${big}`.slice(0, 20_000) }, 'malformed_authorization', 'invalid_request');
     const mb = `Bearer ${'A'.repeat(1024 * 1024)}`;
     const r = await rawExchange(g.port, `GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${mb}\r\nConnection: close\r\n\r\n`);
     assert.equal(parseHead(r.bytes).status, 431);
@@ -162,7 +172,7 @@ describe('token verification options', () => {
     const weak = makeKey(dir, 'weak', 'RS256', 1024);
     assert.throws(
       () => parseConfig(stringify(authConfig('http://127.0.0.1:1', [weak])), `${dir}/gatehouse.yaml`),
-      (err: unknown) => err instanceof ConfigError && err.problems.some((p) => p.path === 'auth.issuers[0]' && /1024 bits/.test(p.message)),
+      (err: unknown) => err instanceof ConfigError && err.problems.some((p) => p.path === 'auth.issuers[0].keys[0].file' && /1024 bits/.test(p.message)),
     );
   });
 

@@ -92,6 +92,21 @@ export class Exchange {
     this.extraHeaders = [requestIdHeader, id];
   }
 
+  /**
+   * Whether the client's connection is HTTPS (the response then carries HSTS): our own
+   * TLS, or a trusted proxy (trusted_proxies) saying it received the request over HTTPS
+   * in X-Forwarded-Proto. The last entry is the one the trusted peer itself wrote; any
+   * entry left of it came from further away and is not believed.
+   */
+  get clientHttps(): boolean {
+    if (this.scheme === 'https') return true;
+    if (!this.peerTrusted) return false;
+    const v = this.req.headers['x-forwarded-proto'];
+    if (typeof v !== 'string') return false;
+    const last = v.slice(v.lastIndexOf(',') + 1).trim();
+    return last.length === 5 && last.toLowerCase() === 'https';
+  }
+
   note(key: string, value: unknown): void {
     (this.notes ??= {})[key] = value;
   }

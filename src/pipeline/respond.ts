@@ -7,7 +7,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import { ERROR_CODES, type ErrorCode } from '../errors/codes.js';
-import type { HeaderPolicy } from '../stages/headers/index.js';
+import { securityHeaders, type HeaderPolicy } from '../stages/headers/index.js';
 import type { GatewayContext } from './context.js';
 import type { Exchange } from './exchange.js';
 import type { ExchangeObserver } from './observer.js';
@@ -19,9 +19,10 @@ export function errorBody(code: ErrorCode, requestId: string): string {
 }
 
 /** Header list for a gateway-made answer (without Content-Length/Connection). */
-export function ownHeaders(policy: HeaderPolicy, extra: readonly string[], more: readonly string[] | undefined): string[] {
+export function ownHeaders(policy: HeaderPolicy, extra: readonly string[], more: readonly string[] | undefined, https: boolean): string[] {
   const h = ['Content-Type', 'application/json', 'Cache-Control', 'no-store'];
-  for (let i = 0; i < policy.set.length; i++) h.push(policy.set[i] as string);
+  const set = securityHeaders(policy, https);
+  for (let i = 0; i < set.length; i++) h.push(set[i] as string);
   for (let i = 0; i < extra.length; i++) h.push(extra[i] as string);
   if (more) for (let i = 0; i < more.length; i++) h.push(more[i] as string);
   return h;
@@ -78,7 +79,7 @@ const AUDIT_UNAVAILABLE = new Refusal('audit_unavailable', 'audit');
 
 function sendRefusal(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, refusal: Refusal, status: number): void {
   const body = errorBody(refusal.code, ex.id);
-  const headers = ownHeaders(policy, ex.extraHeaders, refusal.headers);
+  const headers = ownHeaders(policy, ex.extraHeaders, refusal.headers, ex.clientHttps);
   const res = ex.res;
   if (res === null) {
     connectionOf(ex.socket).close();

@@ -72,7 +72,7 @@ export function createClientErrorHandler(ctx: GatewayContext, runtime: () => Run
         return;
       }
       ex.status = ERROR_CODES[code].status;
-      const headers = ownHeaders(rt.headers, ex.extraHeaders, undefined);
+      const headers = ownHeaders(rt.headers, ex.extraHeaders, undefined, ex.scheme === 'https');
       socket.end(rawResponse(ex.status, headers, errorBody(code, ex.id)));
       // Don't wait for a client that is already misbehaving to read the answer.
       setTimeout(() => socket.destroy(), 1000).unref();

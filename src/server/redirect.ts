@@ -55,18 +55,29 @@ function served(rt: Runtime, host: string): boolean {
   return dot > 0 && s.wildcard.has(host.slice(dot + 1));
 }
 
-/** Path and query of the request target (origin-form, or the path of an absolute-form URL). */
+/** `scheme://authority` of an absolute-form target; what follows it is the path and query as sent. */
+const ABSOLUTE = /^https?:\/\/[^/?#]*/i;
+
+/**
+ * Path and query of the request target exactly as received (origin-form, or what follows
+ * the authority of an absolute-form target): no slashes merged, no dot segments resolved,
+ * no re-encoding, so the HTTPS request is the one the client made. A leading `//` stays:
+ * the Location is always absolute (`https://host` + this), so it can never be read as a
+ * scheme-relative reference to another host.
+ */
 export function pathAndQuery(url: string | undefined): string {
   if (!url || url === '*') return '/';
-  if (url.startsWith('/')) return url.startsWith('//') ? '/' + url.replace(/^\/+/, '') : url;
+  if (url.startsWith('/')) return url;
   // Only absolute-form http(s) targets carry a path worth keeping; anything else redirects to /.
-  if (!/^https?:\/\//i.test(url)) return '/';
-  try {
-    const u = new URL(url);
-    return u.pathname + u.search;
-  } catch {
-    return '/';
-  }
+  const m = ABSOLUTE.exec(url);
+  if (m === null) return '/';
+  const rest = url.slice(m[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/** The Location of the redirect: always `https://` + a served host (+ port) + the path as received. */
+export function locationFor(host: string, port: number | null, url: string | undefined): string {
+  return `https://${host}${port === null || port === 443 ? '' : `:${port}`}${pathAndQuery(url)}`;
 }
 
 export interface Redirector {
@@ -87,10 +98,9 @@ export function createRedirector(ctx: GatewayContext, runtime: () => Runtime, ht
     if (host !== null && !served(rt, host) && rt.unknownHostCloses) return null;
     if (host === null || !served(rt, host)) {
       const code = host === null ? 'missing_host' : 'misdirected_request';
-      return { status: host === null ? 400 : 421, headers: ownHeaders(rt.headers, [rt.requestIdHeader, id], undefined), body: errorBody(code, id) };
+      return { status: host === null ? 400 : 421, headers: ownHeaders(rt.headers, [rt.requestIdHeader, id], undefined, false), body: errorBody(code, id) };
     }
-    const port = httpsPort();
-    const location = `https://${host}${port === null || port === 443 ? '' : `:${port}`}${pathAndQuery(req.url)}`;
+    const location = locationFor(host, httpsPort(), req.url);
     const headers = ['Location', location, 'Cache-Control', 'no-store', rt.requestIdHeader, id];
     for (let i = 0; i < rt.headers.set.length; i++) headers.push(rt.headers.set[i] as string);
     return { status: 308, headers, body: '' };

@@ -181,14 +181,16 @@ export function rawExchange(port: number, data: string | Buffer, timeoutMs = 300
   });
 }
 
-/** Security headers every answer must carry (lowercase names, exact values). */
+/** Security headers every answer must carry (lowercase names, exact values); HTTPS answers also carry HSTS. */
 export const SECURITY_HEADERS: Record<string, string> = {
-  'strict-transport-security': 'max-age=31536000; includeSubDomains; preload',
   'x-frame-options': 'SAMEORIGIN',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'strict-origin-when-cross-origin',
   'permissions-policy': 'geolocation=(), microphone=(), camera=()',
 };
+
+/** The default Strict-Transport-Security, sent only when the client's connection is HTTPS (RFC 6797 §7.2). */
+export const HSTS = 'max-age=31536000; includeSubDomains; preload';
 
 /** Parses a raw HTTP/1.1 response head. */
 export function parseHead(bytes: Buffer): { status: number; headers: Record<string, string>; body: string } {

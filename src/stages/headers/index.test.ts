@@ -9,8 +9,17 @@ function pairs(flat: readonly string[]): Array<[string, string]> {
 }
 
 describe('header policy', () => {
-  it('defaults to the Atlas set', () => {
-    assert.deepEqual(pairs(compileHeaderPolicy().set), DEFAULT_SECURITY_HEADERS.map(([k, v]) => [k, v]));
+  it('defaults to the Atlas set over HTTPS, without HSTS over plain HTTP (RFC 6797 §7.2)', () => {
+    assert.deepEqual(pairs(compileHeaderPolicy().setHttps), DEFAULT_SECURITY_HEADERS.map(([k, v]) => [k, v]));
+    assert.deepEqual(pairs(compileHeaderPolicy().set), DEFAULT_SECURITY_HEADERS.filter(([k]) => k !== 'Strict-Transport-Security').map(([k, v]) => [k, v]));
+  });
+
+  it('an HSTS header set explicitly (headers.set) is sent on every response; removed, on none', () => {
+    const explicit = compileHeaderPolicy(undefined, { set: { 'strict-transport-security': 'max-age=60' }, remove: [] });
+    for (const list of [explicit.set, explicit.setHttps]) assert.deepEqual(pairs(list).filter(([k]) => k.toLowerCase() === 'strict-transport-security'), [['strict-transport-security', 'max-age=60']]);
+    const removed = compileHeaderPolicy({ set: {}, remove: ['Strict-Transport-Security'] });
+    for (const list of [removed.set, removed.setHttps]) assert.ok(!pairs(list).some(([k]) => k.toLowerCase() === 'strict-transport-security'));
+    assert.ok(compileHeaderPolicy().drop.has('strict-transport-security'), "an upstream's HSTS never passes");
   });
 
   it('site overrides global overrides defaults, case-insensitively; remove drops a default', () => {
@@ -29,6 +38,7 @@ describe('header policy', () => {
         p,
         { connection: 'close, x-secret', 'x-secret': '1', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked', server: 'nginx', 'x-frame-options': 'ALLOWALL', 'set-cookie': ['a=1', 'b=2'], 'x-request-id': 'upstream', 'content-type': 'text/plain' },
         ['X-Request-Id', 'ours'],
+        true,
       ),
     );
     const names = out.map(([k]) => k.toLowerCase());

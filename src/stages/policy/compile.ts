@@ -2,12 +2,11 @@
  * The policy part of a site's stage list and its zone check, compiled once per config
  * generation.
  */
-import { resolve } from 'node:path';
 import type { Config, SiteConfig } from '../../config/schema.js';
 import type { GatewayContext } from '../../pipeline/context.js';
 import type { Stage } from '../../pipeline/stage.js';
 import { createPolicyStage } from './index.js';
-import { PolicyHandle, type PolicyRegistry } from './registry.js';
+import { PolicyHandle, policyPaths, type PolicyRegistry } from './registry.js';
 
 export interface PolicyRuntimeDeps {
   readonly ctx: GatewayContext;
@@ -24,7 +23,7 @@ export function policyStages(config: Config, site: SiteConfig, deps: PolicyRunti
   const dir = deps.dir ?? process.cwd();
   const handle = deps.policies
     ? deps.policies.handleFor(site.id, cfg, dir)
-    : new PolicyHandle(site.id, '', cfg.files.map((f) => resolve(dir, f)), cfg, null, deps.ctx.log, deps.ctx.metrics);
+    : new PolicyHandle(site.id, '', policyPaths(cfg, dir), cfg, deps.ctx.log, deps.ctx.metrics);
   const upstream = site.upstream.urls.map((u) => new URL(u).host).join(',');
   return [
     createPolicyStage({

@@ -1,17 +1,17 @@
 /**
  * Policy sets per site, kept across config generations, and their hot reload.
  *
- * A handle holds what a site enforces and, in shadow mode, what it only evaluates. Each
- * loaded set has its own decision cache, so swapping the set is the cache invalidation.
- * The handle watches the directories of its files (a Kubernetes ConfigMap swaps the
- * `..data` symlink in the directory; the files themselves never change in place): after
- * an event the files are read again, and a changed, valid set replaces the old one
- * within ~100 ms; an invalid one is logged and counted, and the last good set stays.
- *
- * Shadow mode: the new set is evaluated and what it would refuse is logged and counted,
- * while the set enforced before (by the previous config generation) stays enforced; with
- * no previous set nothing is enforced. A config reload reuses a site's handle when its
- * policy block is unchanged, so its watcher and caches survive.
+ * A handle holds the two sets a site's config names: `files`, the set it enforces, and
+ * `shadow_files`, the set it only evaluates (what the shadow set would refuse is logged
+ * and counted, it never refuses). Both are in the config, so a restart loads exactly what
+ * ran before it (Envoy RBAC's `rules` + `shadow_rules`); nothing is inherited from a
+ * previous generation. Each loaded set has its own decision cache, so swapping a set is
+ * the cache invalidation. The handle watches the directories of its files (a Kubernetes
+ * ConfigMap swaps the `..data` symlink in the directory; the files themselves never
+ * change in place): after an event the files are read again, and a changed, valid set
+ * replaces the old one within ~100 ms; an invalid one is logged and counted, and the last
+ * good set stays. A config reload reuses a site's handle when its policy block is
+ * unchanged, so its watchers and caches survive.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -24,6 +24,16 @@ import { loadPolicySet, PolicyLoadError, type LoadedPolicySet } from './policy-s
 export interface ActiveSet {
   readonly set: LoadedPolicySet;
   readonly cache: DecisionCache;
+}
+
+/** The absolute files of a site's two sets (an empty list: that set is absent). */
+export interface PolicyPaths {
+  readonly enforced: readonly string[];
+  readonly shadow: readonly string[];
+}
+
+export function policyPaths(cfg: SitePolicyConfig, dir: string): PolicyPaths {
+  return { enforced: (cfg.files ?? []).map((f) => resolve(dir, f)), shadow: (cfg.shadow_files ?? []).map((f) => resolve(dir, f)) };
 }
 
 /** After a file event, wait this long for the rest of the burst (editors write in steps). */
@@ -39,34 +49,22 @@ export class PolicyHandle {
   constructor(
     readonly siteId: string,
     readonly key: string,
-    readonly files: readonly string[],
+    readonly paths: PolicyPaths,
     readonly cfg: SitePolicyConfig,
-    inherited: ActiveSet | null,
     private readonly log: Logger | null,
     private readonly metrics: Metrics | null,
   ) {
     // Throws PolicyLoadError: the config generation is refused (fail closed).
-    const first = this.activate(loadPolicySet(files));
-    if (cfg.shadow) {
-      this.shadow = first;
-      this.enforced = inherited;
-    } else {
-      this.enforced = first;
-      this.shadow = null;
-    }
+    this.enforced = paths.enforced.length > 0 ? this.activate(loadPolicySet(paths.enforced)) : null;
+    this.shadow = paths.shadow.length > 0 ? this.activate(loadPolicySet(paths.shadow)) : null;
   }
 
   private activate(set: LoadedPolicySet): ActiveSet {
     return { set, cache: new DecisionCache(this.cfg.cache_entries) };
   }
 
-  /** The set this handle's own files describe (shadow or enforced). */
-  get own(): ActiveSet | null {
-    return this.cfg.shadow ? this.shadow : this.enforced;
-  }
-
   watch(): void {
-    for (const dir of new Set(this.files.map((f) => dirname(f)))) {
+    for (const dir of new Set([...this.paths.enforced, ...this.paths.shadow].map((f) => dirname(f)))) {
       try {
         const w = watch(dir, { persistent: false }, () => this.schedule());
         w.on('error', (err) => this.log?.warn({ event: 'policy_watch_failed', site: this.siteId, dir, err: String(err) }, 'policy directory watch failed; reload the config to pick up policy changes'));
@@ -87,25 +85,32 @@ export class PolicyHandle {
     this.timer.unref();
   }
 
-  /** Reads the files again; applies a changed valid set. Returns false when refused. */
+  /** Reads both sets' files again; applies each changed valid set. Returns false when one was refused (its last good set stays). */
   reloadFiles(): boolean {
     if (this.closed) return false;
+    const e = this.reloadSet(this.paths.enforced, this.enforced, false);
+    const s = this.reloadSet(this.paths.shadow, this.shadow, true);
+    if (e.next !== null) this.enforced = e.next;
+    if (s.next !== null) this.shadow = s.next;
+    return e.ok && s.ok;
+  }
+
+  /** `next`: the new active set when `files` changed and load (null: keep the current one). */
+  private reloadSet(files: readonly string[], current: ActiveSet | null, shadow: boolean): { ok: boolean; next: ActiveSet | null } {
+    if (files.length === 0) return { ok: true, next: null };
     let set: LoadedPolicySet;
     try {
-      set = loadPolicySet(this.files);
+      set = loadPolicySet(files);
     } catch (err) {
       this.metrics?.policyReloads.labels(this.siteId, 'failure').inc();
-      const file = err instanceof PolicyLoadError ? err.file : this.files.join(', ');
-      this.log?.error({ event: 'policy_reload_failed', site: this.siteId, file, err: err instanceof Error ? err.message : String(err) }, 'policy reload refused; the last good policy set stays');
-      return false;
+      const file = err instanceof PolicyLoadError ? err.file : files.join(', ');
+      this.log?.error({ event: 'policy_reload_failed', site: this.siteId, shadow, file, err: err instanceof Error ? err.message : String(err) }, 'policy reload refused; the last good policy set stays');
+      return { ok: false, next: null };
     }
-    if (set.digest === this.own?.set.digest) return true;
-    const active = this.activate(set);
-    if (this.cfg.shadow) this.shadow = active;
-    else this.enforced = active;
+    if (set.digest === current?.set.digest) return { ok: true, next: null };
     this.metrics?.policyReloads.labels(this.siteId, 'success').inc();
-    this.log?.info({ event: 'policy_reloaded', site: this.siteId, shadow: this.cfg.shadow, policies: set.ids.length }, 'policy set reloaded');
-    return true;
+    this.log?.info({ event: 'policy_reloaded', site: this.siteId, shadow, policies: set.ids.length }, 'policy set reloaded');
+    return { ok: true, next: this.activate(set) };
   }
 
   close(): void {
@@ -128,14 +133,14 @@ export class PolicyRegistry {
 
   /** The handle for a site of the generation being built; reused when its policy block is unchanged. */
   handleFor(siteId: string, cfg: SitePolicyConfig, dir: string): PolicyHandle {
-    const files = cfg.files.map((f) => resolve(dir, f));
-    const key = JSON.stringify([files, cfg]);
+    const paths = policyPaths(cfg, dir);
+    const key = JSON.stringify([paths, cfg]);
     const prev = this.current.get(siteId);
     if (prev !== undefined && prev.key === key) {
       this.pending.set(siteId, prev);
       return prev;
     }
-    const h = new PolicyHandle(siteId, key, files, cfg, prev?.enforced ?? null, this.log, this.metrics);
+    const h = new PolicyHandle(siteId, key, paths, cfg, this.log, this.metrics);
     if (this.watchFiles) h.watch();
     this.pending.set(siteId, h);
     return h;

@@ -15,8 +15,13 @@ export function validatePolicyConfig(config: PartialConfig, dir: string, err: (p
     if (site === undefined) return;
     const sp = `sites[${si}]`;
     if (site.policy) {
-      const problem = checkPolicyFiles(site.policy.files.map((f) => resolve(dir, f)));
-      if (problem) err(`${sp}.policy.files`, problem.message);
+      const { files, shadow_files: shadowFiles } = site.policy;
+      if (files === undefined && shadowFiles === undefined) err(`${sp}.policy`, 'a policy needs `files` (enforced) or `shadow_files` (evaluated only), or both');
+      for (const [key, list] of [['files', files], ['shadow_files', shadowFiles]] as const) {
+        if (list === undefined) continue;
+        const problem = checkPolicyFiles(list.map((f) => resolve(dir, f)));
+        if (problem) err(`${sp}.policy.${key}`, problem.message);
+      }
       if (site.policy.body_fields.length > 0 && site.policy.max_body_bytes > site.max_body_bytes) {
         err(`${sp}.policy.max_body_bytes`, `must not be larger than the site's max_body_bytes (${site.max_body_bytes})`);
       }

@@ -18,7 +18,7 @@ import type { Exchange } from '../../pipeline/exchange.js';
 import { Refusal } from '../../pipeline/refusal.js';
 import { rawResponse, refuse } from '../../pipeline/respond.js';
 import type { SiteProxy } from '../../pipeline/site.js';
-import { buildResponseHeaders, type HeaderPolicy } from '../headers/index.js';
+import { buildResponseHeaders, securityHeaders, type HeaderPolicy } from '../headers/index.js';
 import type { IdentityForwarding } from '../token/forward.js';
 import type { CompiledReading } from '../request/index.js';
 import { upstreamRequestHeaders, type UpstreamHeaderOptions } from './request-headers.js';
@@ -233,7 +233,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     let heldEnd = false;
     let auditRefused = false;
     function writeHead(c: Dispatcher.DispatchController, statusCode: number, headers: unknown): void {
-      const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
+      const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders, ex.clientHttps);
       if (ctx.draining) {
         list.push('Connection', 'close');
         connectionOf(ex.socket).close();
@@ -294,7 +294,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
           if (Array.isArray(value)) for (const v of value) list.push(name, v);
           else list.push(name, value);
         }
-        for (const h of policy.set) list.push(h);
+        for (const h of securityHeaders(policy, ex.clientHttps)) list.push(h);
         for (const h of ex.extraHeaders) list.push(h);
         let s = 'HTTP/1.1 101 Switching Protocols\r\n';
         for (let i = 0; i < list.length; i += 2) s += `${list[i]}: ${list[i + 1]}\r\n`;
@@ -322,7 +322,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
         // The upstream declined the upgrade: pass its status on, with our headers, and close.
         done = true;
         ex.status = statusCode;
-        const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
+        const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders, ex.clientHttps);
         // The upstream's body is not relayed; rawResponse writes its own Content-Length.
         for (let i = list.length - 2; i >= 0; i -= 2) if ((list[i] as string).toLowerCase() === 'content-length') list.splice(i, 2);
         client.end(rawResponse(statusCode, list, ''));

@@ -15,15 +15,22 @@
  * objects, and names/schemes are compared by character code instead of lower-casing
  * copies of them.
  */
-export type AuthorizationProblem = { readonly kind: 'missing' } | { readonly kind: 'malformed'; readonly reason: string };
+/**
+ * `missing`: no bearer credential at all, either no Authorization header or another
+ * scheme (RFC 6750 §3.1: a request "attempted using an unsupported authentication
+ * method" lacks authentication information: no error code); `reason` says which for the
+ * log. `malformed`: an Authorization the gateway cannot read as one bearer credential.
+ */
+export type AuthorizationProblem = { readonly kind: 'missing'; readonly reason?: string } | { readonly kind: 'malformed'; readonly reason: string };
 /** The token (a string), or why there is none. */
 export type AuthorizationResult = string | AuthorizationProblem;
 
 const MISSING: AuthorizationProblem = { kind: 'missing' };
 const SEVERAL: AuthorizationProblem = { kind: 'malformed', reason: 'several Authorization headers' };
 const TOO_LARGE: AuthorizationProblem = { kind: 'malformed', reason: 'Authorization header too large' };
-const NOT_BEARER: AuthorizationProblem = { kind: 'malformed', reason: 'not a Bearer credential' };
+const NOT_BEARER: AuthorizationProblem = { kind: 'missing', reason: 'not a Bearer credential' };
 const EMPTY: AuthorizationProblem = { kind: 'malformed', reason: 'empty Bearer credential' };
+const BAD_SEPARATOR: AuthorizationProblem = { kind: 'malformed', reason: 'Bearer not followed by a space' };
 const JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /**
@@ -80,8 +87,11 @@ export function bearerToken(rawHeaders: readonly string[], maxTokenBytes: number
   // "Bearer " is 7 bytes; anything longer than that plus the token limit is refused unread.
   if (value.length > maxTokenBytes + 7) return TOO_LARGE;
   if (value.length < 7 || !equalsIgnoringCase(value, 0, 'bearer') || value.charCodeAt(6) !== 32) {
-    // Another scheme (Basic, ...) or garbage: no bearer token in this request.
-    return value.trim() === '' ? MISSING : NOT_BEARER;
+    if (value.trim() === '') return MISSING;
+    // `Bearer` alone, or followed by a tab or another control: a bearer credential written wrong.
+    if (value.length >= 6 && equalsIgnoringCase(value, 0, 'bearer') && (value.length === 6 || value.charCodeAt(6) < 32)) return value.length === 6 ? EMPTY : BAD_SEPARATOR;
+    // Another scheme (Basic, ...): no bearer token in this request.
+    return NOT_BEARER;
   }
   let start = 7;
   while (start < value.length && value.charCodeAt(start) === 32) start++;

@@ -5,8 +5,12 @@
  * and only on a miss the signature check with jose. Revocation and suspension are not
  * decided here and not cached: the next stages check them on every request.
  *
- * Refusals are 401 with `WWW-Authenticate: Bearer` naming `invalid_request` (no usable
- * bearer credential) or `invalid_token`; the response says nothing more than the code.
+ * Answers follow RFC 6750 §3.1: no credential (no Authorization, or another scheme) is
+ * 401 `missing_token` with `WWW-Authenticate: Bearer realm="gatehouse"` and no error
+ * code; an Authorization that cannot be read as one bearer credential (two of them,
+ * oversize, an empty Bearer) is 400 `malformed_authorization` with
+ * `error="invalid_request"`; a credential that fails verification is 401 with
+ * `error="invalid_token"`. The response says nothing more than the code.
  */
 import { hash } from 'node:crypto';
 import type { AuthConfig, SiteAuthConfig } from '../../config/schema.js';
@@ -22,9 +26,10 @@ import { findKey, TokenError, verifyToken, type CompiledIssuer, type VerifiedTok
 
 export const TOKEN = 'token';
 
+const CHALLENGE = ['WWW-Authenticate', 'Bearer realm="gatehouse"'];
 const REQ = ['WWW-Authenticate', 'Bearer realm="gatehouse", error="invalid_request"'];
 const INV = ['WWW-Authenticate', 'Bearer realm="gatehouse", error="invalid_token"'];
-const MISSING = new Refusal('missing_token', TOKEN, undefined, REQ);
+const MISSING = new Refusal('missing_token', TOKEN, undefined, CHALLENGE);
 const NOT_JWS = new Refusal('invalid_token', TOKEN, undefined, INV, 'not a compact JWS');
 
 export interface TokenStageOptions {
@@ -66,11 +71,21 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
     }
     c.inc();
   };
+  const missingOther = new Map<string, Refusal>();
+  const missingRefusal = (reason: string | undefined): Refusal => {
+    if (reason === undefined) return MISSING;
+    let r = missingOther.get(reason);
+    if (r === undefined) {
+      r = new Refusal('missing_token', TOKEN, undefined, CHALLENGE, reason);
+      missingOther.set(reason, r);
+    }
+    return r;
+  };
   const malformed = new Map<string, Refusal>();
   const malformedRefusal = (reason: string): Refusal => {
     let r = malformed.get(reason);
     if (r === undefined) {
-      r = new Refusal('invalid_token', TOKEN, undefined, REQ, reason);
+      r = new Refusal('malformed_authorization', TOKEN, undefined, REQ, reason);
       malformed.set(reason, r);
     }
     return r;
@@ -111,9 +126,9 @@ export function createTokenStage(opts: TokenStageOptions): Stage {
       if (typeof a !== 'string') {
         if (a.kind === 'missing') {
           count('missing_token');
-          return MISSING;
+          return missingRefusal(a.reason);
         }
-        count('invalid_token');
+        count('malformed_authorization');
         return malformedRefusal(a.reason);
       }
       // The whole token is hashed (a hostile token that differs from a cached one in any

@@ -22,7 +22,27 @@ export interface VerificationKey {
   readonly key: KeyObject;
 }
 
-export class KeyConfigError extends Error {}
+/** Every problem with an issuer's file keys, each with its config path below the issuer (`keys[0].file`, `jwks_file`). */
+export class KeyConfigError extends Error {
+  constructor(readonly problems: readonly { readonly path: string; readonly message: string }[]) {
+    super(problems.map((p) => `${p.path}: ${p.message}`).join('; '));
+  }
+}
+
+/**
+ * What a key file holds, by its PEM labels. Node's createPublicKey derives a public key
+ * from a private key or a certificate just as readily as it reads a public one, so the
+ * label decides: only SPKI (`PUBLIC KEY`) or PKCS#1 (`RSA PUBLIC KEY`), exactly one block.
+ * A private key on the gateway is a leak waiting to happen (the seed: public keys only);
+ * a certificate would be trusted with no check of its chain, validity or usage.
+ */
+export function publicKeyPemProblem(text: string): string | undefined {
+  const labels = [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)].map((m) => m[1] as string);
+  if (labels.some((l) => l.includes('PRIVATE KEY'))) return 'holds a private key; give the public key only (openssl pkey -pubout)';
+  if (labels.some((l) => l.includes('CERTIFICATE'))) return 'holds a certificate; give its public key only (openssl x509 -pubkey -noout)';
+  if (labels.length !== 1 || (labels[0] !== 'PUBLIC KEY' && labels[0] !== 'RSA PUBLIC KEY')) return 'not a PEM public key (one PUBLIC KEY block)';
+  return undefined;
+}
 
 const RSA_ALGS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
 const EC_ALG_BY_CURVE: Record<string, string> = { 'prime256v1': 'ES256', 'secp384r1': 'ES384', 'secp521r1': 'ES512' };
@@ -54,6 +74,9 @@ export function algorithmFor(key: KeyObject, configured: string | undefined, all
   return { alg };
 }
 
+/** RFC 7518 §6.2.2 / §6.3.2 / §6.4: members that only a private key has (`oth`: multi-prime RSA). */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth'];
+
 interface Jwk {
   kid?: unknown;
   alg?: unknown;
@@ -79,7 +102,7 @@ export function parseJwks(text: string, allowed: readonly string[]): { keys: Ver
     if (typeof raw.kid !== 'string' || raw.kid === '') return problems.push(`keys[${i}]: no kid`);
     if (raw.use !== undefined && raw.use !== 'sig') return; // encryption keys are not ours
     if (raw.kty === 'oct') return problems.push(`keys[${i}] (${raw.kid}): symmetric keys are refused`);
-    if ('d' in raw) return problems.push(`keys[${i}] (${raw.kid}): contains private key material; refused`);
+    if (PRIVATE_JWK_MEMBERS.some((m) => m in raw)) return problems.push(`keys[${i}] (${raw.kid}): contains private key material; refused`);
     let key: KeyObject;
     try {
       key = createPublicKey({ key: raw as import('node:crypto').JsonWebKey, format: 'jwk' });
@@ -96,39 +119,55 @@ export function parseJwks(text: string, allowed: readonly string[]): { keys: Ver
 
 /** Loads an issuer's file-based keys (PEM and JWKS file); throws KeyConfigError listing every problem. */
 export function loadStaticKeys(issuer: IssuerConfig, dir: string): VerificationKey[] {
-  const problems: string[] = [];
+  const problems: { path: string; message: string }[] = [];
   const keys: VerificationKey[] = [];
-  for (const k of issuer.keys) {
+  issuer.keys.forEach((k, i) => {
+    const path = `keys[${i}].file`;
+    let text: string;
+    try {
+      text = readFileSync(resolve(dir, k.file), 'utf8');
+    } catch (err) {
+      problems.push({ path, message: `key ${k.kid} (${k.file}): ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}` });
+      return;
+    }
+    const notPublic = publicKeyPemProblem(text);
+    if (notPublic !== undefined) {
+      problems.push({ path, message: `key ${k.kid} (${k.file}): ${notPublic}` });
+      return;
+    }
     let key: KeyObject;
     try {
-      key = createPublicKey(readFileSync(resolve(dir, k.file)));
-    } catch (err) {
-      problems.push(`key ${k.kid} (${k.file}): ${(err as NodeJS.ErrnoException).code ?? 'not a PEM public key'}`);
-      continue;
+      key = createPublicKey(text);
+    } catch {
+      problems.push({ path, message: `key ${k.kid} (${k.file}): not a PEM public key` });
+      return;
     }
     const a = algorithmFor(key, k.alg, issuer.algorithms);
-    if ('error' in a) problems.push(`key ${k.kid} (${k.file}): ${a.error}`);
+    if ('error' in a) problems.push({ path, message: `key ${k.kid} (${k.file}): ${a.error}` });
     else keys.push({ kid: k.kid, alg: a.alg, key });
-  }
+  });
   if (issuer.jwks_file !== undefined) {
+    const path = 'jwks_file';
     let text = '';
     try {
       text = readFileSync(resolve(dir, issuer.jwks_file), 'utf8');
     } catch (err) {
-      problems.push(`jwks_file ${issuer.jwks_file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      problems.push({ path, message: `${issuer.jwks_file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}` });
     }
-    if (text !== '') {
+    if (/-----BEGIN /.test(text)) {
+      problems.push({ path, message: `${issuer.jwks_file}: a PEM file, not a JWKS (${publicKeyPemProblem(text) ?? 'list it under keys'})` });
+    } else if (text !== '') {
       const parsed = parseJwks(text, issuer.algorithms);
-      for (const p of parsed.problems) problems.push(`jwks_file ${issuer.jwks_file}: ${p}`);
+      for (const p of parsed.problems) problems.push({ path, message: `${issuer.jwks_file}: ${p}` });
       keys.push(...parsed.keys);
     }
   }
   const seen = new Set<string>();
   for (const k of keys) {
-    if (seen.has(k.kid)) problems.push(`kid ${k.kid} appears twice`);
+    if (seen.has(k.kid)) problems.push({ path: 'keys', message: `kid ${k.kid} appears twice` });
     seen.add(k.kid);
   }
-  if (problems.length > 0) throw new KeyConfigError(problems.join('; '));
+  if (problems.length > 0) throw new KeyConfigError(problems);
   return keys;
 }
 
