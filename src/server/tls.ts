@@ -26,7 +26,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { resolve } from 'node:path';
-import { createSecureContext, type ConnectionOptions, type SecureContext, type TlsOptions } from 'node:tls';
+import { createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
 import { normalizeHost } from '../config/validate.js';
@@ -241,13 +241,29 @@ export class TlsManager implements UpstreamTlsProvider {
 
   attach(server: HttpsServer, l: ListenerConfig): void {
     this.attached.push({ server, listener: l });
-    this.countHandshakeFailures(server);
+    this.harden(server);
   }
 
-  private countHandshakeFailures(server: HttpsServer): void {
+  /**
+   * What every TLS server of the gateway gets (public listeners and the admin listener):
+   * handshake failures counted, and client-initiated renegotiation (TLS 1.2; 1.3 has
+   * none) refused, as nginx and Go refuse it: a renegotiation costs the server a full
+   * handshake per request of a client that pays almost nothing (CVE-2011-1473), and it
+   * changes the session's parameters under a connection already authorized. OpenSSL
+   * answers a refused renegotiation with an alert; Node then errors and closes the socket.
+   */
+  private harden(server: HttpsServer): void {
     server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
       if (err.message === UNKNOWN_SNI) return; // counted in the SNICallback
       this.metrics.tlsHandshakeFailures.labels(err.code?.startsWith('ERR_SSL_') ? 'protocol' : 'other').inc();
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      socket.disableRenegotiation();
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ERR_TLS_RENEGOTIATION_DISABLED') return;
+        this.metrics.tlsHandshakeFailures.labels('renegotiation').inc();
+        this.log.info({ event: 'tls_renegotiation_refused', remote: socket.remoteAddress }, 'client-initiated TLS renegotiation refused; connection closed');
+      });
     });
   }
 
@@ -275,7 +291,7 @@ export class TlsManager implements UpstreamTlsProvider {
 
   attachAdmin(server: HttpsServer): void {
     this.adminServer = server;
-    this.countHandshakeFailures(server);
+    this.harden(server);
     // tls.Server makes each connection's TLSSocket, with the secure context in force, in its
     // own 'connection' listener, which runs before this one: the version recorded here is
     // the pool that connection's handshake verifies against.
