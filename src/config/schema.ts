@@ -319,6 +319,8 @@ const listener = z.strictObject({
   tls: serverTls.optional(),
   /** A plain-HTTP listener that answers every request with 308 to the HTTPS listener. */
   redirect_https: z.boolean().optional(),
+  /** The server name a TLS client that sends no SNI is served as; absent: such a handshake is refused (no certificate shown). */
+  default_sni: z.string().min(1).max(253).optional(),
 });
 
 /**

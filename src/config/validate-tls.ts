@@ -113,9 +113,18 @@ export function validateTls(config: PartialConfig, dir: string, err: Report, war
       redirects++;
       if (l.tls) err(`${p}.redirect_https`, 'a redirecting listener is plain HTTP: remove either tls or redirect_https');
     }
+    if (l.default_sni !== undefined && !l.tls) err(`${p}.default_sni`, 'default_sni is for a listener with tls');
     if (!l.tls) return;
     tlsListeners++;
     validateServerTls(`${p}.tls`, l.tls, hasCa, dir, err);
+    if (l.default_sni !== undefined && l.tls.internal_ca) {
+      const name = l.default_sni.toLowerCase().replace(/\.$/, '');
+      const served = config.sites.some((s) => s?.hosts?.some((h) => {
+        const host = h.toLowerCase().replace(/\.$/, '');
+        return host === name || (host.startsWith('*.') && name.endsWith(host.slice(1)) && !name.slice(0, -host.length + 1).includes('.'));
+      }));
+      if (!served) err(`${p}.default_sni`, `no site serves ${JSON.stringify(l.default_sni)}, so no internal_ca certificate covers it`);
+    }
   });
   if (redirects > 0 && tlsListeners === 0) err('listen', 'redirect_https needs an HTTPS listener (one with tls) to redirect to');
 

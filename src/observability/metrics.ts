@@ -171,7 +171,7 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
   });
   const tlsHandshakeFailures = new Counter({
     name: 'gatehouse_tls_handshake_failures_total',
-    help: 'TLS handshakes that failed on a public listener, by reason (unknown_server_name, protocol, other).',
+    help: 'TLS handshakes that failed or were refused, by reason (unknown_server_name, no_server_name, protocol, renegotiation, other).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
