@@ -46,7 +46,7 @@ export class PolicyHandle {
     private readonly metrics: Metrics | null,
   ) {
     // Throws PolicyLoadError: the config generation is refused (fail closed).
-    const first = this.activate(loadPolicySet(files));
+    const first = this.activate(loadPolicySet(files, cfg));
     if (cfg.shadow) {
       this.shadow = first;
       this.enforced = inherited;
@@ -92,7 +92,7 @@ export class PolicyHandle {
     if (this.closed) return false;
     let set: LoadedPolicySet;
     try {
-      set = loadPolicySet(this.files);
+      set = loadPolicySet(this.files, this.cfg);
     } catch (err) {
       this.metrics?.policyReloads.labels(this.siteId, 'failure').inc();
       const file = err instanceof PolicyLoadError ? err.file : this.files.join(', ');

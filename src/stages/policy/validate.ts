@@ -7,6 +7,7 @@
 import { resolve } from 'node:path';
 import type { PartialConfig } from '../../config/load.js';
 import { checkPolicyFiles } from './policy-set.js';
+import { formatPolicyProblem } from './schema.js';
 
 export function validatePolicyConfig(config: PartialConfig, dir: string, err: (path: string, message: string) => void): void {
   const sites = config.sites;
@@ -15,8 +16,13 @@ export function validatePolicyConfig(config: PartialConfig, dir: string, err: (p
     if (site === undefined) return;
     const sp = `sites[${si}]`;
     if (site.policy) {
-      const problem = checkPolicyFiles(site.policy.files.map((f) => resolve(dir, f)));
-      if (problem) err(`${sp}.policy.files`, problem.message);
+      for (const [i, f] of Object.keys(site.policy.body_field_types ?? {}).entries()) {
+        if (!site.policy.body_fields.includes(f)) err(`${sp}.policy.body_field_types`, `${JSON.stringify(f)} is not in body_fields (entry ${i + 1})`);
+      }
+      const problem = checkPolicyFiles(site.policy.files.map((f) => resolve(dir, f)), site.policy);
+      // Each schema problem on its own line, with file, line and column.
+      if (problem && problem.problems.length > 0) for (const p of problem.problems) err(`${sp}.policy.files`, formatPolicyProblem(p));
+      else if (problem) err(`${sp}.policy.files`, problem.message);
       if (site.policy.body_fields.length > 0 && site.policy.max_body_bytes > site.max_body_bytes) {
         err(`${sp}.policy.max_body_bytes`, `must not be larger than the site's max_body_bytes (${site.max_body_bytes})`);
       }
