@@ -67,5 +67,16 @@ export async function run(args: string[]): Promise<number> {
       '',
     ].join('\n'),
   );
-  return serveUntilSignal(gw, () => new Promise<void>((ok) => upstream.close(() => ok())));
+  // `npm start` runs this under npm (through a shell): when npm goes away — a signal that
+  // only npm got, a killed terminal — this process is re-parented. The demo then stops as
+  // on SIGTERM (graceful drain), so no gateway is left holding its ports.
+  const parent = process.ppid;
+  const orphaned = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(orphaned);
+      process.kill(process.pid, 'SIGTERM');
+    }
+  }, 250);
+  orphaned.unref();
+  return serveUntilSignal(gw, () => new Promise<void>((ok) => upstream.close(() => ok()))).finally(() => clearInterval(orphaned));
 }
