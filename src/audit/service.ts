@@ -136,6 +136,7 @@ export class AuditService {
         queueLimit: a.queue_limit,
         metrics: wm,
         log: ctx.log,
+        health: ctx.dependencies.dependency('audit_store', { describe: 'the audit store' }),
       });
     } catch (err) {
       await store.close().catch(() => undefined);

@@ -18,7 +18,7 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { CONFIG, CONFIG_REQUIRED, parseCommand, type CommandSpec } from './args.js';
 import { loadPublicKey, generateCheckpointKeys } from '../audit/checkpoint.js';
 import { loadAuditKeys, openAuditStore } from '../audit/service.js';
 import { exportStore, verifyExport, verifyStore } from '../audit/sources.js';
@@ -31,19 +31,57 @@ import type { ArchiveTarget } from '../audit/archive/target.js';
 import { formatArchiveReport, verifyArchive, type ArchiveStreamReport } from '../audit/archive/verify-archive.js';
 import type { AuditStore } from '../audit/store/types.js';
 
-const USAGE = `usage:
-  gatehouse audit verify --config FILE
-  gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
-  gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
-      [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]
-  gatehouse audit prune --config FILE [--dry-run]
-  gatehouse audit export --config FILE --out FILE [--stream ID]
-  gatehouse audit keys generate --private FILE --public FILE
-  gatehouse audit keys generate --hmac FILE`;
+export const SPEC: CommandSpec = {
+  name: 'audit',
+  summary: 'Verify or export the audit trail, prune archived records, generate its keys (docs/audit.md).',
+  subcommands: {
+    verify: {
+      usage: `gatehouse audit verify --config FILE
+       gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
+       gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
+           [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]`,
+      summary: 'verify every stream of the configured store, an export, or an archive',
+      options: {
+        config: CONFIG,
+        export: { type: 'string', value: 'FILE', description: 'an export file to verify' },
+        archive: { type: 'string', value: 's3://BUCKET/PREFIX|DIR', description: 'an archive to verify' },
+        'public-key': { type: 'string', value: 'PEM', description: 'the checkpoint public key' },
+        stream: { type: 'string', value: 'ID', description: 'one stream' },
+        endpoint: { type: 'string', value: 'URL', description: 'S3 endpoint' },
+        region: { type: 'string', value: 'R', description: 'S3 region' },
+        'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
+        'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
+        'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
+      },
+    },
+    export: {
+      usage: 'gatehouse audit export --config FILE --out FILE [--stream ID]',
+      summary: 'export the store to a file that verifies offline',
+      options: { config: CONFIG_REQUIRED, out: { type: 'string', value: 'FILE', required: true, description: 'the export file' }, stream: { type: 'string', value: 'ID', description: 'one stream' } },
+    },
+    prune: {
+      usage: 'gatehouse audit prune --config FILE [--dry-run]',
+      summary: 'prune archived records older than audit.archive.keep_local (after the archive verifies)',
+      options: { config: CONFIG_REQUIRED, 'dry-run': { type: 'boolean', description: 'say what would be pruned' } },
+    },
+    keys: {
+      usage: `gatehouse audit keys generate --private FILE --public FILE
+       gatehouse audit keys generate --hmac FILE`,
+      summary: 'generate an Ed25519 checkpoint key pair, or a 32-byte HMAC key',
+      positionals: ['generate'],
+      options: {
+        private: { type: 'string', value: 'FILE', description: 'the private key file (written 0600)' },
+        public: { type: 'string', value: 'FILE', description: 'the public key file' },
+        hmac: { type: 'string', value: 'FILE', description: 'an HMAC key file (written 0600)' },
+      },
+    },
+  },
+};
+
+let currentUsage: ((msg: string) => number) | null = null;
 
 function usage(msg: string): number {
-  process.stderr.write(`gatehouse audit: ${msg}\n${USAGE}\n`);
-  return 2;
+  return currentUsage?.(msg) ?? 2;
 }
 
 function load(file: string): LoadedConfig {
@@ -51,43 +89,17 @@ function load(file: string): LoadedConfig {
 }
 
 export async function run(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    const p = parseArgs({
-      args: rest,
-      options: {
-        config: { type: 'string', short: 'c' },
-        export: { type: 'string' },
-        'public-key': { type: 'string' },
-        out: { type: 'string' },
-        stream: { type: 'string' },
-        private: { type: 'string' },
-        public: { type: 'string' },
-        hmac: { type: 'string' },
-        archive: { type: 'string' },
-        endpoint: { type: 'string' },
-        region: { type: 'string' },
-        'access-key-id-file': { type: 'string' },
-        'secret-access-key-file': { type: 'string' },
-        'ca-file': { type: 'string' },
-        'dry-run': { type: 'boolean' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-    values = p.values;
-    positionals = p.positionals;
-  } catch (err) {
-    return usage((err as Error).message);
-  }
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  currentUsage = p.usageError;
+  const sub = p.sub;
+  const values = p.values as Record<string, string | boolean | undefined>;
+  if (sub === 'keys' && p.positionals[0] !== 'generate') return usage(`unknown keys subcommand ${JSON.stringify(p.positionals[0])} (gatehouse audit keys generate ...)`);
   try {
     if (sub === 'verify') return await verify(values);
     if (sub === 'export') return await exportCmd(values);
     if (sub === 'prune') return await pruneCmd(values);
-    if (sub === 'keys' && positionals[0] === 'generate') return keys(values);
-    return usage(sub === undefined ? 'a subcommand is required' : `unknown subcommand ${JSON.stringify(sub)}`);
+    return keys(values);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.file}: invalid\n${formatProblems(err.problems)}\n`);

@@ -202,6 +202,12 @@ const sitePolicy = z.strictObject({
     }),
   /** Top-level fields of a JSON request body put into `context.body` (e.g. `model`); empty: the body is not read. */
   body_fields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'a top-level JSON field name')).default([]),
+  /**
+   * The type of each body field in `context.body` (string, long, boolean; default string):
+   * the policy schema declares it, and a body whose field has another JSON type is refused
+   * (400 invalid_body, rule field_type), so what was validated is what is evaluated.
+   */
+  body_field_types: z.record(z.string(), z.enum(['string', 'long', 'boolean'])).default({}),
   /** Largest body read for body_fields; a larger body is refused (413). */
   max_body_bytes: size('64KiB').pipe(z.number().int().min(1).max(16_777_216)),
   /** Media types read as JSON for body_fields (lowercase `type/subtype`); a body of any other type is refused (415). */

@@ -70,6 +70,10 @@ export interface Metrics {
   readonly llmRefusals: Counter<'site' | 'code'>;
   /** Usage that could not be charged to the token budgets after retries, by site. */
   readonly llmSettleFailures: Counter<'site'>;
+  /** 1 while a dependency works, 0 while it is down (src/observability/dependency-state.ts). */
+  readonly dependencyUp: Gauge<'dependency'>;
+  /** Dependency state changes, by dependency and the state entered (down, up). */
+  readonly dependencyTransitions: Counter<'dependency' | 'state'>;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -278,6 +282,19 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     registers: [registry],
   });
 
+  const dependencyUp = new Gauge({
+    name: 'gatehouse_dependency_up',
+    help: '1 while a dependency works, 0 while it is down and what needs it fails closed, by dependency id (rate_limit_store, token_budget_store, revocation_set, identity_registry, audit_store, jwks:<url>, upstream:<site>:<origin>, certificate:<name>).',
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+  });
+  const dependencyTransitions = new Counter({
+    name: 'gatehouse_dependency_transitions_total',
+    help: 'Dependency state changes, by dependency id and the state entered (down, up); each is one log event.',
+    labelNames: ['dependency', 'state'] as const,
+    registers: [registry],
+  });
+
   // prom-client's labels() hashes label values on every call; cache the children.
   const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
   const durChildren = new Map<string, ReturnType<typeof duration.labels>>();
@@ -343,6 +360,8 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     llmTimeToFirstByte,
     llmRefusals,
     llmSettleFailures,
+    dependencyUp,
+    dependencyTransitions,
     countRequest,
   };
 }

@@ -32,6 +32,7 @@ import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js
 import { readSecretFile } from '../config/secrets.js';
 import { normalizeHost } from '../config/validate.js';
 import type { Logger } from '../observability/logger.js';
+import type { DependencyStates } from '../observability/dependency-state.js';
 import type { Metrics } from '../observability/metrics.js';
 import { issueCertificate, loadCa, type Ca, type IssueOptions, type Issued } from '../pki/ca.js';
 import { trustPool, type TrustPool } from '../pki/trust-pool.js';
@@ -106,6 +107,8 @@ export interface TlsManagerOptions {
   readonly dir: string;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Dependency states: internal-CA renewal of each certificate is `certificate:<name>` (docs/operations.md#dependency-states). */
+  readonly dependencies?: DependencyStates;
   /** Tests inject a failing issuer to exercise backoff. */
   readonly issue?: (ca: Ca, opts: IssueOptions) => Promise<Issued>;
 }
@@ -208,7 +211,9 @@ export class TlsManager implements UpstreamTlsProvider {
     this.metrics = opts.metrics;
     this.log = opts.log;
     this.issue = opts.issue ?? issueCertificate;
+    this.deps = opts.dependencies;
   }
+  private readonly deps: DependencyStates | undefined;
 
   /** Loads the CA and every certificate the config needs; throws when one cannot be had. */
   async start(): Promise<void> {
@@ -554,6 +559,7 @@ export class TlsManager implements UpstreamTlsProvider {
       for (const a of this.attached) this.refreshDefault(a);
       this.refreshAdmin();
       this.log.info({ event: 'tls_certificate_renewed', name: c.name, serial: c.serial, not_after: issued.notAfter.toISOString() }, 'certificate renewed');
+      this.deps?.dependency(`certificate:${c.name}`, { describe: `renewal of certificate ${c.name}` }).up();
       this.scheduleRenewal(c);
     } catch (err) {
       c.failures++;
@@ -564,6 +570,7 @@ export class TlsManager implements UpstreamTlsProvider {
         { event: 'tls_renewal_failed', name: c.name, attempt: c.failures, retry_in_ms: retry, not_after: new Date(c.notAfter).toISOString(), err: (err as Error).message },
         'certificate renewal failed; the current certificate keeps serving, retrying',
       );
+      this.deps?.dependency(`certificate:${c.name}`, { describe: `renewal of certificate ${c.name}` }).down(err, { not_after: new Date(c.notAfter).toISOString() });
       this.arm(c, retry);
     }
   }
