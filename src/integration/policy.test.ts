@@ -335,9 +335,9 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
 
   it('an evaluation error refuses (fail closed), even when a permit applies', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-everr-'));
-    // An overflow passes schema validation (types are right) but errors at run time: Cedar
-    // skips the forbid, the permit applies, gatehouse refuses anyway.
-    writeFileSync(join(dir, 'p.cedar'), '@id("all") permit(principal, action, resource);\n@id("no-guests") forbid(principal, action, resource) when { context.hour - 9223372036854775807 - 2 < 0 };');
+    // An overflow passes schema validation (types are right) but errors at run time, whatever
+    // the hour: Cedar skips the forbid, the permit applies, gatehouse refuses anyway.
+    writeFileSync(join(dir, 'p.cedar'), '@id("all") permit(principal, action, resource);\n@id("no-guests") forbid(principal, action, resource) when { 9223372036854775807 + 1 > context.hour };');
     const g = await startGateway(config({ files: [join(dir, 'p.cedar')] }));
     try {
       const t = await sign(key, { sub: 'a5', domain: 'billing' });
