@@ -54,7 +54,7 @@ export function createRedirect(cfg: NonNullable<SiteConfig['redirect']>, headers
     const loc = location(ex);
     if (loc === null) return refuse(ctx, ex, headers, STRIP_MISMATCH);
     ex.status = status;
-    const list = ownHeaders(headers, ex.extraHeaders, ['Location', loc]);
+    const list = ownHeaders(headers, ex.extraHeaders, ['Location', loc], ex.clientHttps);
     const send = () => {
       const res = ex.res;
       if (res === null) {
