@@ -79,6 +79,8 @@ describe('upstream pools: failures', () => {
     assert.equal(ev.upstream, 'dead');
     assert.equal(ev.source, 'passive');
     assert.equal(ev.reason, 'connect_failure');
+    const retriedLine = gw.logs.find((l) => l.msg === 'request' && l.retries === 1);
+    assert.equal(retriedLine?.upstream, `127-0-0-1-${a.port}`, 'the request line names the member that answered (default id from host and port)');
   });
 
   it('one member flapping (stops and starts listening, drops its connections): every request answered 200', async () => {

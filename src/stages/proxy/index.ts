@@ -243,6 +243,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
       }
       retries++;
       retried.inc();
+      ex.note('retries', retries);
       return next;
     }
 
@@ -269,6 +270,8 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     function attempt(member: UpstreamMember): void {
       tried.add(member);
       member.started();
+      // The log line names the member that answered (the last attempt's).
+      ex.note('upstream', member.id);
       /** The member's outcome is recorded once per attempt. */
       let settled = false;
       let replaced = false;
@@ -414,6 +417,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     const member = balancer.pick(ex, null);
     if (member === null) return refuse(ctx, ex, policy, NO_HEALTHY);
     member.started();
+    ex.note('upstream', member.id);
     const client = ex.socket;
     const t0 = performance.now();
     let done = false;
