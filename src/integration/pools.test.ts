@@ -29,7 +29,7 @@ async function upstreamProcess(port: number, name: string): Promise<ChildProcess
 }
 
 async function killProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill('SIGKILL');
   await once(child, 'exit');
 }
@@ -199,13 +199,14 @@ describe('upstream pools: active health checks with real upstream processes', ()
     const b = await upstreamProcess(pb, 'b');
     const gw = await startGateway(
       baseConfig('http://127.0.0.1:1', pool([{ url: `http://127.0.0.1:${pa}`, id: 'a' }, { url: `http://127.0.0.1:${pb}`, id: 'b' }], {
-        health: { active: { path: '/healthz', interval: '150ms', timeout: '100ms', unhealthy_threshold: 2, healthy_threshold: 2 } },
+        // Generous timing: a loaded machine must not fail the healthy member's checks.
+        health: { active: { path: '/healthz', interval: '1s', timeout: '900ms', unhealthy_threshold: 2, healthy_threshold: 2 } },
       })),
     );
     try {
       await killProcess(a);
       const waitEvent = async (event: string) => {
-        for (let i = 0; i < 100 && !gw.logs.some((l) => l.event === event && l.upstream === 'a'); i++) await sleep(50);
+        for (let i = 0; i < 400 && !gw.logs.some((l) => l.event === event && l.upstream === 'a'); i++) await sleep(50);
         const l = gw.logs.find((x) => x.event === event && x.upstream === 'a');
         assert.ok(l, `event ${event}`);
         return l;
