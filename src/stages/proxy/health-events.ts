@@ -1,14 +1,14 @@
 /**
- * Health changes of an upstream pool member, as log events. One function, so that the
- * general dependency-state reporting (src/observability) can take it over without touching
- * the pools: the event names `upstream_unhealthy` (warn) and `upstream_healthy` (info) and
- * their fields stay what docs/operations.md lists.
+ * Health changes of an upstream pool member go through the gateway's dependency states
+ * (src/observability/dependency-state.ts): one `upstream_unhealthy` (warn) or
+ * `upstream_healthy` (info) line per change, and the dependency metrics, under the id
+ * `upstream:<site>:<member id>`. The fields are what docs/operations.md lists.
  */
-import type { Logger } from '../../observability/logger.js';
+import type { DependencyHandle, DependencyStates } from '../../observability/dependency-state.js';
+
+const EVENTS = { down: 'upstream_unhealthy', up: 'upstream_healthy' } as const;
 
 export interface UpstreamHealthChange {
-  readonly site: string;
-  readonly upstream: string;
   readonly healthy: boolean;
   /** What decided: `passive` (consecutive failures, back-off over) or `active` (the health check). */
   readonly source: 'passive' | 'active';
@@ -18,13 +18,22 @@ export interface UpstreamHealthChange {
   readonly backoffMs?: number;
 }
 
-export function reportUpstreamHealth(log: Logger, c: UpstreamHealthChange): void {
-  if (c.healthy) {
-    log.info({ event: 'upstream_healthy', site: c.site, upstream: c.upstream, source: c.source }, 'upstream back in service');
-  } else {
-    log.warn(
-      { event: 'upstream_unhealthy', site: c.site, upstream: c.upstream, source: c.source, reason: c.reason, backoff_ms: c.backoffMs },
-      'upstream taken out of service',
-    );
-  }
+export interface UpstreamHealthReporter {
+  report(c: UpstreamHealthChange): void;
+  /** The member is gone (a reload removed it): its dependency state is forgotten. */
+  forget(): void;
+}
+
+export function upstreamHealthReporter(deps: DependencyStates, site: string, upstream: string): UpstreamHealthReporter {
+  const id = `upstream:${site}:${upstream}`;
+  const h: DependencyHandle = deps.dependency(id, { events: EVENTS, describe: `upstream ${upstream} of site ${site}` });
+  // Members start in service: the first report sets the gauge without a log line.
+  h.up();
+  return {
+    report(c) {
+      if (c.healthy) h.up({ site, upstream, source: c.source });
+      else h.down(undefined, { site, upstream, source: c.source, reason: c.reason, ...(c.backoffMs !== undefined ? { backoff_ms: c.backoffMs } : {}) });
+    },
+    forget: () => deps.forget(id),
+  };
 }

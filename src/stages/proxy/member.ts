@@ -10,14 +10,14 @@
  *   doubles with every ejection that follows within `max_backoff` of the last return;
  * - active (optional): a GET of `path` every `interval`; `unhealthy_threshold` failing
  *   checks in a row take it out, `healthy_threshold` passing ones bring it back.
- * Every change of the combined state is one log event and the `gatehouse_upstream_healthy`
- * gauge (docs/operations.md#upstream-pools).
+ * Every change of the combined state is one log event (through the dependency states) and
+ * the `gatehouse_upstream_healthy` gauge (docs/operations.md#upstream-pools).
  */
 import type { Dispatcher } from 'undici';
 import type { UpstreamConfig } from '../../config/schema.js';
-import type { Logger } from '../../observability/logger.js';
+import type { DependencyStates } from '../../observability/dependency-state.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { reportUpstreamHealth } from './health-events.js';
+import { upstreamHealthReporter, type UpstreamHealthReporter } from './health-events.js';
 import type { MemberSpec } from './members.js';
 
 /** Why an attempt failed; `connect_failure` means nothing reached the upstream. */
@@ -38,8 +38,8 @@ export function failureReason(err: unknown): FailureReason {
 }
 
 export interface MemberDeps {
-  readonly log: Logger;
   readonly metrics: Metrics;
+  readonly dependencies: DependencyStates;
 }
 
 export class UpstreamMember {
@@ -62,6 +62,7 @@ export class UpstreamMember {
   private readonly passive: UpstreamConfig['health']['passive'];
   private readonly active: UpstreamConfig['health']['active'];
   private readonly requests: { inc(): void };
+  private readonly health: UpstreamHealthReporter;
 
   constructor(
     site: string,
@@ -78,6 +79,7 @@ export class UpstreamMember {
     this.active = u.health.active;
     this.requests = deps.metrics.upstreamRequests.labels(site, spec.id);
     deps.metrics.upstreamHealthy.labels(site, spec.id).set(1);
+    this.health = upstreamHealthReporter(deps.dependencies, site, spec.id);
     if (this.active !== undefined) this.schedule(0);
   }
 
@@ -134,7 +136,7 @@ export class UpstreamMember {
   private changed(healthy: boolean, source: 'passive' | 'active', reason: string | null, backoffMs?: number): void {
     if (this.closed) return;
     this.deps.metrics.upstreamHealthy.labels(this.site, this.id).set(healthy ? 1 : 0);
-    reportUpstreamHealth(this.deps.log, { site: this.site, upstream: this.id, healthy, source, reason, backoffMs });
+    this.health.report({ healthy, source, reason, backoffMs });
   }
 
   private schedule(ms: number): void {
@@ -188,5 +190,6 @@ export class UpstreamMember {
     if (this.ejectTimer !== null) clearTimeout(this.ejectTimer);
     if (this.checkTimer !== null) clearTimeout(this.checkTimer);
     this.deps.metrics.upstreamHealthy.remove(this.site, this.id);
+    this.health.forget();
   }
 }
