@@ -35,7 +35,7 @@ describe('gatehouse proxy (one-line start)', () => {
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     child.stdout.resume();
     try {
-      for (let i = 0; i < 200 && !/Logs \(JSON/.test(stderr); i++) await new Promise((ok) => setTimeout(ok, 50));
+      for (let i = 0; i < 600 && !/Logs \(JSON/.test(stderr); i++) await new Promise((ok) => setTimeout(ok, 50));
       const m = /listening on 127\.0\.0\.1:(\d+)/.exec(stderr);
       assert.ok(m, stderr);
       const base = `http://127.0.0.1:${m[1]}`;
