@@ -6,6 +6,7 @@ import { VERSION } from '../version.js';
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
   run: { summary: 'run the gateway: gatehouse run --config FILE', load: () => import('./run.js') },
+  proxy: { summary: 'reverse proxy in one line, Atlas defaults, prints its config: gatehouse proxy --from :8080 --to http://127.0.0.1:3000', load: () => import('./proxy.js') },
   check: { summary: 'validate a config and list every problem: gatehouse check --config FILE', load: () => import('./check.js') },
   ca: { summary: 'the internal CA: gatehouse ca init|issue|trust --dir DIR (docs/tls.md)', load: () => import('./ca.js') },
   audit: { summary: 'verify or export the audit trail, generate its keys: gatehouse audit --help', load: () => import('./audit.js') },

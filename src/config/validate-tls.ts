@@ -3,6 +3,7 @@
  * certificates), the internal CA block and upstream TLS (docs/tls.md). Called from
  * validate.ts; every problem carries its path.
  */
+import { memberUrls } from '../stages/proxy/members.js';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
@@ -141,10 +142,11 @@ export function validateTls(config: PartialConfig, dir: string, err: Report, war
   validateAdminTls(config, dir, err);
 
   config.sites.forEach((site, si) => {
-    const t = site?.upstream?.tls;
-    if (!site || !t) return;
+    const up = site?.upstream;
+    const t = up?.tls;
+    if (!up || !t) return;
     const p = `sites[${si}].upstream.tls`;
-    if (site.upstream.urls.some((u) => !u.startsWith('https://'))) err(p, 'upstream tls settings apply to https:// upstreams only; every url of this upstream must be https://');
+    if (memberUrls(up).some((u) => !u.startsWith('https://'))) err(p, 'upstream tls settings apply to https:// upstreams only; every url of this upstream must be https://');
     if (t.internal_ca === true && !hasCa) err(`${p}.internal_ca`, 'internal_ca needs a top-level ca block');
     if (t.client_cert === 'internal' && !hasCa) err(`${p}.client_cert`, 'an internal client certificate needs a top-level ca block');
     if (t.ca_file !== undefined) {

@@ -379,7 +379,7 @@ export class Gateway {
       gen.store.close().catch((err: unknown) => this.log.warn({ event: 'store_close_failed', err: String(err) }, 'closing a replaced store failed'));
     }
     // Keep every pool a live generation still uses (several reloads can overlap).
-    const keep = [...this.live].flatMap((g) => g.rt.config.sites.map((s) => s.upstream));
+    const keep = [...this.live].flatMap((g) => g.rt.config.sites);
     void this.pools.retain(keep);
   }
 

@@ -131,6 +131,8 @@ function siteSpec(site: Config['sites'][number], lifetimeMs: number): IssueOptio
   const dns: string[] = [];
   const ips: string[] = [];
   for (const h of site.hosts) {
+    // The catch-all host names no certificate; its clients get the listener's default one.
+    if (h === '*') continue;
     const host = normalizeHost(h).replace(/^\[|\]$/g, '');
     if (isIP(host)) ips.push(host);
     else dns.push(host);
@@ -460,7 +462,7 @@ export class TlsManager implements UpstreamTlsProvider {
       }
     }
     this.reindex();
-    const wantClient = this.ca !== null && config.sites.some((s) => s.upstream.tls?.client_cert === 'internal');
+    const wantClient = this.ca !== null && config.sites.some((s) => s.upstream?.tls?.client_cert === 'internal');
     const clientSpec: IssueOptions = { name: 'gatehouse', lifetimeMs: lifetime, server: false, client: true };
     if (this.clientCert && (!wantClient || this.clientCert.specKey !== JSON.stringify(clientSpec))) {
       this.drop(this.clientCert);
