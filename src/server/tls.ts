@@ -27,6 +27,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { createSecureContext, type ConnectionOptions, type SecureContext, type TlsOptions } from 'node:tls';
+import { acmeConfigOf, AcmeManager } from '../acme/client/manager.js';
 import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
 import { normalizeHost } from '../config/validate.js';
@@ -107,6 +108,8 @@ export interface TlsManagerOptions {
   readonly log: Logger;
   /** Tests inject a failing issuer to exercise backoff. */
   readonly issue?: (ca: Ca, opts: IssueOptions) => Promise<Issued>;
+  /** Epoch-ms clock of the ACME renewal schedule (tests). */
+  readonly now?: () => number;
 }
 
 function fileStamp(path: string): string {
@@ -200,6 +203,8 @@ export class TlsManager implements UpstreamTlsProvider {
   private readonly attached: Attached[] = [];
   private tick: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Certificates from an ACME CA for listeners with tls.acme (src/acme/client). */
+  readonly acme: AcmeManager | null;
 
   constructor(opts: TlsManagerOptions) {
     this.config = opts.config;
@@ -207,6 +212,9 @@ export class TlsManager implements UpstreamTlsProvider {
     this.metrics = opts.metrics;
     this.log = opts.log;
     this.issue = opts.issue ?? issueCertificate;
+    this.acme = acmeConfigOf(opts.config)
+      ? new AcmeManager({ config: opts.config, dir: opts.dir, metrics: opts.metrics, log: opts.log, now: opts.now, onChange: () => this.attached.forEach((a) => this.refreshDefault(a)) })
+      : null;
   }
 
   /** Loads the CA and every certificate the config needs; throws when one cannot be had. */
@@ -215,6 +223,7 @@ export class TlsManager implements UpstreamTlsProvider {
     for (const [certFile, keyFile] of this.certFiles()) this.loadFileCert(certFile, keyFile, true);
     await this.syncInternal(true);
     this.loadAdminTrust(true);
+    await this.acme?.start();
     this.tick = setInterval(() => this.onTick(), this.config.tls.check_interval);
     this.tick.unref();
   }
@@ -240,6 +249,8 @@ export class TlsManager implements UpstreamTlsProvider {
   }
 
   attach(server: HttpsServer, l: ListenerConfig): void {
+    // Before any other 'connection' listener: validation handshakes never reach the listener.
+    if (l.tls?.acme?.challenge === 'tls-alpn-01') this.acme?.tlsAlpn.attach(server);
     this.attached.push({ server, listener: l });
     this.countHandshakeFailures(server);
   }
@@ -363,6 +374,7 @@ export class TlsManager implements UpstreamTlsProvider {
   /** Certificate matching an SNI name for this listener, or null (the handshake fails). */
   private lookup(l: ListenerConfig, servername: string): CertState | null {
     const name = servername.toLowerCase().replace(/\.$/, '');
+    if (l.tls?.acme) return this.acme?.lookup(name) ?? null;
     if (l.tls?.internal_ca) {
       const c = this.exact.get(name);
       if (c) return c;
@@ -376,6 +388,7 @@ export class TlsManager implements UpstreamTlsProvider {
 
   /** What a client without SNI (an IP-address URL) is shown. */
   private defaultCert(l: ListenerConfig): CertState | null {
+    if (l.tls?.acme) return this.acme?.defaultCert() ?? null;
     if (l.tls?.internal_ca) {
       const first = this.config.sites[0];
       return first ? (this.siteCerts.get(first.id) ?? null) : null;
@@ -396,6 +409,7 @@ export class TlsManager implements UpstreamTlsProvider {
       await this.syncInternal(false);
       this.loadAdminTrust(false);
       this.refreshAdmin();
+      this.acme?.update(config);
     } catch (err) {
       this.log.error({ event: 'tls_update_failed', err: (err as Error).message }, 'TLS material for the new config could not be prepared; existing certificates keep serving');
     }
@@ -662,6 +676,7 @@ export class TlsManager implements UpstreamTlsProvider {
     for (const c of this.fileCerts.values()) {
       out.push({ name: c.name, serial: c.serial, not_after: new Date(c.notAfter).toISOString(), renew_at: null, failed_attempts: 0, names: sanNames(c.leaf) });
     }
+    if (this.acme) out.push(...this.acme.certificates());
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
@@ -670,6 +685,7 @@ export class TlsManager implements UpstreamTlsProvider {
     if (name === 'upstream-client') return this.clientCert?.serial ?? null;
     if (name === 'admin') return this.adminCert?.serial ?? null;
     if (name.startsWith('site/')) return this.siteCerts.get(name.slice(5))?.serial ?? null;
+    if (name.startsWith('acme/')) return this.acme?.currentSerial(name) ?? null;
     for (const c of this.fileCerts.values()) if (c.name === name) return c.serial;
     return null;
   }
