@@ -84,6 +84,25 @@ export interface AcmeManagerOptions {
   readonly random?: () => number;
 }
 
+let interceptorInstalled = false;
+
+/**
+ * acme-client's response interceptor reads `error.response.config` after its retries are
+ * spent, so a connection failure (the CA down) surfaces as a TypeError with no cause. This
+ * one runs first and turns it into an error that names the failure and the URL.
+ */
+function installNetworkErrorInterceptor(): void {
+  if (interceptorInstalled) return;
+  interceptorInstalled = true;
+  const m = acme.axios.interceptors.response as unknown as { use(ok: null, fail: (e: unknown) => unknown): number; handlers: unknown[] };
+  m.use(null, (e: unknown) => {
+    const err = e as { response?: unknown; code?: string; message?: string; config?: { url?: string } };
+    if (err.response !== undefined) return Promise.reject(e);
+    return Promise.reject(new Error(`cannot reach the ACME CA (${err.code ?? err.message ?? 'network error'}) at ${err.config?.url ?? '?'}`));
+  });
+  m.handlers.unshift(m.handlers.pop());
+}
+
 /** The exponential backoff of a failing order: 1 s, 2 s, 4 s, ... up to `maxMs`. */
 export function orderBackoff(attempt: number, maxMs: number): number {
   return Math.min(maxMs, 1000 * 2 ** Math.min(30, Math.max(0, attempt - 1)));
@@ -151,6 +170,7 @@ export class AcmeManager {
     acme.axios.defaults.timeout = 30_000;
     acme.axios.defaults.maxContentLength = 1 << 20;
     (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = 0;
+    installNetworkErrorInterceptor();
     this.ariAgent = new Agent({ connect: { ...(ca ? { ca } : {}), timeout: 10_000 }, headersTimeout: 10_000, bodyTimeout: 10_000 });
     this.store =
       a.store === 'postgres' && this.config.state.postgres
@@ -193,21 +213,23 @@ export class AcmeManager {
    */
   check(): Promise<void> {
     if (this.running) return this.running;
-    this.running = (async () => {
-      try {
-        for (const s of this.sites.values()) {
-          if (this.closed) return;
-          this.observe(s);
-          if (s.names.length === 0 || this.now() < s.nextAttempt) continue;
-          if (s.cert && this.acmeConfig.ari) await this.refreshAri(s.cert);
-          if (s.cert && sameNames(s.cert.names, s.names) && this.now() < s.cert.renewAt) continue;
-          await this.obtain(s);
-        }
-      } finally {
-        this.running = null;
-      }
-    })();
-    return this.running;
+    // Cleared in a .finally (always asynchronous): a pass that awaited nothing cannot clear it before it is set.
+    const p: Promise<void> = this.pass().finally(() => {
+      if (this.running === p) this.running = null;
+    });
+    this.running = p;
+    return p;
+  }
+
+  private async pass(): Promise<void> {
+    for (const s of this.sites.values()) {
+      if (this.closed) return;
+      this.observe(s);
+      if (s.names.length === 0 || this.now() < s.nextAttempt) continue;
+      if (s.cert && this.acmeConfig.ari) await this.refreshAri(s.cert);
+      if (s.cert && sameNames(s.cert.names, s.names) && this.now() < s.cert.renewAt) continue;
+      await this.obtain(s);
+    }
   }
 
   /** The certificate for an SNI name, or null. */
