@@ -15,8 +15,6 @@ import { request, sleep, startGateway, startUpstream, type TestGateway, type Ups
 import { freePort, GATEWAY_HOST, needPebble, startPebble, type Pebble } from '../testing/pebble.js';
 import { requestOn } from '../testing/tls.js';
 
-const YEAR = 365 * 86_400_000;
-
 function tlsHandshake(port: number, servername: string, ca: string, alpn?: string[]): Promise<{ ok: boolean; cert: PeerCertificate | null; error: string | null; socket: TLSSocket }> {
   return new Promise((resolve) => {
     const socket = connect({ host: GATEWAY_HOST, port, servername, ca, ...(alpn ? { ALPNProtocols: alpn } : {}) });
