@@ -196,3 +196,47 @@ describe('ACME client against Pebble: http-01', () => {
     h.socket.destroy();
   });
 });
+
+describe('ACME client against Pebble: tls-alpn-01', () => {
+  let pebble: Pebble | null = null;
+  let up: Upstream;
+  let gw: TestGateway;
+  let tlsPort: number;
+
+  before(async (t) => {
+    if (!needPebble(t as never)) return;
+    tlsPort = await freePort(GATEWAY_HOST);
+    // Pebble's http-01 port points nowhere: only the TLS listener can prove control.
+    pebble = await startPebble({ httpPort: await freePort(GATEWAY_HOST), tlsPort });
+    up = await startUpstream();
+    gw = await startGateway({
+      listen: [{ address: `${GATEWAY_HOST}:${tlsPort}`, tls: { acme: { directory: pebble.directory, ca_root: pebble.caRootFile, challenge: 'tls-alpn-01', key_type: 'ecdsa-p384' } } }],
+      admin: { listen: '127.0.0.1:0' },
+      state: { dir: mkdtempSync(join(tmpdir(), 'gatehouse-acme-state-')) },
+      tls: { check_interval: '500ms', retry_max: '2s' },
+      sites: [{ id: 'alpn', hosts: ['alpn.acme.test'], upstream: { urls: [up.url] } }],
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await up?.close();
+    await pebble?.close();
+  });
+
+  it('obtains a certificate by tls-alpn-01 on the HTTPS listener itself, then serves it to normal clients', async (t) => {
+    if (!pebble) return t.skip('no pebble');
+    const issued = await waitFor('the certificate', () => events(gw, 'acme_certificate_issued')[0]);
+    assert.deepEqual(issued.names, ['alpn.acme.test']);
+    const root = await pebble.issuingRoot();
+    const h = await tlsHandshake(tlsPort, 'alpn.acme.test', root, ['http/1.1']);
+    assert.ok(h.ok, h.error ?? '');
+    assert.equal(h.cert?.serialNumber.toUpperCase(), issued.serial);
+    assert.equal((h.cert as PeerCertificate & { asn1Curve?: string }).asn1Curve, 'secp384r1', 'key_type ecdsa-p384');
+    assert.equal((await requestOn(h.socket, 'alpn.acme.test', '/')).status, 200);
+    h.socket.destroy();
+    // No challenge pending: a hello offering only acme-tls/1 reaches the listener, which refuses the protocol (never the challenge certificate).
+    const a = await tlsHandshake(tlsPort, 'alpn.acme.test', root, ['acme-tls/1']);
+    assert.equal(a.ok, false);
+    assert.equal(a.error, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL');
+  });
+});
