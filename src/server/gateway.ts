@@ -260,7 +260,7 @@ export class Gateway {
       const handler = l.redirect_https ? redirect.request : (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => this.onRequest(req, res, scheme);
       // ACME http-01 challenges are answered on plain-HTTP listeners before routing, the redirect and every stage.
       const http01 = l.tls ? null : (this.tls.acme?.http01 ?? null);
-      const onRequest = http01 ? (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => http01.handle(req, res) || handler(req, res) : handler;
+      const onRequest = http01 ? (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => http01.handle(req, res, handler) : handler;
       // An HTTPS listener is the same server with TLS underneath: same handlers, same limits.
       const server = (l.tls ? createHttpsServer({ ...serverOptions, ...this.tls.serverOptions(l) }, onRequest) : createServer(serverOptions, onRequest)) as Server;
       if (l.tls) this.tls.attach(server as unknown as import('node:https').Server, l);

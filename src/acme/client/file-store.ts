@@ -34,9 +34,11 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Lock files this process holds (by path): a lock file with our own pid that is not here was left by a dead earlier run. */
+const held = new Set<string>();
+
 export function createFileAcmeStore(stateDir: string, directory: string): AcmeStore {
   const dir = join(stateDir, 'acme', directoryNamespace(directory));
-  const held = new Set<string>();
   const path = (name: string, ext: string) => join(dir, `${name.replace(/[^a-z0-9_-]/gi, '_')}.${ext}`);
 
   function tryLock(name: string): boolean {
@@ -84,14 +86,21 @@ export function createFileAcmeStore(stateDir: string, directory: string): AcmeSt
       writeAtomic(path(name, 'crt'), cert.chainPem, 0o644);
     },
     async withOrderLock(name, fn) {
-      if (held.has(name) || !tryLock(name)) return 'busy';
-      held.add(name);
+      const file = path(name, 'lock');
+      if (held.has(file) || !tryLock(name)) return 'busy';
+      held.add(file);
       try {
         return await fn();
       } finally {
-        held.delete(name);
-        rmSync(path(name, 'lock'), { force: true });
+        held.delete(file);
+        rmSync(file, { force: true });
       }
+    },
+    shared: false,
+    async publishChallenge() {},
+    async withdrawChallenge() {},
+    async lookupChallenge() {
+      return null;
     },
     async close() {},
   };

@@ -11,8 +11,15 @@ export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
 /** A token is base64url (RFC 8555 §8.1); anything else is not ours to answer. */
 const TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
 
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
 export class Http01Responder {
   private readonly tokens = new Map<string, string>();
+  /**
+   * Tokens published by other instances (store: postgres): behind a load balancer the CA's
+   * request may reach an instance that is not the one ordering. null: one instance.
+   */
+  remote: ((token: string) => Promise<string | null>) | null = null;
 
   add(token: string, keyAuthorization: string): void {
     this.tokens.set(token, keyAuthorization);
@@ -27,19 +34,27 @@ export class Http01Responder {
   }
 
   /**
-   * Answers a challenge request and returns true, or returns false and leaves the request
-   * to the normal path. Only a known token is answered: an unknown one goes on like any
-   * request (the sites may serve /.well-known themselves).
+   * Answers a challenge request, or passes the request to `next` untouched. Only a known
+   * token is answered: an unknown one goes on like any request (the sites may serve
+   * /.well-known themselves).
    */
-  handle(req: IncomingMessage, res: ServerResponse): boolean {
+  handle(req: IncomingMessage, res: ServerResponse, next: Handler): void {
     const url = req.url;
-    if (url === undefined || !url.startsWith(HTTP01_PREFIX) || (req.method !== 'GET' && req.method !== 'HEAD')) return false;
+    if (url === undefined || !url.startsWith(HTTP01_PREFIX) || (req.method !== 'GET' && req.method !== 'HEAD')) return next(req, res);
     const token = url.slice(HTTP01_PREFIX.length);
-    if (!TOKEN.test(token)) return false;
-    const keyAuthorization = this.tokens.get(token);
-    if (keyAuthorization === undefined) return false;
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(keyAuthorization), 'cache-control': 'no-store' });
-    res.end(req.method === 'HEAD' ? undefined : keyAuthorization);
-    return true;
+    if (!TOKEN.test(token)) return next(req, res);
+    const local = this.tokens.get(token);
+    if (local !== undefined) return answer(req, res, local);
+    if (this.remote === null) return next(req, res);
+    this.remote(token).then(
+      (shared) => (shared !== null ? answer(req, res, shared) : next(req, res)),
+      // The shared store cannot say: not ours to answer; the request goes on like any other.
+      () => next(req, res),
+    );
   }
+}
+
+function answer(req: IncomingMessage, res: ServerResponse, keyAuthorization: string): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(keyAuthorization), 'cache-control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : keyAuthorization);
 }

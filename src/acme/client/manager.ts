@@ -184,7 +184,10 @@ export class AcmeManager {
       eabHmacKey: a.eab ? readSecretFile(resolve(this.dir, a.eab.hmac_key_file)).trim() : null,
       http01: this.http01,
       tlsAlpn: this.tlsAlpn,
+      store: this.store,
     };
+    const store = this.store;
+    if (store.shared) this.http01.remote = (token) => store.lookupChallenge(token);
     this.syncSites();
     for (const s of this.sites.values()) await this.adoptStored(s, 'start');
     this.reindex();

@@ -10,7 +10,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import acme from 'acme-client';
 import type { AcmeClientConfig } from '../../config/schema.js';
 import type { Http01Responder } from './http-01.js';
-import type { StoredCertificate } from './store.js';
+import type { AcmeStore, StoredCertificate } from './store.js';
 import type { TlsAlpnResponder } from './tls-alpn-01.js';
 
 export interface OrderContext {
@@ -20,6 +20,7 @@ export interface OrderContext {
   readonly eabHmacKey: string | null;
   readonly http01: Http01Responder;
   readonly tlsAlpn: TlsAlpnResponder;
+  readonly store: AcmeStore;
 }
 
 export function generateKey(type: AcmeClientConfig['key_type']): string {
@@ -55,8 +56,10 @@ async function answer(ctx: OrderContext, c: acme.Client, authz: acme.Authorizati
   if (!challenge) throw new Error(`the CA offers no ${type} challenge for ${authz.identifier.value}`);
   const keyAuthorization = await c.getChallengeKeyAuthorization(challenge);
   const name = authz.identifier.value.toLowerCase();
-  if (type === 'http-01') ctx.http01.add(challenge.token, keyAuthorization);
-  else {
+  if (type === 'http-01') {
+    ctx.http01.add(challenge.token, keyAuthorization);
+    if (ctx.store.shared) await ctx.store.publishChallenge(challenge.token, keyAuthorization);
+  } else {
     const [keyPem, certPem] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, generateKey('ecdsa-p256'));
     ctx.tlsAlpn.add(name, certPem.toString(), keyPem.toString());
   }
@@ -64,8 +67,10 @@ async function answer(ctx: OrderContext, c: acme.Client, authz: acme.Authorizati
     await c.completeChallenge(challenge);
     await c.waitForValidStatus(challenge);
   } finally {
-    if (type === 'http-01') ctx.http01.remove(challenge.token);
-    else ctx.tlsAlpn.remove(name);
+    if (type === 'http-01') {
+      ctx.http01.remove(challenge.token);
+      if (ctx.store.shared) await ctx.store.withdrawChallenge(challenge.token).catch(() => undefined);
+    } else ctx.tlsAlpn.remove(name);
   }
 }
 

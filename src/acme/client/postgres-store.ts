@@ -30,6 +30,11 @@ export function createPostgresAcmeStore(sql: Sql, schema: string, directory: str
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (directory, name)
       )`;
+      await sql`CREATE TABLE IF NOT EXISTS ${s}.acme_challenges (
+        token text PRIMARY KEY,
+        key_authorization text NOT NULL,
+        expires_at timestamptz NOT NULL
+      )`;
     },
     async loadAccountKey() {
       const rows = await sql<Array<{ key_pem: string }>>`SELECT key_pem FROM ${s}.acme_accounts WHERE directory = ${ns}`;
@@ -63,6 +68,20 @@ export function createPostgresAcmeStore(sql: Sql, schema: string, directory: str
       } finally {
         conn.release();
       }
+    },
+    shared: true,
+    async publishChallenge(token, keyAuthorization) {
+      // Rows outlive a crashed order by at most an hour (a CA validates within minutes).
+      await sql`DELETE FROM ${s}.acme_challenges WHERE expires_at < now()`;
+      await sql`INSERT INTO ${s}.acme_challenges (token, key_authorization, expires_at) VALUES (${token}, ${keyAuthorization}, now() + interval '1 hour')
+        ON CONFLICT (token) DO UPDATE SET key_authorization = EXCLUDED.key_authorization, expires_at = EXCLUDED.expires_at`;
+    },
+    async withdrawChallenge(token) {
+      await sql`DELETE FROM ${s}.acme_challenges WHERE token = ${token}`;
+    },
+    async lookupChallenge(token) {
+      const rows = await sql<Array<{ key_authorization: string }>>`SELECT key_authorization FROM ${s}.acme_challenges WHERE token = ${token} AND expires_at > now()`;
+      return rows[0]?.key_authorization ?? null;
     },
     async close() {
       if (ownsClient) await sql.end({ timeout: 5 });

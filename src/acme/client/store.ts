@@ -27,6 +27,14 @@ export interface AcmeStore {
    * process sharing the store); `'busy'` without running it when someone else holds it.
    */
   withOrderLock<T>(name: string, fn: () => Promise<T>): Promise<T | 'busy'>;
+  /**
+   * http-01 tokens of a pending order, for the other instances: the CA's request may reach
+   * any of them. The file store is one instance: it keeps none (`shared` false).
+   */
+  readonly shared: boolean;
+  publishChallenge(token: string, keyAuthorization: string): Promise<void>;
+  withdrawChallenge(token: string): Promise<void>;
+  lookupChallenge(token: string): Promise<string | null>;
   close(): Promise<void>;
 }
 

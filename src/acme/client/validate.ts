@@ -52,6 +52,8 @@ export function validateAcmeClient(config: PartialConfig, dir: string, err: Repo
       }
     }
     if (a.store === 'postgres' && !config.state.postgres) err(`${p}.store`, 'store: postgres needs state.postgres');
+    // http-01 tokens are shared through PostgreSQL; a tls-alpn-01 handshake can only be answered by the instance that orders.
+    if (a.store === 'postgres' && a.challenge === 'tls-alpn-01') err(`${p}.challenge`, 'with store: postgres use http-01: the CA\'s tls-alpn-01 connection may reach an instance that is not the one ordering');
   });
   if (first === null) return;
   const plain = config.listen.map((l, i) => ({ l, i })).filter(({ l }) => !l.tls);
