@@ -5,6 +5,8 @@
  * renew at one instant, asks again after the Retry-After the CA sent, and names the
  * certificate it replaces in the new order (`replaces`).
  */
+// @peculiar/x509 (ours and acme-client's) needs the Reflect polyfill loaded before it.
+import 'reflect-metadata';
 import { AuthorityKeyIdentifierExtension, X509Certificate } from '@peculiar/x509';
 
 /** How long to wait before asking again when the CA sends no Retry-After (RFC 9773 §4.3 suggests hours). */

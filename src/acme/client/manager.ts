@@ -24,6 +24,8 @@
  * instance that finds it busy orders nothing and adopts the stored certificate when the
  * holder has saved it.
  */
+// @peculiar/x509 (ours and acme-client's) needs the Reflect polyfill loaded before it.
+import 'reflect-metadata';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent as HttpsAgent } from 'node:https';

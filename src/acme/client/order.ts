@@ -6,6 +6,8 @@
  * a fresh key, finalize, download. No self-check before telling the CA to validate: the
  * responders are in this process, so what the CA would fetch is known to be there.
  */
+// @peculiar/x509 (ours and acme-client's) needs the Reflect polyfill loaded before it.
+import 'reflect-metadata';
 import { generateKeyPairSync } from 'node:crypto';
 import acme from 'acme-client';
 import type { AcmeClientConfig } from '../../config/schema.js';

@@ -3,6 +3,8 @@
  * validation hello (ALPN exactly `acme-tls/1`) gets the challenge certificate, every other
  * client the server's own certificate and ALPN choice, on the same port.
  */
+// @peculiar/x509 (ours and acme-client's) needs the Reflect polyfill loaded before it.
+import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
 import { createServer } from 'node:https';
