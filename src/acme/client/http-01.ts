@@ -10,6 +10,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export const HTTP01_PREFIX = '/.well-known/acme-challenge/';
 /** A token is base64url (RFC 8555 §8.1); anything else is not ours to answer. */
 const TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
+/**
+ * Shared-store lookups in flight at most: each unknown token costs a PostgreSQL query, so
+ * a flood of made-up tokens is bounded (beyond it they go on like any request; the CA
+ * retries its validation from several vantage points).
+ */
+export const MAX_REMOTE_LOOKUPS = 16;
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -20,6 +26,7 @@ export class Http01Responder {
    * request may reach an instance that is not the one ordering. null: one instance.
    */
   remote: ((token: string) => Promise<string | null>) | null = null;
+  private lookups = 0;
 
   add(token: string, keyAuthorization: string): void {
     this.tokens.set(token, keyAuthorization);
@@ -45,12 +52,15 @@ export class Http01Responder {
     if (!TOKEN.test(token)) return next(req, res);
     const local = this.tokens.get(token);
     if (local !== undefined) return answer(req, res, local);
-    if (this.remote === null) return next(req, res);
-    this.remote(token).then(
-      (shared) => (shared !== null ? answer(req, res, shared) : next(req, res)),
-      // The shared store cannot say: not ours to answer; the request goes on like any other.
-      () => next(req, res),
-    );
+    if (this.remote === null || this.lookups >= MAX_REMOTE_LOOKUPS) return next(req, res);
+    this.lookups++;
+    this.remote(token)
+      .finally(() => this.lookups--)
+      .then(
+        (shared) => (shared !== null ? answer(req, res, shared) : next(req, res)),
+        // The shared store cannot say: not ours to answer; the request goes on like any other.
+        () => next(req, res),
+      );
   }
 }
 
