@@ -392,9 +392,33 @@ const serverTls = z.strictObject({
   internal_ca: z.boolean().default(false),
 });
 
+/** Certificates for the listener's site host names from an ACME CA (docs/acme-client.md). */
+const acmeClient = z.strictObject({
+  /** The CA's ACME directory URL (https://). */
+  directory: z.string().url(),
+  /** Contact address registered with the account (mailto:). */
+  email: z.string().email().optional(),
+  /** External Account Binding (RFC 8555 §7.3.4), when the CA requires it: key id and a secret file with the base64url HMAC key. */
+  eab: z.strictObject({ kid: z.string().min(1).max(1024), hmac_key_file: z.string() }).optional(),
+  /** PEM bundle trusted for the directory's HTTPS connection (a private CA); default: the system roots. */
+  ca_root: z.string().optional(),
+  /** How the CA checks control of a name: a file on a plain-HTTP listener (port 80), or a TLS handshake on this listener (port 443). */
+  challenge: z.enum(['http-01', 'tls-alpn-01']).default('http-01'),
+  /** Key type of the certificates (and of the account). */
+  key_type: z.enum(['ecdsa-p256', 'ecdsa-p384', 'rsa-2048']).default('ecdsa-p256'),
+  /** Longest one order may take (challenges, finalize, download) before it counts as failed. */
+  order_timeout: duration('2m').pipe(z.number().int().min(5000).max(3_600_000)),
+  /** Ask the CA's renewalInfo (ARI, RFC 9773) when to renew, where the directory offers it; else 2/3 of the lifetime. */
+  ari: z.boolean().default(true),
+  /** Where accounts and certificates are kept: files under state.dir (one instance), or state.postgres with an advisory lock per order (many instances). */
+  store: z.enum(['file', 'postgres']).default('file'),
+});
+
+const listenerTls = serverTls.extend({ acme: acmeClient.optional() });
+
 const listener = z.strictObject({
   address: z.string(),
-  tls: serverTls.optional(),
+  tls: listenerTls.optional(),
   /** A plain-HTTP listener that answers every request with 308 to the HTTPS listener. */
   redirect_https: z.boolean().optional(),
   /** The server name a TLS client that sends no SNI is served as; absent: such a handshake is refused (no certificate shown). */
@@ -712,6 +736,7 @@ export type StoreTlsConfig = z.output<typeof storeTls>;
 export type ProcessConfig = Config['process'];
 export type ListenerConfig = Config['listen'][number];
 export type ServerTlsConfig = z.output<typeof serverTls>;
+export type AcmeClientConfig = z.output<typeof acmeClient>;
 export type AdminConfig = Config['admin'];
 export type UpstreamConfig = NonNullable<SiteConfig['upstream']>;
 export type UpstreamMemberConfig = z.output<typeof upstreamMember>;

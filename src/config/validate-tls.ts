@@ -9,9 +9,10 @@ import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { CA_FILES } from '../pki/ca.js';
 import { trustPool } from '../pki/trust-pool.js';
+import { validateAcmeClient } from '../acme/client/validate.js';
 import { isWildcardHost, parseListenAddress } from '../server/address.js';
 import type { PartialConfig } from './load.js';
-import type { ServerTlsConfig } from './schema.js';
+import type { AcmeClientConfig, ServerTlsConfig } from './schema.js';
 import { checkSecretFile } from './secrets.js';
 
 type Report = (path: string, message: string) => void;
@@ -26,10 +27,11 @@ function readable(path: string): string | null {
 }
 
 /** A `tls` block that serves a certificate (a public listener's, the admin listener's). */
-function validateServerTls(p: string, t: ServerTlsConfig, hasCa: boolean, dir: string, err: Report): void {
+function validateServerTls(p: string, t: ServerTlsConfig & { acme?: AcmeClientConfig }, hasCa: boolean, dir: string, err: Report): void {
   const files = t.cert_file !== undefined || t.key_file !== undefined;
-  if (t.internal_ca && files) err(p, 'use either internal_ca or cert_file/key_file, not both');
-  else if (!t.internal_ca && !files) err(p, 'give cert_file and key_file, or internal_ca: true');
+  const sources = [t.internal_ca, files, t.acme !== undefined].filter(Boolean).length;
+  if (sources > 1) err(p, t.acme ? 'use one of acme, internal_ca or cert_file/key_file' : 'use either internal_ca or cert_file/key_file, not both');
+  else if (sources === 0) err(p, 'give cert_file and key_file, or internal_ca: true');
   if (t.internal_ca && !hasCa) err(`${p}.internal_ca`, 'internal_ca needs a top-level ca block');
   if (files) {
     if (t.cert_file === undefined) err(`${p}.cert_file`, 'cert_file is required with key_file');
@@ -128,6 +130,7 @@ export function validateTls(config: PartialConfig, dir: string, err: Report, war
     }
   });
   if (redirects > 0 && tlsListeners === 0) err('listen', 'redirect_https needs an HTTPS listener (one with tls) to redirect to');
+  validateAcmeClient(config, dir, err, warn);
 
   if (config.ca) {
     const caDir = resolve(dir, config.ca.dir);

@@ -24,6 +24,9 @@ export interface Metrics {
   readonly tlsRenewals: Counter<'name'>;
   readonly tlsRenewalFailures: Counter<'name'>;
   readonly tlsHandshakeFailures: Counter<'reason'>;
+  /** ACME client (docs/acme-client.md): orders by certificate name (`acme/<site id>`) and result; when each is due for renewal. */
+  readonly acmeOrders: Counter<'name' | 'result'>;
+  readonly acmeRenewAt: Gauge<'name'>;
   readonly auditRecords: Counter;
   readonly auditWriteSeconds: Histogram;
   readonly auditSpoolBytes: Gauge;
@@ -216,6 +219,18 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const acmeOrders = new Counter({
+    name: 'gatehouse_acme_orders_total',
+    help: 'ACME orders for gatehouse\'s own certificates, by certificate name (acme/<site id>) and result (issued, failed).',
+    labelNames: ['name', 'result'] as const,
+    registers: [registry],
+  });
+  const acmeRenewAt = new Gauge({
+    name: 'gatehouse_acme_renewal_timestamp_seconds',
+    help: 'Unix time at which the ACME certificate in use is due for renewal (the CA\'s ARI window, or two thirds of its lifetime).',
+    labelNames: ['name'] as const,
+    registers: [registry],
+  });
   const auditRecords = new Counter({ name: 'gatehouse_audit_records_total', help: 'Audit records written to the audit store.', registers: [registry] });
   const auditWriteSeconds = new Histogram({
     name: 'gatehouse_audit_write_duration_seconds',
@@ -374,6 +389,8 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     tlsRenewals,
     tlsRenewalFailures,
     tlsHandshakeFailures,
+    acmeOrders,
+    acmeRenewAt,
     auditRecords,
     auditWriteSeconds,
     auditSpoolBytes,

@@ -182,7 +182,7 @@ export class Gateway {
     };
     this.now = opts.now;
     this.policies = new PolicyRegistry(this.log, this.metrics, true);
-    this.tls = new TlsManager({ config, dir: opts.loaded.dir, metrics: this.metrics, log: this.log, dependencies: this.ctx.dependencies });
+    this.tls = new TlsManager({ config, dir: opts.loaded.dir, metrics: this.metrics, log: this.log, dependencies: this.ctx.dependencies, now: opts.now });
     this.pools.setTls(this.tls);
     this.adminRoutes.push(...tlsAdminRoutes(this.tls));
     const store = openStore(config, opts.loaded.dir, this.ctx.dependencies);
@@ -210,6 +210,8 @@ export class Gateway {
       await gw.identity?.start();
       await gw.storeConnected();
       await gw.listen(opts.bound);
+      // ACME orders need the listeners: the CA's validation connects to them.
+      gw.tls.acme?.begin();
     } catch (err) {
       opts.bound?.close();
       await gw.close(0);
@@ -261,7 +263,10 @@ export class Gateway {
           requireHostHeader: false,
           noDelay: true,
         };
-      const onRequest = l.redirect_https ? redirect.request : (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => this.onRequest(req, res, scheme);
+      const handler = l.redirect_https ? redirect.request : (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => this.onRequest(req, res, scheme);
+      // ACME http-01 challenges are answered on plain-HTTP listeners before routing, the redirect and every stage.
+      const http01 = l.tls ? null : (this.tls.acme?.http01 ?? null);
+      const onRequest = http01 ? (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => http01.handle(req, res, handler) : handler;
       // An HTTPS listener is the same server with TLS underneath: same handlers, same limits.
       const server = (l.tls ? createHttpsServer({ ...serverOptions, ...this.tls.serverOptions(l) }, onRequest) : createServer(serverOptions, onRequest)) as Server;
       if (l.tls) this.tls.attach(server as unknown as import('node:https').Server, l);
@@ -503,6 +508,7 @@ export class Gateway {
       this.watcher?.close();
       this.policies.close();
       this.tls.close();
+      await this.tls.acme?.close();
       const closed = this.servers.map((s) => new Promise<void>((ok) => s.close(() => ok())));
       for (const s of this.servers) s.closeIdleConnections();
       if (this.ctx.inflight > 0) {

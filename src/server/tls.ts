@@ -28,6 +28,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
+import { acmeConfigOf, AcmeManager } from '../acme/client/manager.js';
 import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
 import { normalizeHost } from '../config/validate.js';
@@ -111,6 +112,8 @@ export interface TlsManagerOptions {
   readonly dependencies?: DependencyStates;
   /** Tests inject a failing issuer to exercise backoff. */
   readonly issue?: (ca: Ca, opts: IssueOptions) => Promise<Issued>;
+  /** Epoch-ms clock of the ACME renewal schedule (tests). */
+  readonly now?: () => number;
 }
 
 function fileStamp(path: string): string {
@@ -206,6 +209,8 @@ export class TlsManager implements UpstreamTlsProvider {
   private readonly attached: Attached[] = [];
   private tick: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Certificates from an ACME CA for listeners with tls.acme (src/acme/client). */
+  readonly acme: AcmeManager | null;
 
   constructor(opts: TlsManagerOptions) {
     this.config = opts.config;
@@ -214,6 +219,9 @@ export class TlsManager implements UpstreamTlsProvider {
     this.log = opts.log;
     this.issue = opts.issue ?? issueCertificate;
     this.deps = opts.dependencies;
+    this.acme = acmeConfigOf(opts.config)
+      ? new AcmeManager({ config: opts.config, dir: opts.dir, metrics: opts.metrics, log: opts.log, now: opts.now, onChange: () => this.attached.forEach((a) => this.refreshDefault(a)) })
+      : null;
   }
   private readonly deps: DependencyStates | undefined;
 
@@ -223,6 +231,7 @@ export class TlsManager implements UpstreamTlsProvider {
     for (const [certFile, keyFile] of this.certFiles()) this.loadFileCert(certFile, keyFile, true);
     await this.syncInternal(true);
     this.loadAdminTrust(true);
+    await this.acme?.start();
     this.tick = setInterval(() => this.onTick(), this.config.tls.check_interval);
     this.tick.unref();
   }
@@ -248,6 +257,8 @@ export class TlsManager implements UpstreamTlsProvider {
   }
 
   attach(server: HttpsServer, l: ListenerConfig): void {
+    // Before any other 'connection' listener: validation handshakes never reach the listener.
+    if (l.tls?.acme?.challenge === 'tls-alpn-01') this.acme?.tlsAlpn.attach(server);
     this.attached.push({ server, listener: l });
     this.harden(server);
   }
@@ -390,6 +401,7 @@ export class TlsManager implements UpstreamTlsProvider {
   /** Certificate matching an SNI name for this listener, or null (the handshake fails). */
   private lookup(l: ListenerConfig, servername: string): CertState | null {
     const name = servername.toLowerCase().replace(/\.$/, '');
+    if (l.tls?.acme) return this.acme?.lookup(name) ?? null;
     if (l.tls?.internal_ca) {
       const c = this.exact.get(name);
       if (c) return c;
@@ -423,6 +435,7 @@ export class TlsManager implements UpstreamTlsProvider {
       await this.syncInternal(false);
       this.loadAdminTrust(false);
       this.refreshAdmin();
+      this.acme?.update(config);
     } catch (err) {
       this.log.error({ event: 'tls_update_failed', err: (err as Error).message }, 'TLS material for the new config could not be prepared; existing certificates keep serving');
     }
@@ -691,6 +704,7 @@ export class TlsManager implements UpstreamTlsProvider {
     for (const c of this.fileCerts.values()) {
       out.push({ name: c.name, serial: c.serial, not_after: new Date(c.notAfter).toISOString(), renew_at: null, failed_attempts: 0, names: sanNames(c.leaf) });
     }
+    if (this.acme) out.push(...this.acme.certificates());
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
@@ -699,6 +713,7 @@ export class TlsManager implements UpstreamTlsProvider {
     if (name === 'upstream-client') return this.clientCert?.serial ?? null;
     if (name === 'admin') return this.adminCert?.serial ?? null;
     if (name.startsWith('site/')) return this.siteCerts.get(name.slice(5))?.serial ?? null;
+    if (name.startsWith('acme/')) return this.acme?.currentSerial(name) ?? null;
     for (const c of this.fileCerts.values()) if (c.name === name) return c.serial;
     return null;
   }

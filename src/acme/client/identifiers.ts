@@ -1,0 +1,17 @@
+/**
+ * The names an ACME certificate for a site covers: its DNS host names, canonical and
+ * deduplicated. IP hosts are left out (public CAs do not validate them) and wildcards are
+ * refused at validation (they need dns-01).
+ */
+import { isIP } from 'node:net';
+import { canonicalSiteHost } from '../../http/host.js';
+
+export function acmeHostnames(hosts: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const h of hosts) {
+    const host = canonicalSiteHost(h);
+    if (host.startsWith('*.') || host.startsWith('[') || isIP(host) !== 0) continue;
+    if (!out.includes(host)) out.push(host);
+  }
+  return out;
+}
