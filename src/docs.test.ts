@@ -14,11 +14,10 @@
  *    src/observability/metrics.ts appears in the file (anywhere, as text).
  * 3. Error codes: src/errors/codes.test.ts already compares src/errors/codes.ts with
  *    docs/errors.md; not repeated here.
- * 4. CLI commands (README.md, DEVELOPERS.md, docs/*.md). Every command in `gatehouse
- *    --help` (src/cli/main.ts) appears as `gatehouse <command>`, and every subcommand
- *    named in a command's `const USAGE = ...` string in src/cli/*.ts (the word after
- *    `gatehouse <command>` when it is not an option) as `gatehouse <command> <sub>`; for
- *    `gatehouse audit keys generate`, the first two words after `gatehouse` count.
+ * 4. CLI commands (README.md, DEVELOPERS.md, docs/*.md). Every command of `gatehouse
+ *    --help` (COMMANDS in src/cli/main.ts) appears as `gatehouse <command>`, and every
+ *    subcommand of its `SPEC` (src/cli/args.ts CommandSpec.subcommands) as
+ *    `gatehouse <command> <subcommand>`, anywhere in the text.
  * 5. Links (README.md, DEVELOPERS.md, docs/*.md). Every relative markdown link
  *    `[text](target)` outside fenced code blocks resolves: the file (relative to the
  *    linking file) exists, and a `#anchor` is the GitHub slug of a heading in the target
@@ -31,7 +30,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { it } from 'node:test';
 import type { z } from 'zod';
-import { usage } from './cli/main.js';
+import type { CommandSpec } from './cli/args.js';
+import { COMMANDS } from './cli/main.js';
 import { configSchema } from './config/schema.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -114,15 +114,13 @@ it('docs/operations.md names every metric defined in src/observability/metrics.t
   report('metrics not in docs/operations.md', names.filter((n) => !doc.includes(n)));
 });
 
-it('the docs name every CLI command and subcommand', () => {
+it('the docs name every CLI command and subcommand', async () => {
   const docs = DOC_FILES.map(read).join('\n');
   const wanted = new Set<string>();
-  for (const m of usage().matchAll(/^ {2}([a-z]+) /gm)) wanted.add(`gatehouse ${m[1] as string}`);
-  const cliDir = join(ROOT, 'src/cli');
-  for (const f of readdirSync(cliDir).filter((n) => n.endsWith('.ts') && !n.endsWith('.test.ts'))) {
-    const m = /const USAGE = (['`])([\s\S]*?)\1;/.exec(readFileSync(join(cliDir, f), 'utf8'));
-    if (m === null) continue;
-    for (const c of (m[2] as string).matchAll(/gatehouse ([a-z]+) ([a-z][a-z-]*)/g)) wanted.add(`gatehouse ${c[1] as string} ${c[2] as string}`);
+  for (const [name, c] of Object.entries(COMMANDS)) {
+    wanted.add(`gatehouse ${name}`);
+    const spec = ((await c.load()) as { SPEC?: CommandSpec }).SPEC;
+    for (const sub of Object.keys(spec?.subcommands ?? {})) wanted.add(`gatehouse ${name} ${sub}`);
   }
   assert.ok(wanted.size > 15, `found only ${wanted.size} commands`);
   report('CLI commands not named in README.md, DEVELOPERS.md or docs/*.md', [...wanted].filter((w) => !docs.includes(w)).sort());
