@@ -1,11 +1,12 @@
 /**
- * `gatehouse ca init|issue|trust`: the internal CA from the command line (docs/tls.md).
+ * `gatehouse ca init|issue|trust|reencrypt`: the internal CA from the command line (docs/tls.md).
  * Passwords come from files that only the owner can read (the same rule as every other
  * secret); keys are written with mode 0600.
  */
 import { chmodSync, writeFileSync } from 'node:fs';
 import { readSecretFile, SecretFileError } from '../config/secrets.js';
-import { CaError, initCa, issueCertificate, loadCa, readRootPem } from '../pki/ca.js';
+import { CaError, initCa, issueCertificate, loadCa, readRootPem, reencryptCaKeys } from '../pki/ca.js';
+import { PBKDF2_ITERATIONS } from '../pki/encrypted-key.js';
 import { parseCommand, type CommandSpec, type ParsedCommand, type Values } from './args.js';
 
 const DIR = { type: 'string', value: 'DIR', required: true, description: 'the CA directory' } as const;
@@ -47,6 +48,15 @@ export const SPEC: CommandSpec = {
       summary: 'print the root certificate (PEM) to distribute',
       options: { dir: DIR },
     },
+    reencrypt: {
+      usage: 'gatehouse ca reencrypt --dir DIR --password-file FILE [--root-password-file FILE]',
+      summary: 're-encrypt the CA keys with the current parameters (PBKDF2-HMAC-SHA256, 600,000 iterations), same password',
+      options: {
+        dir: DIR,
+        'password-file': PASSWORD,
+        'root-password-file': { type: 'string', value: 'FILE', description: 're-encrypt the root key too (when it is in DIR), with this password' },
+      },
+    },
   },
 };
 
@@ -84,6 +94,17 @@ async function issue(p: ParsedCommand): Promise<number> {
   return 0;
 }
 
+async function reencrypt(v: Values): Promise<number> {
+  const rootFile = v['root-password-file'];
+  const done = await reencryptCaKeys(str(v, 'dir'), readSecretFile(str(v, 'password-file')), typeof rootFile === 'string' ? readSecretFile(rootFile) : undefined);
+  for (const r of done) {
+    const b = r.before;
+    const was = b === null ? 'unknown parameters' : 'iterations' in b ? `PBKDF2 ${b.prf} ${b.iterations} iterations` : `kdf ${b.kdf}`;
+    process.stdout.write(`re-encrypted ${r.file} (was ${was}; now PBKDF2 hmacWithSHA256 ${PBKDF2_ITERATIONS} iterations, AES-256-CBC, same password)\n`);
+  }
+  return 0;
+}
+
 function trust(v: Values): number {
   process.stdout.write(readRootPem(str(v, 'dir')));
   return 0;
@@ -95,6 +116,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     if (p.sub === 'init') return await init(p.values);
     if (p.sub === 'issue') return await issue(p);
+    if (p.sub === 'reencrypt') return await reencrypt(p.values);
     return trust(p.values);
   } catch (err) {
     if (err instanceof CaError || err instanceof SecretFileError) {

@@ -622,7 +622,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   state: z
     .strictObject({
-      /** Rate-limit counters (and, later, revocations): in-process, or Redis for many instances. */
+      /** Rate-limit counters and revocations: in-process (revocations in SQLite under dir), or Redis for many instances. */
       store: z.enum(['memory', 'redis']).default('memory'),
       /** Directory for embedded state files (SQLite databases, spools); relative to the config file. */
       dir: z.string().default('.gatehouse'),

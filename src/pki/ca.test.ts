@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { BIN } from '../testing/harness.js';
 import { caPaths, initCa, issueCertificate, loadCa } from './ca.js';
+import { keyEncryption, PBKDF2_ITERATIONS } from './encrypted-key.js';
 
 function openssl(...args: string[]): string {
   return execFileSync('openssl', args, { encoding: 'utf8' });
@@ -146,3 +147,54 @@ describe('internal CA (gatehouse ca, verified with openssl)', () => {
   });
 });
 
+
+describe('CA key encryption parameters (OWASP 2023: PBKDF2-HMAC-SHA256, 600,000 iterations)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-ca-kdf-'));
+  const ca = join(dir, 'ca');
+  const pw = join(dir, 'pw');
+  const rootPw = join(dir, 'root-pw');
+
+  it('ca init writes both keys with PBKDF2-HMAC-SHA256 600,000 iterations, as openssl reads them', async () => {
+    writeFileSync(pw, 'intermediate secret\n', { mode: 0o600 });
+    writeFileSync(rootPw, 'root secret pass\n', { mode: 0o600 });
+    assert.equal(cli('init', '--dir', ca, '--password-file', pw, '--root-password-file', rootPw).status, 0);
+    const p = caPaths(ca);
+    for (const key of [p.rootKey, p.intermediateKey]) {
+      assert.deepEqual(keyEncryption(readFileSync(key, 'utf8')), { kdf: 'pbkdf2', iterations: PBKDF2_ITERATIONS, prf: 'hmacWithSHA256' });
+      const parsed = openssl('asn1parse', '-in', key);
+      assert.match(parsed, /PBKDF2/);
+      assert.match(parsed, /INTEGER\s+:0?927C0\b/, 'iteration count 600000 (0x927C0)');
+      assert.match(parsed, /hmacWithSHA256/);
+      assert.match(parsed, /aes-256-cbc/);
+    }
+    openssl('pkey', '-in', p.intermediateKey, '-passin', `file:${pw}`, '-noout');
+    await loadCa(ca, 'intermediate secret');
+  });
+
+  it('a key written with the old parameters (2,048 iterations) still loads, and ca reencrypt raises it, same password', async () => {
+    const p = caPaths(ca);
+    // What the previous version wrote: node:crypto's export, OpenSSL's defaults.
+    const old = createPrivateKey({ key: readFileSync(p.intermediateKey, 'utf8'), passphrase: 'intermediate secret' }).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'intermediate secret' });
+    writeFileSync(p.intermediateKey, old, { mode: 0o600 });
+    assert.deepEqual(keyEncryption(old.toString()), { kdf: 'pbkdf2', iterations: 2048, prf: 'hmacWithSHA256' });
+    await loadCa(ca, 'intermediate secret');
+    const r = cli('reencrypt', '--dir', ca, '--password-file', pw, '--root-password-file', rootPw);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /intermediate\.key \(was PBKDF2 hmacWithSHA256 2048 iterations; now PBKDF2 hmacWithSHA256 600000 iterations/);
+    assert.match(r.stdout, /root\.key \(was PBKDF2 hmacWithSHA256 600000/);
+    for (const key of [p.rootKey, p.intermediateKey]) {
+      assert.equal(statSync(key).mode & 0o777, 0o600);
+      assert.equal((keyEncryption(readFileSync(key, 'utf8')) as { iterations: number }).iterations, PBKDF2_ITERATIONS);
+    }
+    const loaded = await loadCa(ca, 'intermediate secret');
+    const leaf = await issueCertificate(loaded, { name: 'after-reencrypt', dnsNames: ['after.test'] });
+    assert.ok(new X509Certificate(leaf.certPem).verify(new X509Certificate(loaded.intermediatePem).publicKey));
+    // A wrong password changes nothing and says so without the cause.
+    writeFileSync(join(dir, 'wrong'), 'not the password\n', { mode: 0o600 });
+    const before = readFileSync(p.intermediateKey, 'utf8');
+    const bad = cli('reencrypt', '--dir', ca, '--password-file', join(dir, 'wrong'));
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /cannot decrypt .*intermediate\.key \(wrong password or damaged key file\)/);
+    assert.equal(readFileSync(p.intermediateKey, 'utf8'), before);
+  });
+});

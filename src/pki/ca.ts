@@ -8,18 +8,20 @@
  *   root.key            PKCS#8 PEM, 0600, encrypted when a root password is given;
  *                       only `ca init` needs it, so it can be moved offline afterwards
  *   intermediate.crt    signs every leaf
- *   intermediate.key    PKCS#8 PEM, 0600, always encrypted (AES-256-CBC, password file)
+ *   intermediate.key    PKCS#8 PEM, 0600, always encrypted (PBES2: PBKDF2-HMAC-SHA256 with
+ *                       600,000 iterations, AES-256-CBC; password file), see encrypted-key.ts
  *
  * Private keys never leave this module in any form other than PEM for the caller to
  * write with mode 0600 or to hand to a SecureContext.
  */
 import { createPrivateKey, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 // @peculiar/x509 resolves its algorithm providers through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
+import { encryptPkcs8, keyEncryption } from './encrypted-key.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -86,13 +88,55 @@ async function generateKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
-/** PKCS#8 PEM; encrypted with AES-256-CBC (PBES2/scrypt-free, OpenSSL-readable) when a passphrase is given. */
+/** PKCS#8 PEM; encrypted (PBES2, PBKDF2-HMAC-SHA256 600,000 iterations, AES-256-CBC; OpenSSL-readable) when a passphrase is given. */
 async function exportKey(key: CryptoKey, passphrase: string | undefined): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
-  const ko = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-  const pem = passphrase === undefined ? ko.export({ type: 'pkcs8', format: 'pem' }) : ko.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase });
-  return pem.toString();
+  if (passphrase !== undefined) return encryptPkcs8(der, passphrase);
+  return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }).toString();
 }
+
+export interface ReencryptResult {
+  readonly file: string;
+  /** What the key was encrypted with before (keyEncryption), null when it was not readable as such. */
+  readonly before: ReturnType<typeof keyEncryption>;
+}
+
+/**
+ * `gatehouse ca reencrypt`: decrypts the intermediate key (and the root key, when it is
+ * here, encrypted, and its password is given) with its password and writes it again with
+ * the current parameters (encrypted-key.ts), same password. The new file replaces the
+ * old one by rename, mode 0600, so a crash leaves one of the two, never half a key.
+ */
+export async function reencryptCaKeys(dir: string, password: string, rootPassword?: string): Promise<ReencryptResult[]> {
+  const p = caPaths(dir);
+  const out: ReencryptResult[] = [];
+  const todo: Array<[string, string]> = [[p.intermediateKey, password]];
+  if (rootPassword !== undefined) {
+    if (!existsSync(p.rootKey)) throw new CaError(`${p.rootKey} is not here (moved offline?): run reencrypt on the machine that holds it`);
+    todo.push([p.rootKey, rootPassword]);
+  }
+  for (const [file, pass] of todo) {
+    let pem: string;
+    try {
+      pem = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new CaError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    if (!pem.includes('ENCRYPTED PRIVATE KEY')) throw new CaError(`${file} is not encrypted; nothing to re-encrypt`);
+    let der: Buffer;
+    try {
+      der = createPrivateKey({ key: pem, format: 'pem', passphrase: pass }).export({ type: 'pkcs8', format: 'der' });
+    } catch {
+      throw new CaError(`cannot decrypt ${file} (wrong password or damaged key file)`);
+    }
+    const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+    writePrivate(tmp, encryptPkcs8(der, pass));
+    renameSync(tmp, file);
+    out.push({ file, before: keyEncryption(pem) });
+  }
+  return out;
+}
+
 
 async function importKey(pem: string, passphrase: string | undefined): Promise<CryptoKey> {
   let der: Buffer;
