@@ -127,8 +127,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     if (res === null) return;
     if (opts.zoneViolation === true) return refuse(ctx, ex, policy, ZONE_VIOLATION);
     const t0 = performance.now();
-    const cl = req.headers['content-length'];
-    const hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
+    const hasBody = ex.hasBody();
     let controller: Dispatcher.DispatchController | null = null;
     let bodyTimer: NodeJS.Timeout | null = null;
     let aborted: Error | null = null;
@@ -234,7 +233,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     let auditRefused = false;
     function writeHead(c: Dispatcher.DispatchController, statusCode: number, headers: unknown): void {
       const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders);
-      if (ctx.draining) {
+      if (ctx.draining && ex.protocol !== 'h2') {
         list.push('Connection', 'close');
         connectionOf(ex.socket).close();
       }
