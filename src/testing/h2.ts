@@ -125,7 +125,8 @@ export class RawH2 {
         if (socket.alpnProtocol !== 'h2') return fail(new Error(`ALPN gave ${String(socket.alpnProtocol)}`));
         const c = new RawH2(socket);
         socket.write(Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0)]));
-        ok(c);
+        // Ready once both SETTINGS are exchanged: the server's limits then apply as advertised.
+        void c.until(() => c.frames.some((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0)).then(() => ok(c));
       });
       socket.once('error', fail);
     });
@@ -145,6 +146,14 @@ export class RawH2 {
   goaway(): number | null {
     const g = this.frames.find((f) => f.type === FRAME.GOAWAY);
     return g ? g.payload.readUInt32BE(4) : null;
+  }
+
+  /** The server's SETTINGS values (first SETTINGS frame), by identifier. */
+  settings(): Map<number, number> {
+    const m = new Map<number, number>();
+    const f = this.frames.find((x) => x.type === FRAME.SETTINGS && (x.flags & FLAG.ACK) === 0);
+    if (f) for (let i = 0; i + 6 <= f.payload.length; i += 6) m.set(f.payload.readUInt16BE(i), f.payload.readUInt32BE(i + 2));
+    return m;
   }
 
   /** RST_STREAM code the server sent for `stream`, or null. */
@@ -176,7 +185,10 @@ export class RawH2 {
     while (this.buf.length >= 9) {
       const len = this.buf.readUIntBE(0, 3);
       if (this.buf.length < 9 + len) break;
-      this.frames.push({ type: this.buf[3] as number, flags: this.buf[4] as number, stream: this.buf.readUInt32BE(5) & 0x7fffffff, payload: this.buf.subarray(9, 9 + len) });
+      const f = { type: this.buf[3] as number, flags: this.buf[4] as number, stream: this.buf.readUInt32BE(5) & 0x7fffffff, payload: this.buf.subarray(9, 9 + len) };
+      this.frames.push(f);
+      // Acknowledge the server's SETTINGS, as a client must before they fully apply.
+      if (f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0) this.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
       this.buf = this.buf.subarray(9 + len);
     }
   }
