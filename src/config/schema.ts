@@ -171,6 +171,8 @@ const upstream = z.strictObject({
   idle_timeout: duration('5m'),
   keep_alive_timeout: duration('4s'),
   max_connections: z.number().int().min(1).max(100_000).default(256),
+  /** Speak HTTP/2 to the upstream: ALPN `h2` for https:// URLs, prior knowledge (h2c) for http:// (gRPC needs it). */
+  http2: z.boolean().default(false),
   /** Network zone of this upstream (e.g. production, management); the site must list it in `zones` (docs/policy.md). */
   zone: id.optional(),
   /** Verification of https:// upstreams (docs/tls.md); the internal root is trusted by default when a `ca` block exists. */
@@ -423,6 +425,19 @@ const listener = z.strictObject({
   redirect_https: z.boolean().optional(),
   /** The server name a TLS client that sends no SNI is served as; absent: such a handshake is refused (no certificate shown). */
   default_sni: z.string().min(1).max(253).optional(),
+  /** Offer HTTP/2 (ALPN `h2`) besides HTTP/1.1; TLS listeners only, default true there (docs/configuration.md#http2). */
+  http2: z.boolean().optional(),
+});
+
+/** Bounds of every HTTP/2 connection (docs/configuration.md#http2); header limits are `http.max_header_bytes` / `max_headers`. */
+const http2Limits = z.strictObject({
+  /** Streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  max_concurrent_streams: z.number().int().min(1).max(1000).default(100),
+  /** Flow-control window of each stream and of the connection: what a client can make the gateway buffer. */
+  initial_window_size: size('64KiB').pipe(z.number().int().min(16_384).max(16_777_216)),
+  /** Streams a client may reset within `reset_interval` before the connection is closed (GOAWAY ENHANCE_YOUR_CALM; Rapid Reset). */
+  max_resets: z.number().int().min(1).max(100_000).default(100),
+  reset_interval: duration('10s').pipe(z.number().int().min(100).max(3_600_000)),
 });
 
 /**
@@ -618,6 +633,8 @@ export const configSchema = z.strictObject({
       request: requestReadingDefaults,
       /** A host no site serves: close with zero bytes like an IP-filter drop (private), or answer 421. */
       unknown_host: z.enum(['close', 'misdirected']).default('close'),
+      /** HTTP/2 connection bounds (listeners with `http2`). */
+      http2: http2Limits.prefault({}),
     })
     .prefault({}),
   state: z

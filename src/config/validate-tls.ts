@@ -117,6 +117,8 @@ export function validateTls(config: PartialConfig, dir: string, err: Report, war
       if (l.tls) err(`${p}.redirect_https`, 'a redirecting listener is plain HTTP: remove either tls or redirect_https');
     }
     if (l.default_sni !== undefined && !l.tls) err(`${p}.default_sni`, 'default_sni is for a listener with tls');
+    // Cleartext HTTP/2 (h2c) is not offered to clients: a Upgrade: h2c is refused like any other.
+    if (l.http2 === true && !l.tls) err(`${p}.http2`, 'HTTP/2 is offered on TLS listeners only (ALPN h2): add tls or remove http2');
     if (!l.tls) return;
     tlsListeners++;
     validateServerTls(`${p}.tls`, l.tls, hasCa, dir, err);

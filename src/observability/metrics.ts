@@ -84,6 +84,20 @@ export interface Metrics {
   readonly upstreamHealthy: Gauge<'site' | 'upstream'>;
   /** Retries on another member by site and result (retried, budget_exhausted). */
   readonly upstreamRetries: Counter<'site' | 'result'>;
+  /** HTTP/2 connections accepted on public listeners (ALPN h2). */
+  readonly http2Sessions: Counter;
+  /** HTTP/2 connections open now. */
+  readonly http2SessionsActive: Gauge;
+  /** HTTP/2 streams that became exchanges (each is also in gatehouse_http_requests_total). */
+  readonly http2Streams: Counter;
+  /** HTTP/2 streams the client reset before their answer was complete. */
+  readonly http2StreamResets: Counter;
+  /** GOAWAY frames the gateway sent, by reason (shutdown, idle, rapid_reset). */
+  readonly http2Goaways: Counter<'reason'>;
+  /** HTTP/2 connections that ended on a protocol or flow-control error, by Node's error code (bounded set). */
+  readonly http2SessionErrors: Counter<'code'>;
+  /** Exchanges finished, by protocol (http/1.1, h2); the per-site counter stays protocol-free. */
+  readonly requestsByProtocol: Counter<'protocol'>;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -366,7 +380,21 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     h.observe(seconds);
   }
 
+  const http2Sessions = new Counter({ name: 'gatehouse_http2_sessions_total', help: 'HTTP/2 connections accepted on public listeners (ALPN h2).', registers: [registry] });
+  const http2SessionsActive = new Gauge({ name: 'gatehouse_http2_sessions_active', help: 'HTTP/2 connections open now.', registers: [registry] });
+  const http2Streams = new Counter({ name: 'gatehouse_http2_streams_total', help: 'HTTP/2 streams that became exchanges (requests).', registers: [registry] });
+  const http2StreamResets = new Counter({ name: 'gatehouse_http2_stream_resets_total', help: 'HTTP/2 streams the client reset (RST_STREAM) before their answer was complete.', registers: [registry] });
+  const http2Goaways = new Counter({ name: 'gatehouse_http2_goaway_total', help: 'GOAWAY frames sent by the gateway, by reason (shutdown, idle, rapid_reset).', labelNames: ['reason'] as const, registers: [registry] });
+  const http2SessionErrors = new Counter({ name: 'gatehouse_http2_session_errors_total', help: 'HTTP/2 connections closed on a protocol error, flood or limit, by error code.', labelNames: ['code'] as const, registers: [registry] });
+  const requestsByProtocol = new Counter({ name: 'gatehouse_http_requests_by_protocol_total', help: 'Requests finished, by protocol (http/1.1, h2).', labelNames: ['protocol'] as const, registers: [registry] });
   return {
+    http2Sessions,
+    http2SessionsActive,
+    http2Streams,
+    http2StreamResets,
+    http2Goaways,
+    http2SessionErrors,
+    requestsByProtocol,
     registry,
     requests,
     duration,

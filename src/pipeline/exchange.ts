@@ -31,6 +31,12 @@ export class Exchange {
   peerTrusted: boolean;
   /** Scheme the client used to reach us (http until TLS listeners exist). */
   readonly scheme: 'http' | 'https';
+  /**
+   * `h2` for an HTTP/2 stream (docs/lifecycle.md#http2): `req`/`res` are node:http2's
+   * compatibility objects, `socket` is the stream (destroying it resets that stream only),
+   * and the headers the stages read were made from the pseudo-headers (http/h2-request.ts).
+   */
+  readonly protocol: 'http/1.1' | 'h2';
   /** Normalized host name used for routing (lowercase, no port). */
   host = '';
   /** The canonical authority (`host[:port]`): the upstream's Host header and X-Forwarded-Host. */
@@ -79,6 +85,7 @@ export class Exchange {
     scheme: 'http' | 'https',
     requestIdHeader: string,
     start: number,
+    protocol: 'http/1.1' | 'h2' = 'http/1.1',
   ) {
     this.id = id;
     this.req = req;
@@ -88,6 +95,7 @@ export class Exchange {
     this.clientIp = peerIp;
     this.peerTrusted = false;
     this.scheme = scheme;
+    this.protocol = protocol;
     this.start = start;
     this.extraHeaders = [requestIdHeader, id];
   }
@@ -105,6 +113,18 @@ export class Exchange {
     if (typeof v !== 'string') return false;
     const last = v.slice(v.lastIndexOf(',') + 1).trim();
     return last.length === 5 && last.toLowerCase() === 'https';
+  }
+
+  /**
+   * Whether the request has a body to read or forward. HTTP/1.1 frames one with
+   * Content-Length or Transfer-Encoding; an HTTP/2 request has one unless its HEADERS
+   * frame ended the stream (a length is optional there: gRPC sends none).
+   */
+  hasBody(): boolean {
+    const h = this.req.headers;
+    const cl = h['content-length'];
+    if (this.protocol === 'h2') return cl !== '0' && !(this.req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
+    return cl !== undefined ? cl !== '0' : h['transfer-encoding'] !== undefined;
   }
 
   note(key: string, value: unknown): void {

@@ -5,8 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { canonicalAuthority, parseAuthority } from '../http/host.js';
+import { readH2Request, type H2Problem } from '../http/h2-request.js';
 import { canonicalPath, normalizePath, parseTarget } from '../http/path.js';
 import { normalizeIp } from '../net/ip.js';
 import type { HeaderPolicy } from '../stages/headers/index.js';
@@ -180,6 +182,41 @@ function notProcessed(ctx: GatewayContext, ex: Exchange): void {
 }
 
 const proxyTerminal: Terminal = (ex, site) => site.proxy.handle(ex);
+
+/** Answers to an HTTP/2 request that cannot be read as one HTTP request: the parser-level refusals of HTTP/1.1. */
+const H2_REFUSALS: Record<H2Problem, Refusal> = {
+  target: new Refusal('bad_request', 'parser', 'h2_target'),
+  scheme: new Refusal('bad_request', 'parser', 'h2_scheme'),
+  pseudo_header: new Refusal('bad_request', 'parser', 'h2_pseudo_header'),
+  connection_header: new Refusal('bad_header', 'parser', 'h2_connection_header'),
+  uppercase_header: new Refusal('bad_header', 'parser', 'h2_uppercase_header'),
+  headers_too_large: new Refusal('headers_too_large', 'parser', 'h2_header_bytes'),
+};
+
+/**
+ * An HTTP/2 stream (server/http2.ts): the same exchange as an HTTP/1.1 request. Its
+ * header list is read into the HTTP/1.1 shape first (http/h2-request.ts), then it runs
+ * the same stages, routing and proxy. Streams are concurrent: there is no per-connection
+ * queue, and `ex.socket` is the stream, so a silent refusal resets that stream only.
+ */
+export function handleStream(ctx: GatewayContext, rt: Runtime, req: Http2ServerRequest, res: Http2ServerResponse, peerIp: string, release: () => void): void {
+  begin(ctx);
+  const ex = new Exchange(randomUUID(), req as unknown as IncomingMessage, res as unknown as ServerResponse, req.stream, peerIp, 'https', rt.requestIdHeader, performance.now(), 'h2');
+  ex.release = release;
+  res.once('close', () => finish(ctx, ex));
+  const reading = readH2Request(req.rawHeaders, 'https', rt.config.http.max_header_bytes);
+  if (typeof reading === 'string') {
+    ctx.metrics.clientErrors.labels(H2_REFUSALS[reading].code).inc();
+    const target = req.url !== undefined ? parseTarget(req.url) : null;
+    if (target !== null) ex.path = target.path;
+    refuse(ctx, ex, rt.headers, H2_REFUSALS[reading]);
+    return;
+  }
+  // The stages read these exactly as they read an HTTP/1.1 request's.
+  Object.defineProperty(req, 'rawHeaders', { value: reading.rawHeaders });
+  Object.defineProperty(req, 'headers', { value: reading.headers });
+  start(ctx, rt, ex, proxyTerminal);
+}
 
 export function handleUpgrade(ctx: GatewayContext, rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer, scheme: 'http' | 'https', release: () => void): void {
   begin(ctx);

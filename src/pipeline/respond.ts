@@ -96,7 +96,9 @@ function sendRefusal(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, re
   headers.push('Content-Length', String(Buffer.byteLength(body)));
   // An unread request body (early refusals of uploads), a request that could not be read
   // as sent, or a draining gateway: close the connection, and process nothing after it.
-  if (ctx.draining || CLOSING_STATUSES.has(status) || hasUnreadBody(ex)) {
+  // HTTP/2 has no Connection header: the stream ends alone, the connection's other
+  // streams go on (a draining gateway sends GOAWAY instead, server/http2.ts).
+  if (ex.protocol !== 'h2' && (ctx.draining || CLOSING_STATUSES.has(status) || hasUnreadBody(ex))) {
     headers.push('Connection', 'close');
     connectionOf(ex.socket).close();
   }
@@ -107,8 +109,7 @@ function sendRefusal(ctx: GatewayContext, ex: Exchange, policy: HeaderPolicy, re
 function hasUnreadBody(ex: Exchange): boolean {
   const req = ex.req;
   if (req.complete) return false;
-  const cl = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+  return ex.hasBody();
 }
 
 /** Longest user agent kept in a request line; the rest is cut and marked with "…". */
@@ -142,6 +143,7 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
   const ms = performance.now() - ex.start;
   const siteId = ex.site?.id ?? '-';
   ctx.metrics.countRequest(siteId, ex.status, ms / 1000);
+  ctx.metrics.requestsByProtocol.labels(ex.protocol).inc();
   // A 5xx is the gateway or its upstream failing, not the client: it is logged at warn.
   const level = ex.status >= 500 ? 'warn' : 'info';
   if (ctx.log.isLevelEnabled(level)) {
@@ -150,6 +152,7 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
       req_id: ex.id,
       site: siteId,
       method: ex.req.method,
+      protocol: ex.protocol,
       host: ex.host,
       path: ex.path,
       status: ex.status,

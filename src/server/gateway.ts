@@ -28,7 +28,7 @@ import { createDependencyStates, watchRedisConnection, type DependencyStates } f
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import type { GatewayContext } from '../pipeline/context.js';
-import { handleRequest, handleUpgrade, peerOf } from '../pipeline/handle.js';
+import { handleRequest, handleStream, handleUpgrade, peerOf } from '../pipeline/handle.js';
 import { buildRuntime, type Runtime } from '../pipeline/runtime.js';
 import { PoolCache } from '../stages/proxy/pools.js';
 import { redisConnection } from '../stores/store-tls.js';
@@ -45,6 +45,7 @@ import { PolicyRegistry } from '../stages/policy/registry.js';
 import { parseListenAddress } from './address.js';
 import type { BoundListeners } from './bind.js';
 import { createClientErrorHandler } from './client-errors.js';
+import { alpnProtocols, Http2Front, http2Enabled } from './http2.js';
 import { createRedirector } from './redirect.js';
 import { TlsManager } from './tls.js';
 import { tlsAdminRoutes } from './tls-admin.js';
@@ -140,6 +141,8 @@ export class Gateway {
   private generation = 1;
   private readonly pools = new PoolCache();
   private readonly servers: Server[] = [];
+  /** The HTTP/2 sessions of TLS listeners with `http2` (server/http2.ts). */
+  private readonly h2: Http2Front[] = [];
   /** Upgraded (WebSocket) connections: closeAllConnections() does not see them. */
   private readonly tunnels = new Set<import('node:stream').Duplex>();
   private admin: Server | null = null;
@@ -268,8 +271,13 @@ export class Gateway {
       const http01 = l.tls ? null : (this.tls.acme?.http01 ?? null);
       const onRequest = http01 ? (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => http01.handle(req, res, handler) : handler;
       // An HTTPS listener is the same server with TLS underneath: same handlers, same limits.
-      const server = (l.tls ? createHttpsServer({ ...serverOptions, ...this.tls.serverOptions(l) }, onRequest) : createServer(serverOptions, onRequest)) as Server;
+      const server = (l.tls ? createHttpsServer({ ...serverOptions, ...this.tls.serverOptions(l), ALPNProtocols: alpnProtocols(l) }, onRequest) : createServer(serverOptions, onRequest)) as Server;
       if (l.tls) this.tls.attach(server as unknown as import('node:https').Server, l);
+      if (http2Enabled(l) && !l.redirect_https) {
+        const front = new Http2Front(config, (req, res, peer) => this.onStream(req, res, peer), this.metrics, this.log);
+        front.attach(server as unknown as import('node:tls').Server);
+        this.h2.push(front);
+      }
       // We count headers ourselves (431 from request_limits); max_header_bytes bounds them.
       server.maxHeadersCount = 0;
       // Expect: 100-continue is answered by the proxy only once every stage admitted the
@@ -356,6 +364,11 @@ export class Gateway {
   private onRequest(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse, scheme: 'http' | 'https'): void {
     const gen = this.enter();
     handleRequest(this.ctx, gen.rt, req, res, scheme, () => this.leave(gen));
+  }
+
+  private onStream(req: import('node:http2').Http2ServerRequest, res: import('node:http2').Http2ServerResponse, peer: string): void {
+    const gen = this.enter();
+    handleStream(this.ctx, gen.rt, req, res, peer, () => this.leave(gen));
   }
 
   /** The port of the first HTTPS listener, the target of redirect_https. */
@@ -472,6 +485,7 @@ export class Gateway {
       // Read by Node when it sets up each new connection's parser.
       (s as Server & { maxHeaderSize?: number }).maxHeaderSize = config.http.max_header_bytes;
     }
+    for (const f of this.h2) f.update(config);
   }
 
   /** Watches the config file's directory (editors and ConfigMaps replace files by rename/symlink swap). */
@@ -511,6 +525,7 @@ export class Gateway {
       await this.tls.acme?.close();
       const closed = this.servers.map((s) => new Promise<void>((ok) => s.close(() => ok())));
       for (const s of this.servers) s.closeIdleConnections();
+      for (const f of this.h2) f.drain();
       if (this.ctx.inflight > 0) {
         await new Promise<void>((ok) => {
           const t = setTimeout(ok, graceMs);
@@ -522,6 +537,7 @@ export class Gateway {
         });
       }
       for (const s of this.servers) s.closeAllConnections();
+      for (const f of this.h2) f.destroyAll();
       for (const t of this.tunnels) t.destroy();
       await Promise.all(closed);
       if (this.admin) {

@@ -14,9 +14,7 @@ export class BodyReadError extends Error {
 }
 
 export function hasRequestBody(ex: Exchange): boolean {
-  const h = ex.req.headers;
-  const cl = h['content-length'];
-  return cl !== undefined ? cl !== '0' : h['transfer-encoding'] !== undefined;
+  return ex.hasBody();
 }
 
 /** Reads the whole body, at most `limit` bytes, with an idle timeout between chunks. */

@@ -23,7 +23,7 @@ import type { Exchange } from '../../pipeline/exchange.js';
 import { Refusal } from '../../pipeline/refusal.js';
 import { rawResponse, refuse } from '../../pipeline/respond.js';
 import type { SiteProxy } from '../../pipeline/site.js';
-import { buildResponseHeaders, securityHeaders, type HeaderPolicy } from '../headers/index.js';
+import { buildResponseHeaders, HOP_BY_HOP, securityHeaders, type HeaderPolicy } from '../headers/index.js';
 import type { IdentityForwarding } from '../token/forward.js';
 import type { CompiledReading } from '../request/index.js';
 import { upstreamRequestHeaders, type UpstreamHeaderOptions } from './request-headers.js';
@@ -169,8 +169,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
     balancer.countRequest(Date.now());
     const first = balancer.pick(ex, null);
     if (first === null) return refuse(ctx, ex, policy, NO_HEALTHY);
-    const cl = req.headers['content-length'];
-    const hasBody = cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
+    const hasBody = ex.hasBody();
     const idempotent = IDEMPOTENT.has(req.method ?? '');
     let controller: Dispatcher.DispatchController | null = null;
     let bodyTimer: NodeJS.Timeout | null = null;
@@ -247,13 +246,50 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
       return next;
     }
 
+    /**
+     * Trailers (gRPC's grpc-status) pass to HTTP/2 clients, minus connection-specific and
+     * dropped names. An HTTP/1.1 answer ends without them: trailers need chunked framing
+     * and a client that said `TE: trailers`, and no HTTP/1.1 client of a gateway relies on them.
+     */
+    let upstreamTrailers: Record<string, string | string[] | undefined> | null = null;
+    /**
+     * A gRPC "trailers-only" answer (an error status in the response HEADERS, which ended
+     * the stream) cannot keep that shape through the compatibility response, which always
+     * ends with a DATA frame: its grpc-status/grpc-message move to the trailers instead,
+     * the form gRPC clients read for every other answer.
+     */
+    let statusTrailers: Record<string, string> | null = null;
+    function grpcStatusToTrailers(list: string[]): void {
+      for (let i = list.length - 2; i >= 0; i -= 2) {
+        const name = (list[i] as string).toLowerCase();
+        if (name !== 'grpc-status' && name !== 'grpc-message' && name !== 'grpc-status-details-bin') continue;
+        (statusTrailers ??= {})[name] = list[i + 1] as string;
+        list.splice(i, 2);
+      }
+    }
+    function end(): void {
+      if (ex.protocol === 'h2' && (upstreamTrailers !== null || statusTrailers !== null)) {
+        const t: Record<string, string | string[]> = { ...statusTrailers };
+        let any = statusTrailers !== null;
+        const ut = upstreamTrailers ?? {};
+        for (const name in ut) {
+          const v = ut[name];
+          if (v === undefined || HOP_BY_HOP.has(name) || policy.drop.has(name) || name.charCodeAt(0) === 58) continue;
+          t[name] = v;
+          any = true;
+        }
+        if (any) (res as unknown as import('node:http2').Http2ServerResponse).addTrailers(t);
+      }
+      (res as import('node:http').ServerResponse).end();
+    }
     // Sync audit: upstream chunks that arrive while the record is being written.
     let held: Buffer[] | null = null;
     let heldEnd = false;
     let auditRefused = false;
     function writeHead(c: Dispatcher.DispatchController, statusCode: number, headers: unknown): void {
       const list = buildResponseHeaders(policy, headers as Record<string, string | string[] | undefined>, ex.extraHeaders, ex.clientHttps);
-      if (ctx.draining) {
+      if (ex.protocol === 'h2') grpcStatusToTrailers(list);
+      if (ctx.draining && ex.protocol !== 'h2') {
         list.push('Connection', 'close');
         connectionOf(ex.socket).close();
       }
@@ -314,7 +350,7 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
                 if (res.destroyed) return;
                 writeHead(c, statusCode, headers);
                 for (const chunk of chunks) res.write(chunk);
-                if (heldEnd) res.end();
+                if (heldEnd) end();
                 else c.resume();
               },
               () => {
@@ -343,11 +379,15 @@ export function createProxy(opts: ProxyOptions): SiteProxy {
             res.once('drain', () => c.resume());
           }
         },
-        onResponseEnd() {
+        onResponseEnd(c, trailers) {
           if (replaced) return;
           if (ex.hook !== null) ex.hook.responseEnd();
+          // undici's HTTP/2 client passes trailers on as an object, which its adapter for
+          // this handler style parses as an empty list (undici 7.30); the controller keeps the original.
+          const raw = (c as { rawTrailers?: unknown }).rawTrailers;
+          upstreamTrailers = (raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? raw : trailers) as Record<string, string | string[] | undefined>;
           if (held !== null) heldEnd = true;
-          else res.end();
+          else end();
         },
         onResponseError(_c, err) {
           if (replaced) return;

@@ -41,7 +41,8 @@ function tlsConnector(u: UpstreamConfig, provider: UpstreamTlsProvider | null): 
       return;
     }
     if (connector === null || m.stamp !== stamp) {
-      connector = buildConnector({ ...(m.options as buildConnector.BuildOptions), timeout: u.connect_timeout, rejectUnauthorized: true });
+      // allowH2 makes the connector offer ALPN h2 (then http/1.1) to an upstream with `http2`.
+      connector = buildConnector({ ...(m.options as buildConnector.BuildOptions), timeout: u.connect_timeout, rejectUnauthorized: true, allowH2: u.http2 });
       stamp = m.stamp;
     }
     connector({ ...opts, servername: (m.options.servername as string | undefined) ?? undefined }, (...result) => {
@@ -81,12 +82,15 @@ function fixedServername(d: Dispatcher, u: UpstreamConfig): Dispatcher {
 function poolOptions(u: UpstreamConfig, tls: UpstreamTlsProvider | null): Pool.Options {
   return {
     connections: u.max_connections,
-    connect: memberUrls(u).some((url) => url.startsWith('https:')) ? tlsConnector(u, tls) : { timeout: u.connect_timeout },
+    // Pool builds its connector from this object (it does not pass useH2c on by itself).
+    connect: memberUrls(u).some((url) => url.startsWith('https:')) ? tlsConnector(u, tls) : { timeout: u.connect_timeout, ...(u.http2 ? { useH2c: true } : {}) },
     headersTimeout: u.response_timeout,
     bodyTimeout: u.idle_timeout,
     keepAliveTimeout: u.keep_alive_timeout,
     // One request at a time per connection: pipelining to arbitrary upstreams is unsafe.
     pipelining: 1,
+    // `upstream.http2`: HTTP/2 to the upstream (gRPC): ALPN h2 over TLS, prior knowledge (h2c) over http://.
+    ...(u.http2 ? { allowH2: true } : {}),
   };
 }
 
