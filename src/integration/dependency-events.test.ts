@@ -116,7 +116,7 @@ describe('dependency events', () => {
     try {
       assert.equal((await request(`${g.url}/x`, { headers: bearer(await sign(k)) })).status, 200);
       serving = false;
-      const l = load(`${g.url}/x`, async () => bearer(await sign(k)));
+      const l = load(`${g.url}/x`, async () => bearer(await sign(k, { sub: `load-${randomBytes(4).toString('hex')}` })));
       await until('stale keys to be refused', 10_000, () => l.codes.has('token_keys_unavailable'));
       await sleep(800);
       assert.deepEqual(events(g, dep), [['warn', 'dependency_down']]);
@@ -127,7 +127,7 @@ describe('dependency events', () => {
         ['warn', 'dependency_down'],
         ['info', 'dependency_up'],
       ]);
-      assert.equal((await request(`${g.url}/x`, { headers: bearer(await sign(k)) })).status, 200);
+      assert.equal((await request(`${g.url}/x`, { headers: bearer(await sign(k, { sub: 'after' })) })).status, 200);
     } finally {
       await g.close();
       server.closeAllConnections();
@@ -156,7 +156,7 @@ describe('dependency events', () => {
       // The database goes away for the gateway: new connections refused, open ones ended.
       await admin.unsafe(`ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
       await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${db}`;
-      const l = load(`${g.url}/x`, async () => bearer(await sign(k)));
+      const l = load(`${g.url}/x`, async () => bearer(await sign(k, { sub: `load-${randomBytes(4).toString('hex')}` })));
       await until('authenticated requests to fail closed', 10_000, () => l.codes.has('identity_registry_unavailable'));
       await sleep(1200);
       assert.deepEqual(events(g, 'identity_registry'), [['warn', 'dependency_down']]);

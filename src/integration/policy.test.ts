@@ -236,6 +236,11 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
       assert.match(m.body, /gatehouse_policy_reloads_total\{site="app",result="failure"\} [1-9]/);
       const line = g.logs.find((l) => l.event === 'policy_reload_failed');
       assert.equal(line?.file, file);
+      // Parses, but fails the schema (an attribute typo): refused the same way, with line and column.
+      writeFileSync(file, '@id("allow-all") permit(principal, action, resource)\nwhen { context.pth like "/x*" };');
+      await eventually(async () => g.logs.filter((l) => l.event === 'policy_reload_failed').length >= 2);
+      assert.match(String(g.logs.findLast((l) => l.event === 'policy_reload_failed')?.err), /p\.cedar:2:8: .*pth/);
+      assert.equal(code(await get()), 'policy_denied', 'the last good set stays');
       // Fixed again: applies.
       writeFileSync(file, '@id("allow-all") permit(principal, action, resource);');
       await eventually(async () => code(await get()) === 'ok');

@@ -115,7 +115,7 @@ export function readPolicyFiles(files: readonly string[]): ReadFiles {
 
 /** Validation against the site's schema (strict); throws PolicyLoadError listing every problem. */
 function validateRead(read: ReadFiles, files: readonly string[], site: SchemaSite | undefined): void {
-  const problems = validatePolicies(read.policies, read.sources, gatehouseSchema(site));
+  const problems = validatePolicies(read.policies, read.sources, gatehouseSchema(site), site);
   if (problems.length > 0) {
     throw new PolicyLoadError(problems[0]?.file ?? files.join(', '), `${problems.length} policy schema error(s): ${problems.map(formatPolicyProblem).join('; ')}`, problems);
   }

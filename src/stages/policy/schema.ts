@@ -107,8 +107,33 @@ function lineColumn(text: string, offset: number): { line: number; column: numbe
   return { line, column: offset - start + 1 };
 }
 
+const KNOWN: Record<string, readonly string[]> = {
+  principal: ['subject', 'type', 'role', 'domain', 'agent'],
+  resource: ['site', 'path_prefix', 'upstream', 'zone', 'domain'],
+  context: ['ip', 'path', 'method', 'hour', 'weekday', 'body'],
+};
+const HAS = /\b(principal|resource|context(?:\s*\.\s*body)?)\s+has\s+(?:"([^"\\]*)"|([A-Za-z_][A-Za-z0-9_]*))/g;
+
+/**
+ * Cedar's validator types `x has <attribute the schema lacks>` as false and then skips the
+ * right side of `&&`, so the usual guarded typo (`principal has rolle && principal.rolle
+ * == "admin"`) would validate and never apply. Every `has` must name a known attribute.
+ */
+function hasProblems(id: string, text: string, site: SchemaSite | undefined): Array<{ at: number; message: string }> {
+  const out: Array<{ at: number; message: string }> = [];
+  for (const m of text.matchAll(HAS)) {
+    const root = (m[1] as string).replace(/\s+/g, '');
+    const attr = m[2] ?? (m[3] as string);
+    const known = root === 'context.body' ? (site?.body_fields ?? []) : (KNOWN[root] ?? []);
+    if (known.includes(attr)) continue;
+    const where = root === 'context.body' ? ' (context.body holds the site\'s policy.body_fields)' : '';
+    out.push({ at: (m.index ?? 0) + m[0].length - attr.length - (m[2] !== undefined ? 1 : 0), message: `for policy \`${id}\`, ${root} has no attribute \`${attr}\`${where}; known: ${known.join(', ') || 'none'}` });
+  }
+  return out;
+}
+
 /** Strict validation of the policies against the schema; every problem with its place in its file. */
-export function validatePolicies(policies: Readonly<Record<string, string>>, sources: ReadonlyMap<string, PolicySource>, schema: string): PolicyProblem[] {
+export function validatePolicies(policies: Readonly<Record<string, string>>, sources: ReadonlyMap<string, PolicySource>, schema: string, site?: SchemaSite): PolicyProblem[] {
   const answer = cedar.validate({ validationSettings: { mode: 'strict' }, schema, policies: { staticPolicies: { ...policies } } });
   if (answer.type === 'failure') {
     // The schema is ours: failing to read it is a bug, reported rather than passed.
@@ -122,5 +147,12 @@ export function validatePolicies(policies: Readonly<Record<string, string>>, sou
     const help = e.error.help ? `; ${e.error.help}` : '';
     out.push({ file: src?.file ?? '?', line, column, policy: e.policyId, message: `${e.error.message}${help}` });
   }
-  return out;
+  for (const [id, text] of Object.entries(policies)) {
+    const src = sources.get(id);
+    for (const h of hasProblems(id, text, site)) {
+      const { line, column } = src ? lineColumn(src.text, src.offset + h.at) : { line: 1, column: 1 };
+      out.push({ file: src?.file ?? '?', line, column, policy: id, message: h.message });
+    }
+  }
+  return out.sort((a, b) => (a.file === b.file ? a.line - b.line || a.column - b.column : a.file < b.file ? -1 : 1));
 }
