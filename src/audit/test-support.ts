@@ -107,6 +107,7 @@ export const makePostgres: MakeStore = async (t) => {
   const schema = `audit_t_${randomBytes(6).toString('hex')}`;
   const sql = postgres(POSTGRES_URL, { max: 4, onnotice: () => undefined });
   const store = createPostgresAuditStore(sql, schema);
+  await store.migrate();
   await store.init();
   const admin = postgres(POSTGRES_URL, { max: 1, onnotice: () => undefined });
   const recs = admin(`${schema}.audit_records`);
@@ -153,6 +154,7 @@ export const makePostgres: MakeStore = async (t) => {
       await store.close().catch(() => undefined);
       await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
+      await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_reader`);
       await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_pruner`);
       await admin.end({ timeout: 2 });
     },

@@ -1,7 +1,8 @@
 /**
  * `gatehouse audit <verify|export|keys>`:
  *
- *   audit verify --config FILE                      every stream of the configured store
+ *   audit migrate --config FILE                     create/upgrade the store's schema (PostgreSQL: as its owner)
+ *   audit verify --config FILE                      every stream of the configured store (read-only)
  *   audit verify --export FILE [--public-key PEM] [--config FILE]
  *                                                   an export; MACs checked only with the
  *                                                   config's keyring, signatures with the key
@@ -30,8 +31,12 @@ import { openArchiveTarget, parseArchiveLocation, s3Connection, s3Target, type S
 import type { ArchiveTarget } from '../audit/archive/target.js';
 import { formatArchiveReport, verifyArchive, type ArchiveStreamReport } from '../audit/archive/verify-archive.js';
 import type { AuditStore } from '../audit/store/types.js';
+import { AUDIT_SCHEMA_VERSION } from '../audit/store/postgres.js';
+import { readStreamState } from '../audit/stream-state.js';
+import { stateDir } from '../stores/postgres-client.js';
 
 const USAGE = `usage:
+  gatehouse audit migrate --config FILE
   gatehouse audit verify --config FILE
   gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
   gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
@@ -84,6 +89,7 @@ export async function run(args: string[]): Promise<number> {
   }
   try {
     if (sub === 'verify') return await verify(values);
+    if (sub === 'migrate') return await migrateCmd(values);
     if (sub === 'export') return await exportCmd(values);
     if (sub === 'prune') return await pruneCmd(values);
     if (sub === 'keys' && positionals[0] === 'generate') return keys(values);
@@ -99,7 +105,11 @@ export async function run(args: string[]): Promise<number> {
 }
 
 function print(reports: StreamReport[]): number {
-  if (reports.length === 0) process.stdout.write('no audit streams found\n');
+  if (reports.length === 0) {
+    // Nothing to verify proves nothing: a wiped store or an empty export must not pass.
+    process.stdout.write('FAILED: no audit streams found\n');
+    return 1;
+  }
   for (const r of reports) process.stdout.write(formatReport(r) + '\n');
   const bad = reports.filter((r) => r.problems.length > 0).length;
   process.stdout.write(bad === 0 ? `OK: ${reports.length} stream(s) verified\n` : `FAILED: ${bad} of ${reports.length} stream(s) have problems\n`);
@@ -120,10 +130,35 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
   if (typeof v.export === 'string') return print(await verifyExport(v.export, { keyring, publicKey: pub }));
   if (typeof v.archive === 'string') return verifyArchiveCmd(v, v.archive, loaded, keyring, pub);
   if (loaded === null) return usage('--config FILE or --export FILE is required');
-  const store = openAuditStore(loaded.config, loaded.dir);
+  // Read-only: a missing SQLite file or PostgreSQL schema is an error, never created.
+  const store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
   try {
     await store.init();
-    return print(await verifyStore(store, { keyring, publicKey: pub }));
+    // The instance's own stream must exist, and a crash it left undeclared is named.
+    const state = readStreamState(stateDir(loaded.config.state.dir, loaded.dir));
+    const known = new Set<string>();
+    if (state !== null) known.add(state.stream);
+    return print(await verifyStore(store, { keyring, publicKey: pub }, { streams: [...known], state }));
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * `audit migrate`: the only command that changes the store's schema. PostgreSQL: run it as
+ * the schema's owner; the gateway (writer role) and verify/export (reader role) never run
+ * DDL and refuse a schema that needs migrating (docs/audit.md, "Roles").
+ */
+async function migrateCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
+  if (typeof v.config !== 'string') return usage('--config FILE is required');
+  const loaded = load(v.config);
+  const store = openAuditStore(loaded.config, loaded.dir);
+  try {
+    await store.migrate();
+    await store.init();
+    const where = loaded.config.audit.store === 'postgres' ? `PostgreSQL schema ${loaded.config.state.postgres?.schema ?? ''}` : 'SQLite';
+    process.stdout.write(`audit store migrated (${where}, schema version ${AUDIT_SCHEMA_VERSION})\n`);
+    return 0;
   } finally {
     await store.close();
   }
@@ -132,7 +167,7 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
 async function exportCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
   if (typeof v.config !== 'string' || typeof v.out !== 'string') return usage('--config FILE and --out FILE are required');
   const loaded = load(v.config);
-  const store = openAuditStore(loaded.config, loaded.dir);
+  const store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
   try {
     await store.init();
     const n = await exportStore(store, v.out, typeof v.stream === 'string' ? [v.stream] : undefined);
@@ -202,7 +237,7 @@ async function verifyArchiveCmd(v: Record<string, string | boolean | undefined>,
     let streams: string[] | undefined = typeof v.stream === 'string' ? [v.stream] : undefined;
     if (loaded !== null) {
       // With the config, what the gateway recorded as archived is checked against the archive too.
-      store = openAuditStore(loaded.config, loaded.dir);
+      store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
       await store.init();
       if (streams === undefined) {
         const s = new Set(await target.folders(target.prefix));

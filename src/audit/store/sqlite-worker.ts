@@ -48,9 +48,25 @@ CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_
 
 const port = parentPort;
 if (port === null) throw new Error('sqlite-worker.js runs only as a worker thread of the SQLite audit store');
-const { file } = workerData as { file: string };
+const { file, readOnly } = workerData as { file: string; readOnly?: boolean };
 
 function open(): Database.Database {
+  if (readOnly === true) {
+    // Verifying and exporting: never create the file or a table (a missing or wiped store
+    // must fail, not verify as an empty one), never write.
+    let d: Database.Database;
+    try {
+      d = new Database(file, { readonly: true, fileMustExist: true });
+    } catch (err) {
+      throw new Error(`cannot open the audit database ${file} read-only: ${(err as Error).message}`, { cause: err });
+    }
+    const have = d.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit_records', 'audit_checkpoints', 'audit_archive_anchors', 'audit_prunes')").pluck().get() as number;
+    if (have !== 4) {
+      d.close();
+      throw new Error(`${file} is not a gatehouse audit database (its audit tables are missing)`);
+    }
+    return d;
+  }
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     const d = new Database(file);
