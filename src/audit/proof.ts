@@ -122,7 +122,7 @@ const ints = (x: unknown): x is number => typeof x === 'number' && Number.isSafe
 
 function checkCheckpoint(c: unknown, name: string, pub: KeyObject, problems: string[]): c is Checkpoint {
   const o = c as Checkpoint | null;
-  if (o === null || typeof o !== 'object' || !isHex32(o.merkle_root) || !isHex32(o.head_hash) || typeof o.stream !== 'string' || !ints(o.seq) || typeof o.signature !== 'string') {
+  if (o === null || typeof o !== 'object' || o.v !== 1 || !isHex32(o.merkle_root) || !isHex32(o.head_hash) || typeof o.stream !== 'string' || !ints(o.seq) || typeof o.signature !== 'string') {
     problems.push(`${name}: not a checkpoint`);
     return false;
   }

@@ -10,6 +10,12 @@
  *                [--endpoint URL --region R --access-key-id-file F --secret-access-key-file F --ca-file F]
  *                                                   an archive on its own (docs/audit.md "Archive")
  *   audit prune --config FILE [--dry-run]           prune archived records older than keep_local
+ *   audit prove --config FILE --record STREAM:SEQ [--checkpoint SEQ] [--out FILE]
+ *                                                   an inclusion proof against a signed checkpoint
+ *   audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]
+ *                                                   a consistency proof between two checkpoints
+ *   audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
+ *                                                   checks a proof offline
  *   audit export --config FILE --out FILE [--stream ID]
  *   audit keys generate --private FILE --public FILE   Ed25519 checkpoint key pair
  *   audit keys generate --hmac FILE                    a random 32-byte HMAC key (hex)
@@ -33,6 +39,8 @@ import { formatArchiveReport, verifyArchive, type ArchiveStreamReport } from '..
 import type { AuditStore } from '../audit/store/types.js';
 import { AUDIT_SCHEMA_VERSION } from '../audit/store/postgres.js';
 import { readStreamState } from '../audit/stream-state.js';
+import { proveConsistency, proveInclusion, verifyProof, type Proof } from '../audit/proof.js';
+import type { Checkpoint } from '../audit/checkpoint.js';
 import { stateDir } from '../stores/postgres-client.js';
 
 const USAGE = `usage:
@@ -42,6 +50,9 @@ const USAGE = `usage:
   gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
       [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]
   gatehouse audit prune --config FILE [--dry-run]
+  gatehouse audit prove --config FILE --record STREAM:SEQ [--checkpoint SEQ] [--out FILE]
+  gatehouse audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]
+  gatehouse audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
   gatehouse audit export --config FILE --out FILE [--stream ID]
   gatehouse audit keys generate --private FILE --public FILE
   gatehouse audit keys generate --hmac FILE`;
@@ -78,6 +89,12 @@ export async function run(args: string[]): Promise<number> {
         'secret-access-key-file': { type: 'string' },
         'ca-file': { type: 'string' },
         'dry-run': { type: 'boolean' },
+        record: { type: 'string' },
+        checkpoint: { type: 'string' },
+        consistency: { type: 'boolean' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        proof: { type: 'string' },
       },
       allowPositionals: true,
       strict: true,
@@ -90,6 +107,7 @@ export async function run(args: string[]): Promise<number> {
   try {
     if (sub === 'verify') return await verify(values);
     if (sub === 'migrate') return await migrateCmd(values);
+    if (sub === 'prove') return await proveCmd(values);
     if (sub === 'export') return await exportCmd(values);
     if (sub === 'prune') return await pruneCmd(values);
     if (sub === 'keys' && positionals[0] === 'generate') return keys(values);
@@ -127,6 +145,7 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
     pub = k.signer?.publicKey ?? null;
   }
   if (typeof v['public-key'] === 'string') pub = loadPublicKey(readFileSync(v['public-key'], 'utf8'));
+  if (typeof v.proof === 'string') return verifyProofCmd(v.proof, pub, typeof v.checkpoint === 'string' ? v.checkpoint : null);
   if (typeof v.export === 'string') return print(await verifyExport(v.export, { keyring, publicKey: pub }));
   if (typeof v.archive === 'string') return verifyArchiveCmd(v, v.archive, loaded, keyring, pub);
   if (loaded === null) return usage('--config FILE or --export FILE is required');
@@ -304,4 +323,64 @@ async function pruneCmd(v: Record<string, string | boolean | undefined>): Promis
     await target?.close();
     await store.close();
   }
+}
+
+/** A JSON file, or a clear error naming it. */
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** `audit prove`: an inclusion or a consistency proof, as JSON (stdout or --out). */
+async function proveCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
+  if (typeof v.config !== 'string') return usage('--config FILE is required');
+  const seqArg = (x: string | boolean | undefined, name: string): number | null => {
+    if (x === undefined) return null;
+    if (typeof x !== 'string' || !/^[1-9][0-9]{0,15}$/.test(x)) throw new Error(`${name} must be a seq (a positive integer)`);
+    return Number(x);
+  };
+  let proof: Proof;
+  const loaded = load(v.config);
+  const store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
+  try {
+    await store.init();
+    if (v.consistency === true) {
+      if (typeof v.stream !== 'string' || typeof v.from !== 'string') return usage('--consistency needs --stream ID and --from SEQ|CHECKPOINT.json');
+      const from = /^[0-9]+$/.test(v.from) ? (seqArg(v.from, '--from') as number) : (readJson(v.from) as Checkpoint);
+      proof = await proveConsistency(store, v.stream, from, seqArg(v.to, '--to'));
+    } else {
+      const m = typeof v.record === 'string' ? /^(.+):([1-9][0-9]{0,15})$/.exec(v.record) : null;
+      if (m === null) return usage('--record STREAM:SEQ is required (or --consistency)');
+      proof = await proveInclusion(store, m[1] as string, Number(m[2]), seqArg(v.checkpoint, '--checkpoint'));
+    }
+  } finally {
+    await store.close();
+  }
+  const text = JSON.stringify(proof, null, 2) + '\n';
+  if (typeof v.out === 'string') {
+    writeFileSync(v.out, text, { mode: 0o644 });
+    process.stdout.write(`wrote a ${proof.type} proof to ${v.out}\n`);
+  } else process.stdout.write(text);
+  return 0;
+}
+
+/** `audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]`: offline. */
+function verifyProofCmd(file: string, pub: KeyObject | null, held: string | null): number {
+  if (pub === null) return usage('--proof needs --public-key PEM (or --config with audit.checkpoint_key_file)');
+  const proof = readJson(file) as Proof;
+  const problems = verifyProof(proof, pub, held === null ? null : (readJson(held) as Checkpoint));
+  if (problems.length === 0) {
+    const what =
+      proof.type === 'inclusion'
+        ? `record ${proof.record.stream}:${proof.record.seq} is in the log under the signed checkpoint at seq ${proof.checkpoint.seq}`
+        : `the signed checkpoint at seq ${proof.second.seq} extends the one at seq ${proof.first.seq} (stream ${proof.first.stream})`;
+    process.stdout.write(`OK: ${what}\n`);
+    return 0;
+  }
+  for (const p of problems) process.stdout.write(`proof: ${p}\n`);
+  process.stdout.write('FAILED: the proof does not hold\n');
+  return 1;
 }
