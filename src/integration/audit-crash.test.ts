@@ -34,7 +34,7 @@ function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 /** Keeps `concurrency` requests in flight until stopped; returns the request ids of every response received. */
-function load(port: number, concurrency = 8): { stop(): Promise<string[]> } {
+function load(port: number, concurrency = 8): { stop(): Promise<string[]>; running(ms: number, atLeast: number): Promise<void> } {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const ids: string[] = [];
   let running = true;
@@ -56,6 +56,12 @@ function load(port: number, concurrency = 8): { stop(): Promise<string[]> } {
     while (running) await one();
   });
   return {
+    /** At least `ms` of load, and longer (up to 20 s) until `atLeast` responses came back: a loaded machine answers slower. */
+    async running(ms, atLeast) {
+      const until = Date.now() + 20_000;
+      await sleep(ms);
+      while (ids.length < atLeast && Date.now() < until) await sleep(100);
+    },
     async stop() {
       running = false;
       await Promise.all(workers);
@@ -104,7 +110,7 @@ describe('audit durability under kill -9', () => {
     const config = baseConfig(up.url, {}, { state: { dir: files.stateDir }, audit: files.block({ mode: 'sync' }) });
     const g = await spawnGateway(config);
     const l = load(g.port);
-    await sleep(1500);
+    await l.running(1500, 60);
     g.child.kill('SIGKILL');
     await g.stop();
     const ids = await l.stop();
@@ -157,7 +163,7 @@ describe('audit durability under kill -9', () => {
     const config = baseConfig(up.url, {}, { state: { dir: files.stateDir }, audit: files.block({ mode: 'async', flush_interval: '200ms' }) });
     const g = await spawnGateway(config);
     const l = load(g.port);
-    await sleep(1500);
+    await l.running(1500, 60);
     g.child.kill('SIGKILL');
     await g.stop();
     const ids = await l.stop();
