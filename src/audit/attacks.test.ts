@@ -108,6 +108,29 @@ function attacks(name: string, make: MakeStore): void {
       assert.match(rep.problems[0].detail, /no records/);
     });
 
+    check('a store wiped of records and checkpoints still fails for a stream its archive anchors name', async (ts) => {
+      const { records, checkpoints } = buildChain(S, 12, K, signer, [10]);
+      await ts.store.append(records, checkpoints);
+      const cp = checkpoints[0] as (typeof checkpoints)[number];
+      await ts.store.addArchiveAnchor({
+        stream: S,
+        seq: 10,
+        hash: (records[9] as ChainedRecord).hash,
+        frontier: cp.frontier,
+        checkpoint: cp.checkpoint,
+        segment: { index: 0, first_seq: 1, records: 10, manifest_key: 'm', manifest_sha256: '00'.repeat(32), data_key: 'd', data_sha256: '00'.repeat(32) },
+        location: '/archive',
+        archived_at: new Date().toISOString(),
+        row_id: 10,
+      });
+      await ts.tamper.deleteSeqs(S, 1, 12);
+      await ts.tamper.deleteCheckpoints(S);
+      const reps = await verifyStore(ts.store, { keyring: K, publicKey: signer.publicKey });
+      assert.equal(reps.length, 1);
+      assert.equal(reps[0]?.problems[0]?.kind, 'deleted');
+      assert.match(reps[0]?.problems[0]?.detail ?? '', /no records/);
+    });
+
     check('an async crash is a "gap" named by verification before any restart; not while the writer runs', async (ts) => {
       const { records, checkpoints } = buildChain(S, 30, K, signer, [10]);
       await ts.store.append(records, checkpoints);

@@ -58,7 +58,12 @@ export async function verifyStore(store: AuditStore, opts: VerifyOptions, known:
     const pruned = await store.prunedTo(s);
     const from = pruned === null ? null : { seq: pruned.seq, hash: pruned.hash, frontier: pruned.frontier };
     const rep = await verifyStream(s, storeRecords(store, s), await store.checkpoints(s), { ...opts, from });
-    if (from === null) noRecords(rep, known.streams?.includes(s) === true ? 'the state directory or the archive names it' : 'it has checkpoints');
+    if (from === null) noRecords(rep, known.streams?.includes(s) === true ? 'the state directory names it' : 'it has checkpoints or archive anchors');
+    else if (rep.records === 0 && rep.problems.length === 0 && rep.checkpoints === 0) {
+      // Pruned through the anchor, and nothing left: not even the checkpoint at the prune's
+      // seq, which a prune always keeps (it vouches for the anchor).
+      rep.problems.push({ seq: from.seq, kind: 'deleted', detail: `stream ${s} was pruned through seq ${from.seq}, but the checkpoint a prune keeps there is gone too, and no record is left: a wiped store` });
+    }
     const st = known.state;
     if (st !== undefined && st !== null && st.stream === s && st.reserved > rep.lastSeq && rep.records > 0) {
       const pid = st.pid ?? null;

@@ -29,6 +29,8 @@ export interface Tamper {
   deleteSeqs(stream: string, fromSeq: number, toSeq: number): Promise<void>;
   insertRaw(r: ChainedRecord): Promise<void>;
   setCheckpointData(stream: string, seq: number, data: string): Promise<void>;
+  /** Deletes every checkpoint of the stream. */
+  deleteCheckpoints(stream: string): Promise<void>;
   /** Plain UPDATE / DELETE / TRUNCATE (or DELETE of everything) without switching protection off. */
   plain(op: 'update' | 'delete' | 'truncate'): Promise<unknown>;
 }
@@ -79,6 +81,11 @@ export const makeSqlite: MakeStore = async () => {
     async setCheckpointData(stream, seq, data) {
       const db = evil();
       db.prepare('UPDATE audit_checkpoints SET data = ? WHERE stream = ? AND seq = ?').run(data, stream, seq);
+      db.close();
+    },
+    async deleteCheckpoints(stream) {
+      const db = evil();
+      db.prepare('DELETE FROM audit_checkpoints WHERE stream = ?').run(stream);
       db.close();
     },
     async plain(op) {
@@ -138,6 +145,9 @@ export const makePostgres: MakeStore = async (t) => {
     },
     async setCheckpointData(stream, seq, data) {
       await evil((tx) => tx`UPDATE ${cps} SET data = ${data} WHERE stream = ${stream} AND seq = ${seq}`);
+    },
+    async deleteCheckpoints(stream) {
+      await evil((tx) => tx`DELETE FROM ${cps} WHERE stream = ${stream}`);
     },
     async plain(op) {
       if (op === 'update') return admin`UPDATE ${recs} SET data = '{}'`;

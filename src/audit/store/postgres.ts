@@ -205,7 +205,7 @@ export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
       return rows.map((r) => Buffer.from(r.hash, 'hex'));
     },
     async streams() {
-      const rows = await sql<Array<{ stream: string }>>`SELECT DISTINCT stream FROM ${t('audit_records')} UNION SELECT DISTINCT stream FROM ${t('audit_checkpoints')} ORDER BY 1`;
+      const rows = await sql<Array<{ stream: string }>>`SELECT DISTINCT stream FROM ${t('audit_records')} UNION SELECT DISTINCT stream FROM ${t('audit_checkpoints')} UNION SELECT DISTINCT stream FROM ${t('audit_archive_anchors')} ORDER BY 1`;
       return rows.map((r) => r.stream);
     },
     async readRaw(stream, afterId, limit) {

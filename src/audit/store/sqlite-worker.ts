@@ -212,7 +212,9 @@ const pruneTx = db.transaction((stream: string, seq: number): number => {
 });
 const lastCpQ = db.prepare('SELECT data, frontier FROM audit_checkpoints WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
 const hashesQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq > ? ORDER BY seq, id').pluck();
-const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints ORDER BY 1').pluck();
+// A stream the archive anchors is one that must exist: listed even when its records and
+// checkpoints are gone (a wiped store then fails verification instead of showing nothing).
+const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints UNION SELECT DISTINCT stream FROM audit_archive_anchors ORDER BY 1').pluck();
 // `+stream` keeps the planner off the (stream, seq) index: through it, every page read
 // every row of the stream after afterId and sorted them by id in a temporary B-tree (a
 // whole-store verify was quadratic in the stream's length). The rowid range reads the page
