@@ -140,6 +140,7 @@ export class AuditService {
         queueLimit: a.queue_limit,
         metrics: wm,
         log: ctx.log,
+        health: ctx.dependencies.dependency('audit_store', { describe: 'the audit store' }),
       });
     } catch (err) {
       await store.close().catch(() => undefined);

@@ -60,6 +60,8 @@ export interface WriterOptions {
   readonly retryMs?: number;
   readonly metrics?: WriterMetrics | null;
   readonly log?: Logger | null;
+  /** Dependency state of the audit store (`audit_store`): down when a write fails, up when one succeeds. */
+  readonly health?: { up(): void; down(err?: unknown): void } | null;
   readonly now?: () => number;
 }
 
@@ -365,6 +367,7 @@ export class AuditWriter {
         try {
           await replay(this.o.store, this.stream, this.spool);
           this.storeOk = true;
+          this.o.health?.up();
           this.o.metrics?.spoolBytes(0);
           this.o.log?.info({ event: 'audit_spool_replayed', stream: this.stream }, 'audit store reachable again; spool replayed');
         } catch (err) {
@@ -381,6 +384,7 @@ export class AuditWriter {
     try {
       await this.o.store.append(batch.records, batch.checkpoints);
       this.storeOk = true;
+      this.o.health?.up();
       this.o.metrics?.written(batch.records.length, (performance.now() - t0) / 1000);
     } catch (err) {
       this.storeDown(err);
@@ -392,8 +396,10 @@ export class AuditWriter {
   }
 
   private storeDown(err: unknown): void {
-    if (this.storeOk) this.o.log?.error({ event: 'audit_store_failed', stream: this.stream, err: String((err as Error)?.message ?? err) }, 'audit store write failed; spooling locally');
+    // With a dependency state, the outage is its one dependency_down line (audit_store).
+    if (this.storeOk && !this.o.health) this.o.log?.error({ event: 'audit_store_failed', stream: this.stream, err: String((err as Error)?.message ?? err) }, 'audit store write failed; spooling locally');
     this.storeOk = false;
+    this.o.health?.down(err);
     this.o.metrics?.writeFailed();
   }
 

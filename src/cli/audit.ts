@@ -25,7 +25,7 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { CONFIG, CONFIG_REQUIRED, parseCommand, type CommandSpec } from './args.js';
 import { loadPublicKey, generateCheckpointKeys } from '../audit/checkpoint.js';
 import { loadAuditKeys, openAuditStore } from '../audit/service.js';
 import { exportStore, verifyExport, verifyStore } from '../audit/sources.js';
@@ -43,23 +43,80 @@ import { proveConsistency, proveInclusion, verifyProof, type Proof } from '../au
 import type { Checkpoint } from '../audit/checkpoint.js';
 import { stateDir } from '../stores/postgres-client.js';
 
-const USAGE = `usage:
-  gatehouse audit migrate --config FILE
-  gatehouse audit verify --config FILE
-  gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
-  gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
-      [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]
-  gatehouse audit prune --config FILE [--dry-run]
-  gatehouse audit prove --config FILE --record STREAM:SEQ [--checkpoint SEQ] [--out FILE]
-  gatehouse audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]
-  gatehouse audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
-  gatehouse audit export --config FILE --out FILE [--stream ID]
-  gatehouse audit keys generate --private FILE --public FILE
-  gatehouse audit keys generate --hmac FILE`;
+export const SPEC: CommandSpec = {
+  name: 'audit',
+  summary: 'Migrate, verify or export the audit trail, prove records and checkpoints, prune archived records, generate its keys (docs/audit.md).',
+  subcommands: {
+    verify: {
+      usage: `gatehouse audit verify --config FILE
+       gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
+       gatehouse audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
+       gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
+           [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]`,
+      summary: 'verify every stream of the configured store, an export, or an archive',
+      options: {
+        config: CONFIG,
+        export: { type: 'string', value: 'FILE', description: 'an export file to verify' },
+        proof: { type: 'string', value: 'FILE', description: 'a proof from audit prove, checked offline' },
+        checkpoint: { type: 'string', value: 'HELD.json', description: 'with --proof: a checkpoint you hold; the proof must start from it' },
+        archive: { type: 'string', value: 's3://BUCKET/PREFIX|DIR', description: 'an archive to verify' },
+        'public-key': { type: 'string', value: 'PEM', description: 'the checkpoint public key' },
+        stream: { type: 'string', value: 'ID', description: 'one stream' },
+        endpoint: { type: 'string', value: 'URL', description: 'S3 endpoint' },
+        region: { type: 'string', value: 'R', description: 'S3 region' },
+        'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
+        'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
+        'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
+      },
+    },
+    migrate: {
+      usage: 'gatehouse audit migrate --config FILE',
+      summary: "create or upgrade the audit store's schema (PostgreSQL: run as the schema owner; the gateway never runs DDL)",
+      options: { config: CONFIG_REQUIRED },
+    },
+    prove: {
+      usage: `gatehouse audit prove --config FILE --record STREAM:SEQ [--checkpoint SEQ] [--out FILE]
+       gatehouse audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]`,
+      summary: 'an RFC 9162 inclusion proof for a record, or a consistency proof between two checkpoints',
+      options: {
+        config: CONFIG_REQUIRED,
+        record: { type: 'string', value: 'STREAM:SEQ', description: 'the record to prove' },
+        checkpoint: { type: 'string', value: 'SEQ', description: 'the checkpoint to prove against (default: the latest)' },
+        consistency: { type: 'boolean', description: 'a consistency proof instead' },
+        stream: { type: 'string', value: 'ID', description: 'the stream (with --consistency)' },
+        from: { type: 'string', value: 'SEQ|CHECKPOINT.json', description: 'the older checkpoint: a seq, or a checkpoint you hold' },
+        to: { type: 'string', value: 'SEQ', description: 'the newer checkpoint (default: the latest)' },
+        out: { type: 'string', value: 'FILE', description: 'write the proof here (default: stdout)' },
+      },
+    },
+    export: {
+      usage: 'gatehouse audit export --config FILE --out FILE [--stream ID]',
+      summary: 'export the store to a file that verifies offline',
+      options: { config: CONFIG_REQUIRED, out: { type: 'string', value: 'FILE', required: true, description: 'the export file' }, stream: { type: 'string', value: 'ID', description: 'one stream' } },
+    },
+    prune: {
+      usage: 'gatehouse audit prune --config FILE [--dry-run]',
+      summary: 'prune archived records older than audit.archive.keep_local (after the archive verifies)',
+      options: { config: CONFIG_REQUIRED, 'dry-run': { type: 'boolean', description: 'say what would be pruned' } },
+    },
+    keys: {
+      usage: `gatehouse audit keys generate --private FILE --public FILE
+       gatehouse audit keys generate --hmac FILE`,
+      summary: 'generate an Ed25519 checkpoint key pair, or a 32-byte HMAC key',
+      positionals: ['generate'],
+      options: {
+        private: { type: 'string', value: 'FILE', description: 'the private key file (written 0600)' },
+        public: { type: 'string', value: 'FILE', description: 'the public key file' },
+        hmac: { type: 'string', value: 'FILE', description: 'an HMAC key file (written 0600)' },
+      },
+    },
+  },
+};
+
+let currentUsage: ((msg: string) => number) | null = null;
 
 function usage(msg: string): number {
-  process.stderr.write(`gatehouse audit: ${msg}\n${USAGE}\n`);
-  return 2;
+  return currentUsage?.(msg) ?? 2;
 }
 
 function load(file: string): LoadedConfig {
@@ -67,51 +124,19 @@ function load(file: string): LoadedConfig {
 }
 
 export async function run(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  let values: Record<string, string | boolean | undefined>;
-  let positionals: string[];
-  try {
-    const p = parseArgs({
-      args: rest,
-      options: {
-        config: { type: 'string', short: 'c' },
-        export: { type: 'string' },
-        'public-key': { type: 'string' },
-        out: { type: 'string' },
-        stream: { type: 'string' },
-        private: { type: 'string' },
-        public: { type: 'string' },
-        hmac: { type: 'string' },
-        archive: { type: 'string' },
-        endpoint: { type: 'string' },
-        region: { type: 'string' },
-        'access-key-id-file': { type: 'string' },
-        'secret-access-key-file': { type: 'string' },
-        'ca-file': { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        record: { type: 'string' },
-        checkpoint: { type: 'string' },
-        consistency: { type: 'boolean' },
-        from: { type: 'string' },
-        to: { type: 'string' },
-        proof: { type: 'string' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-    values = p.values;
-    positionals = p.positionals;
-  } catch (err) {
-    return usage((err as Error).message);
-  }
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  currentUsage = p.usageError;
+  const sub = p.sub;
+  const values = p.values as Record<string, string | boolean | undefined>;
+  if (sub === 'keys' && p.positionals[0] !== 'generate') return usage(`unknown keys subcommand ${JSON.stringify(p.positionals[0])} (gatehouse audit keys generate ...)`);
   try {
     if (sub === 'verify') return await verify(values);
     if (sub === 'migrate') return await migrateCmd(values);
     if (sub === 'prove') return await proveCmd(values);
     if (sub === 'export') return await exportCmd(values);
     if (sub === 'prune') return await pruneCmd(values);
-    if (sub === 'keys' && positionals[0] === 'generate') return keys(values);
-    return usage(sub === undefined ? 'a subcommand is required' : `unknown subcommand ${JSON.stringify(sub)}`);
+    return keys(values);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.file}: invalid\n${formatProblems(err.problems)}\n`);

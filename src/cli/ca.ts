@@ -4,42 +4,57 @@
  * secret); keys are written with mode 0600.
  */
 import { chmodSync, writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { parseDuration } from '../config/units.js';
 import { readSecretFile, SecretFileError } from '../config/secrets.js';
 import { CaError, initCa, issueCertificate, loadCa, readRootPem } from '../pki/ca.js';
-import { UsageError } from './args.js';
+import { parseCommand, type CommandSpec, type ParsedCommand, type Values } from './args.js';
 
-const USAGE = `usage:
-  gatehouse ca init  --dir DIR --password-file FILE [--root-password-file FILE] [--name CN] [--force]
-  gatehouse ca issue --dir DIR --password-file FILE --name NAME [--san DNS]... [--ip IP]... [--uri URI]...
-                     [--lifetime 24h] [--client] [--server] [--out PREFIX]
-  gatehouse ca trust --dir DIR`;
+const DIR = { type: 'string', value: 'DIR', required: true, description: 'the CA directory' } as const;
+const PASSWORD = { type: 'string', value: 'FILE', required: true, description: 'file with the intermediate key password (mode 0600)' } as const;
 
-type Values = Record<string, string | boolean | string[] | undefined>;
-
-function parse(args: string[], options: NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>): Values {
-  try {
-    return parseArgs({ args, options, allowPositionals: false, strict: true }).values as Values;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
+export const SPEC: CommandSpec = {
+  name: 'ca',
+  summary: 'The internal CA (docs/tls.md).',
+  subcommands: {
+    init: {
+      usage: 'gatehouse ca init --dir DIR --password-file FILE [--root-password-file FILE] [--name CN] [--force]',
+      summary: 'create a root and an intermediate CA in DIR',
+      options: {
+        dir: DIR,
+        'password-file': PASSWORD,
+        'root-password-file': { type: 'string', value: 'FILE', description: 'encrypt the root key with this password (else move it offline)' },
+        name: { type: 'string', value: 'CN', description: 'the CA common name' },
+        force: { type: 'boolean', description: 'replace an existing CA' },
+      },
+    },
+    issue: {
+      usage: 'gatehouse ca issue --dir DIR --password-file FILE --name NAME [--san DNS]... [--ip IP]... [--uri URI]... [--lifetime 24h] [--client] [--server] [--out PREFIX]',
+      summary: 'issue a certificate from the intermediate',
+      options: {
+        dir: DIR,
+        'password-file': PASSWORD,
+        name: { type: 'string', value: 'NAME', required: true, description: 'the certificate name (common name)' },
+        san: { type: 'string', value: 'DNS', multiple: true, description: 'a DNS name (repeatable)' },
+        ip: { type: 'string', value: 'IP', multiple: true, description: 'an IP address (repeatable)' },
+        uri: { type: 'string', value: 'URI', multiple: true, description: 'a URI SAN, e.g. spiffe://... (repeatable)' },
+        lifetime: { type: 'string', duration: true, description: 'validity' },
+        client: { type: 'boolean', description: 'client usage' },
+        server: { type: 'boolean', description: 'server usage (the default unless only --client)' },
+        out: { type: 'string', value: 'PREFIX', description: 'write PREFIX.crt and PREFIX.key (default: the name)' },
+      },
+    },
+    trust: {
+      usage: 'gatehouse ca trust --dir DIR',
+      summary: 'print the root certificate (PEM) to distribute',
+      options: { dir: DIR },
+    },
+  },
+};
 
 function str(v: Values, key: string): string {
-  const s = v[key];
-  if (typeof s !== 'string' || s === '') throw new UsageError(`--${key} is required`);
-  return s;
+  return v[key] as string;
 }
 
-async function init(args: string[]): Promise<number> {
-  const v = parse(args, {
-    dir: { type: 'string' },
-    'password-file': { type: 'string' },
-    'root-password-file': { type: 'string' },
-    name: { type: 'string' },
-    force: { type: 'boolean' },
-  });
+async function init(v: Values): Promise<number> {
   const dir = str(v, 'dir');
   const password = readSecretFile(str(v, 'password-file'));
   const rootFile = v['root-password-file'];
@@ -51,23 +66,11 @@ async function init(args: string[]): Promise<number> {
   return 0;
 }
 
-async function issue(args: string[]): Promise<number> {
-  const v = parse(args, {
-    dir: { type: 'string' },
-    'password-file': { type: 'string' },
-    name: { type: 'string' },
-    san: { type: 'string', multiple: true },
-    ip: { type: 'string', multiple: true },
-    uri: { type: 'string', multiple: true },
-    lifetime: { type: 'string' },
-    client: { type: 'boolean' },
-    server: { type: 'boolean' },
-    out: { type: 'string' },
-  });
+async function issue(p: ParsedCommand): Promise<number> {
+  const v = p.values;
   const dir = str(v, 'dir');
   const name = str(v, 'name');
-  const lifetimeMs = typeof v.lifetime === 'string' ? parseDuration(v.lifetime) : undefined;
-  if (lifetimeMs === null) throw new UsageError(`--lifetime ${v.lifetime as string}: not a duration (use e.g. 24h, 30m, 90d)`);
+  const lifetimeMs = p.durations.lifetime;
   const client = v.client === true;
   // Server usage unless only --client was asked for; both with --client --server.
   const server = v.server === true || !client;
@@ -81,31 +84,19 @@ async function issue(args: string[]): Promise<number> {
   return 0;
 }
 
-function trust(args: string[]): number {
-  const v = parse(args, { dir: { type: 'string' } });
+function trust(v: Values): number {
   process.stdout.write(readRootPem(str(v, 'dir')));
   return 0;
 }
 
 export async function run(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
   try {
-    switch (sub) {
-      case 'init':
-        return await init(rest);
-      case 'issue':
-        return await issue(rest);
-      case 'trust':
-        return trust(rest);
-      default:
-        process.stderr.write(`${USAGE}\n`);
-        return 2;
-    }
+    if (p.sub === 'init') return await init(p.values);
+    if (p.sub === 'issue') return await issue(p);
+    return trust(p.values);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`gatehouse ca: ${err.message}\n${USAGE}\n`);
-      return 2;
-    }
     if (err instanceof CaError || err instanceof SecretFileError) {
       process.stderr.write(`gatehouse ca: ${err.message}\n`);
       return 1;

@@ -1,19 +1,19 @@
 /** `gatehouse check --config FILE`: validate and list every problem with its path. */
 import { ConfigError, formatProblems, loadConfig } from '../config/load.js';
 import { checkArchiveTarget } from '../audit/archive/check.js';
-import { configArg, UsageError } from './args.js';
+import { CONFIG_REQUIRED, parseCommand, type CommandSpec } from './args.js';
+
+export const SPEC: CommandSpec = {
+  name: 'check',
+  summary: 'Validate a config and list every problem with its path (Cedar policies against the schema, with file, line and column).',
+  usage: 'gatehouse check --config FILE',
+  options: { config: CONFIG_REQUIRED },
+};
 
 export async function run(args: string[]): Promise<number> {
-  let file: string;
-  try {
-    file = configArg(args).config;
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`gatehouse check: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  const file = p.values.config as string;
   try {
     const loaded = loadConfig(file);
     // The audit archive target is checked where it is (a public bucket is an error).

@@ -58,3 +58,51 @@ it('`gatehouse demo` (npm start) serves the bundled example: proxied answers, lo
     assert.equal(code, 0, `demo exit code\n${err}`);
   }
 });
+
+/** True once no process of the group is left (npm, its shell, the gateway). */
+function groupGone(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  it(`\`npm start\` stops cleanly when npm alone gets ${signal}: no orphaned gateway, ports free`, async (t) => {
+    for (const port of [8080, 9090, 3900]) {
+      if (!(await portFree(port))) {
+        if (process.env.CI) assert.fail(`port ${port} is taken`);
+        t.skip(`port ${port} is taken`);
+        return;
+      }
+    }
+    const root = new URL('../../', import.meta.url);
+    // Its own process group, so the test can tell when every process of it is gone and
+    // clean up if the gateway were orphaned; the signal goes to npm's pid only, as a
+    // process manager or `kill <npm pid>` would send it.
+    const npm = spawn('npm', ['start'], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const pgid = npm.pid as number;
+    let out = '';
+    npm.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    npm.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const end = Date.now() + 30_000;
+      while (!out.includes('"event":"listening"')) {
+        if (Date.now() > end) assert.fail(`npm start did not start:\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      process.kill(pgid, signal);
+      const deadline = Date.now() + 15_000;
+      while (!groupGone(pgid)) {
+        if (Date.now() > deadline) assert.fail(`processes of npm start still running 15 s after ${signal} to npm:\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (const port of [8080, 9090, 3900]) assert.ok(await portFree(port), `port ${port} still taken`);
+      assert.match(out, /"event":"stopped"/, 'the gateway drained and stopped');
+    } finally {
+      if (!groupGone(pgid)) process.kill(-pgid, 'SIGKILL');
+    }
+  });
+}

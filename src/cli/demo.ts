@@ -5,11 +5,21 @@
 import { fileURLToPath } from 'node:url';
 import { ConfigError, formatProblems, loadConfig } from '../config/load.js';
 import { Gateway } from '../server/gateway.js';
+import { parseCommand, type CommandSpec } from './args.js';
 import { serveUntilSignal } from './run.js';
+
+export const SPEC: CommandSpec = {
+  name: 'demo',
+  summary: 'Start the bundled demo upstream (127.0.0.1:3900) and the gateway on examples/gatehouse.yaml: what `npm start` runs. Ctrl-C (SIGINT) or SIGTERM stops both.',
+  usage: 'gatehouse demo',
+  options: {},
+};
 
 const EXAMPLES = new URL('../../examples/', import.meta.url);
 
-export async function run(_args: string[]): Promise<number> {
+export async function run(args: string[]): Promise<number> {
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
   const { startDemoUpstream } = (await import(new URL('demo-upstream.js', EXAMPLES).href)) as {
     startDemoUpstream(port?: number): Promise<import('node:http').Server>;
   };
@@ -57,5 +67,16 @@ export async function run(_args: string[]): Promise<number> {
       '',
     ].join('\n'),
   );
-  return serveUntilSignal(gw, () => new Promise<void>((ok) => upstream.close(() => ok())));
+  // `npm start` runs this under npm (through a shell): when npm goes away — a signal that
+  // only npm got, a killed terminal — this process is re-parented. The demo then stops as
+  // on SIGTERM (graceful drain), so no gateway is left holding its ports.
+  const parent = process.ppid;
+  const orphaned = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(orphaned);
+      process.kill(process.pid, 'SIGTERM');
+    }
+  }, 250);
+  orphaned.unref();
+  return serveUntilSignal(gw, () => new Promise<void>((ok) => upstream.close(() => ok()))).finally(() => clearInterval(orphaned));
 }

@@ -7,35 +7,31 @@
  * does), so it sees the files as the gateway does and never creates a state file (an
  * SQLite database, a WAL file) that the gateway could not open afterwards.
  */
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, loadUnvalidated, type Problem } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { runDoctor, type CheckResult } from '../doctor/checks.js';
 import { currentIdentity, dropPrivileges, PrivilegeError, resolveRunAs } from '../server/privileges.js';
 
-const USAGE = 'usage: gatehouse doctor --config FILE [--json] [--pid PID] [--admin URL]';
+import { CONFIG_REQUIRED, parseCommand, type CommandSpec } from './args.js';
+
+export const SPEC: CommandSpec = {
+  name: 'doctor',
+  summary: 'Check the deployment a config describes (and the running gateway, through its admin listener) against the seed checklists; see docs/deploy.md. Exit 1 when a check FAILs.',
+  usage: 'gatehouse doctor --config FILE [--json] [--pid PID] [--admin URL]',
+  options: {
+    config: CONFIG_REQUIRED,
+    json: { type: 'boolean', description: 'print JSON' },
+    pid: { type: 'string', value: 'PID', description: 'the running gateway\'s process id' },
+    admin: { type: 'string', value: 'URL', description: 'the admin listener (default: from the config)' },
+  },
+};
 
 export async function run(args: string[]): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, pid: { type: 'string' }, admin: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }).values;
-  } catch (err) {
-    process.stderr.write(`gatehouse doctor: ${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n\nChecks the deployment a config describes (and the running gateway, through its admin listener)\nagainst the seed checklists; see docs/deploy.md. Exit 1 when a check FAILs.\n`);
-    return 0;
-  }
-  if (typeof values.config !== 'string' || values.config === '') {
-    process.stderr.write(`gatehouse doctor: --config FILE is required\n${USAGE}\n`);
-    return 2;
-  }
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  const values = p.values as { config: string; json?: boolean; pid?: string; admin?: string };
   const pid = values.pid !== undefined ? Number(values.pid) : undefined;
-  if (pid !== undefined && !(Number.isInteger(pid) && pid > 0)) {
-    process.stderr.write(`gatehouse doctor: --pid must be a process id\n`);
-    return 2;
-  }
+  if (pid !== undefined && !(Number.isInteger(pid) && pid > 0)) return p.usageError('--pid must be a process id');
   const file = values.config;
   let { loaded, problems } = loadForDoctor(file);
   let dropped: string | null = null;

@@ -4,7 +4,7 @@
  * running gateways by their refresh poll (identities.refresh_interval) or at once by a
  * Redis push when state.store is redis.
  */
-import { parseArgs } from 'node:util';
+import { CONFIG_REQUIRED, parseCommand, type CommandSpec } from './args.js';
 import { ConfigError, formatProblems, loadConfig } from '../config/load.js';
 import { resolve } from 'node:path';
 import { readSecretFile } from '../config/secrets.js';
@@ -12,12 +12,42 @@ import { loadCredentialKeyring } from '../identity/credential-crypto.js';
 import { openIdentityStores } from '../identity/services.js';
 import { IdentityExistsError, SUBJECT } from '../stores/identities/types.js';
 
-const USAGE = `usage: gatehouse identities add --config FILE --subject S --type agent|human [--domain D] [--role R] [--rpm N] [--suspended]
-       gatehouse identities list --config FILE
-       gatehouse identities suspend|resume|remove --config FILE --subject S
-       gatehouse identities set-limit --config FILE --subject S --rpm N|default
-       gatehouse identities set-credential --config FILE --subject S --file PATH   (upstream LLM credential, stored encrypted)
-       gatehouse identities clear-credential --config FILE --subject S`;
+const SUBJECT_OPT = { type: 'string', value: 'S', required: true, description: 'the identity (token subject)' } as const;
+
+export const SPEC: CommandSpec = {
+  name: 'identities',
+  summary: 'The identity registry the config names (SQLite in state.dir, or PostgreSQL); running gateways see changes within identities.refresh_interval, at once with Redis.',
+  subcommands: {
+    add: {
+      usage: 'gatehouse identities add --config FILE --subject S --type agent|human [--domain D] [--role R] [--rpm N] [--suspended]',
+      summary: 'register an identity',
+      options: {
+        config: CONFIG_REQUIRED,
+        subject: SUBJECT_OPT,
+        type: { type: 'string', value: 'agent|human', required: true, description: 'the identity type' },
+        domain: { type: 'string', value: 'D', description: 'its domain' },
+        role: { type: 'string', value: 'R', description: 'its role' },
+        rpm: { type: 'string', value: 'N', description: 'its own requests-per-minute limit' },
+        suspended: { type: 'boolean', description: 'register it suspended' },
+      },
+    },
+    list: { usage: 'gatehouse identities list --config FILE', summary: 'list every identity (JSON)', options: { config: CONFIG_REQUIRED } },
+    suspend: { usage: 'gatehouse identities suspend --config FILE --subject S', summary: 'suspend an identity (its requests get 403)', options: { config: CONFIG_REQUIRED, subject: SUBJECT_OPT } },
+    resume: { usage: 'gatehouse identities resume --config FILE --subject S', summary: 'resume a suspended identity', options: { config: CONFIG_REQUIRED, subject: SUBJECT_OPT } },
+    remove: { usage: 'gatehouse identities remove --config FILE --subject S', summary: 'remove an identity', options: { config: CONFIG_REQUIRED, subject: SUBJECT_OPT } },
+    'set-limit': {
+      usage: 'gatehouse identities set-limit --config FILE --subject S --rpm N|default',
+      summary: 'set (or reset to the default) its requests-per-minute limit',
+      options: { config: CONFIG_REQUIRED, subject: SUBJECT_OPT, rpm: { type: 'string', value: 'N|default', required: true, description: 'the limit, or default' } },
+    },
+    'set-credential': {
+      usage: 'gatehouse identities set-credential --config FILE --subject S --file PATH',
+      summary: 'store its upstream LLM credential, encrypted (read from a secret file, never the command line)',
+      options: { config: CONFIG_REQUIRED, subject: SUBJECT_OPT, file: { type: 'string', value: 'PATH', required: true, description: 'a secret file (mode 0600) with the credential' } },
+    },
+    'clear-credential': { usage: 'gatehouse identities clear-credential --config FILE --subject S', summary: 'remove its stored LLM credential', options: { config: CONFIG_REQUIRED, subject: SUBJECT_OPT } },
+  },
+};
 
 class Usage extends Error {}
 
@@ -29,25 +59,16 @@ function rpm(v: string | undefined, allowDefault: boolean): number | null | unde
 }
 
 export async function run(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  let v: Record<string, string | boolean | undefined>;
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  const sub = p.sub as string;
+  const v = p.values as Record<string, string | boolean | undefined>;
   try {
-    if (!['add', 'list', 'suspend', 'resume', 'set-limit', 'remove', 'set-credential', 'clear-credential'].includes(sub ?? '')) throw new Usage('unknown subcommand');
-    v = parseArgs({
-      args: rest,
-      options: { config: { type: 'string' }, subject: { type: 'string' }, type: { type: 'string' }, domain: { type: 'string' }, role: { type: 'string' }, rpm: { type: 'string' }, suspended: { type: 'boolean' }, file: { type: 'string' } },
-      strict: true,
-    }).values;
-    if (typeof v.config !== 'string') throw new Usage('--config FILE is required');
     if (sub !== 'list' && (typeof v.subject !== 'string' || !SUBJECT.test(v.subject))) throw new Usage('--subject must be 1-256 printable characters');
     if (sub === 'add' && v.type !== 'agent' && v.type !== 'human') throw new Usage('--type must be agent or human');
-    if (sub === 'set-limit' && v.rpm === undefined) throw new Usage('--rpm is required');
-    // The credential comes from a file (checked like every secret file), never from the
-    // command line, where other users can read it in the process list.
-    if (sub === 'set-credential' && typeof v.file !== 'string') throw new Usage('--file PATH (a secret file, mode 0600) is required');
+    rpm(v.rpm as string | undefined, sub === 'set-limit');
   } catch (err) {
-    process.stderr.write(`gatehouse identities: ${(err as Error).message}\n${USAGE}\n`);
-    return 2;
+    return p.usageError((err as Error).message);
   }
   let stores;
   try {

@@ -1,22 +1,30 @@
 /** `gatehouse keys generate --out DIR [--alg RS256|ES256|EdDSA] [--bits 4096] [--kid ID]`: a signing key pair and its JWKS. */
-import { parseArgs } from 'node:util';
+import { parseCommand, type CommandSpec } from './args.js';
 import { generateKeys, IssueInputError, type IssueAlg } from '../identity/issue.js';
 
-const USAGE = 'usage: gatehouse keys generate --out DIR [--alg RS256|ES256|EdDSA] [--bits 4096] [--kid ID]';
+export const SPEC: CommandSpec = {
+  name: 'keys',
+  summary: 'Signing keys for tokens gatehouse verifies.',
+  subcommands: {
+    generate: {
+      usage: 'gatehouse keys generate --out DIR [--alg RS256|ES256|EdDSA] [--bits 4096] [--kid ID]',
+      summary: 'generate a signing key pair and its JWKS in DIR',
+      options: {
+        out: { type: 'string', value: 'DIR', required: true, description: 'where the key files go' },
+        alg: { type: 'string', value: 'ALG', description: 'RS256, ES256 or EdDSA (default ES256)' },
+        bits: { type: 'string', value: 'N', description: 'RSA modulus size' },
+        kid: { type: 'string', value: 'ID', description: 'key id (default: derived from the key)' },
+      },
+    },
+  },
+};
 
 export async function run(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  let v: Record<string, string | undefined>;
-  try {
-    if (sub !== 'generate') throw new Error('unknown subcommand');
-    v = parseArgs({ args: rest, options: { out: { type: 'string' }, alg: { type: 'string' }, bits: { type: 'string' }, kid: { type: 'string' } }, strict: true }).values;
-    if (!v.out) throw new Error('--out DIR is required');
-    if (v.alg !== undefined && !['RS256', 'ES256', 'EdDSA'].includes(v.alg)) throw new Error('--alg must be RS256, ES256 or EdDSA');
-    if (v.bits !== undefined && !/^\d+$/.test(v.bits)) throw new Error('--bits must be a number');
-  } catch (err) {
-    process.stderr.write(`gatehouse keys: ${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  const v = p.values as Record<string, string | undefined>;
+  if (v.alg !== undefined && !['RS256', 'ES256', 'EdDSA'].includes(v.alg)) return p.usageError('--alg must be RS256, ES256 or EdDSA');
+  if (v.bits !== undefined && !/^\d+$/.test(v.bits)) return p.usageError('--bits must be a number');
   try {
     const out = await generateKeys(v.out as string, { alg: v.alg as IssueAlg | undefined, bits: v.bits !== undefined ? Number(v.bits) : undefined, kid: v.kid });
     process.stdout.write(

@@ -4,8 +4,9 @@
  */
 import { VERSION } from '../version.js';
 
-const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
+export const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args: string[]): Promise<number> }> }> = {
   run: { summary: 'run the gateway: gatehouse run --config FILE', load: () => import('./run.js') },
+  proxy: { summary: 'reverse proxy in one line, Atlas defaults, prints its config: gatehouse proxy --from :8080 --to http://127.0.0.1:3000', load: () => import('./proxy.js') },
   check: { summary: 'validate a config and list every problem: gatehouse check --config FILE', load: () => import('./check.js') },
   ca: { summary: 'the internal CA: gatehouse ca init|issue|trust --dir DIR (docs/tls.md)', load: () => import('./ca.js') },
   audit: { summary: 'verify or export the audit trail, generate its keys: gatehouse audit --help', load: () => import('./audit.js') },
@@ -15,12 +16,13 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args
   doctor: { summary: 'check a deployment against the seed checklists: gatehouse doctor --config FILE [--json]', load: () => import('./doctor.js') },
   usage: { summary: 'per-identity LLM token usage so far, from the running gateway: gatehouse usage --config FILE [--subject S]', load: () => import('./usage.js') },
   demo: { summary: 'start the bundled demo upstream and gateway (what `npm start` runs)', load: () => import('./demo.js') },
+  policy: { summary: 'Cedar policy authoring: gatehouse policy schema [--config FILE --site ID] prints the schema policies are validated against', load: () => import('./policy.js') },
 };
 
 export function usage(): string {
   const lines = ['usage: gatehouse <command> [options]', '', 'commands:'];
   for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(8)} ${c.summary}`);
-  lines.push('  version  print the version', '', 'docs: README.md and docs/ in the gatehouse package');
+  lines.push('  version  print the version', '', 'Every command and subcommand takes --help; -c/--config FILE names the config.', 'docs: README.md and docs/ in the gatehouse package');
   return lines.join('\n');
 }
 
@@ -36,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const c = COMMANDS[cmd];
   if (!c) {
-    process.stderr.write(`gatehouse: unknown command ${JSON.stringify(cmd)}\n${usage()}\n`);
+    process.stderr.write(`gatehouse: unknown command ${JSON.stringify(cmd)}\nhint: run \`gatehouse --help\` for the commands\n${usage()}\n`);
     return 2;
   }
   return (await c.load()).run(rest);

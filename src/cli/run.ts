@@ -12,19 +12,19 @@ import { ConfigError, formatProblems, loadConfig, type LoadedConfig } from '../c
 import { BoundListeners } from '../server/bind.js';
 import { Gateway } from '../server/gateway.js';
 import { dropPrivileges, planPrivileges, PrivilegeError, type PrivilegePlan, type RunAs } from '../server/privileges.js';
-import { configArg, UsageError } from './args.js';
+import { CONFIG_REQUIRED, parseCommand, type CommandSpec } from './args.js';
+
+export const SPEC: CommandSpec = {
+  name: 'run',
+  summary: 'Run the gateway until SIGTERM/SIGINT; reload on SIGHUP and when the config file changes.',
+  usage: 'gatehouse run --config FILE',
+  options: { config: CONFIG_REQUIRED },
+};
 
 export async function run(args: string[]): Promise<number> {
-  let file: string;
-  try {
-    file = configArg(args).config;
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`gatehouse run: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  const file = p.values.config as string;
   // Files gatehouse creates (state, spools) are for its own user only.
   process.umask(0o077);
   let gw: Gateway;

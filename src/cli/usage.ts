@@ -11,9 +11,21 @@ import { ConfigError, formatProblems, loadConfig } from '../config/load.js';
 import { readSecretFile } from '../config/secrets.js';
 import { parseListenAddress } from '../server/address.js';
 import type { SiteUsage } from '../stages/llm/usage-report.js';
-import { configArg, UsageError } from './args.js';
+import { CONFIG_REQUIRED, parseCommand, type CommandSpec } from './args.js';
 
-const USAGE = 'usage: gatehouse usage --config FILE [--subject S] [--site ID] [--admin URL] [--ca-file PEM] [--json]';
+export const SPEC: CommandSpec = {
+  name: 'usage',
+  summary: 'Per-identity LLM token usage so far, asked of the running gateway\'s admin API.',
+  usage: 'gatehouse usage --config FILE [--subject S] [--site ID] [--admin URL] [--ca-file PEM] [--json]',
+  options: {
+    config: CONFIG_REQUIRED,
+    subject: { type: 'string', value: 'S', description: 'one identity (default: every registered identity)' },
+    site: { type: 'string', value: 'ID', description: 'one site' },
+    admin: { type: 'string', value: 'URL', description: 'the admin listener (default: from the config)' },
+    'ca-file': { type: 'string', value: 'PEM', description: 'CA to verify an HTTPS admin listener' },
+    json: { type: 'boolean', description: 'print JSON' },
+  },
+};
 
 export function formatUsage(rows: readonly SiteUsage[]): string {
   const lines = ['subject\tsite\tgrant\tbudget\tused\treserved\tlimit\tremaining\treset_s'];
@@ -24,16 +36,9 @@ export function formatUsage(rows: readonly SiteUsage[]): string {
 }
 
 export async function run(args: string[]): Promise<number> {
-  let a;
-  try {
-    a = configArg(args, { subject: { type: 'string' }, site: { type: 'string' }, admin: { type: 'string' }, 'ca-file': { type: 'string' }, json: { type: 'boolean' } });
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`gatehouse usage: ${err.message}\n${USAGE}\n`);
-      return 2;
-    }
-    throw err;
-  }
+  const p = parseCommand(SPEC, args);
+  if (typeof p === 'number') return p;
+  const a = { config: p.values.config as string, values: p.values };
   let loaded;
   try {
     loaded = loadConfig(a.config);

@@ -42,7 +42,7 @@ describe('config loading', () => {
     const text = 'sites:\n  - id: a\n    hosts: [a.test]\n    max_body_bytes: 1KiB\n    upstream: { urls: ["http://127.0.0.1:1"], response_timeout: 250ms, connect_timeout: 2 }\n';
     const { config } = parseConfig(text, '/tmp/x.yaml');
     assert.equal(config.sites[0]?.max_body_bytes, 1024);
-    assert.equal(config.sites[0]?.upstream.response_timeout, 250);
+    assert.equal(config.sites[0]?.upstream?.response_timeout, 250);
   });
 
   it('reports unknown keys with their path', () => {

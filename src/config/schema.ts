@@ -101,8 +101,69 @@ const rateRule = z.strictObject({
   on_store_error: z.enum(['refuse', 'allow']).default('refuse'),
 });
 
+/** One member of an upstream pool in its long form (docs/configuration.md#upstream-pools). */
+const upstreamMember = z.strictObject({
+  url: z.string(),
+  /** The id in metrics, log events and health state; default from the URL's host and port (e.g. `127-0-0-1-3000`). */
+  id: id.optional(),
+  /** Share of the traffic relative to the other members (round_robin, least_requests, hash). */
+  weight: z.number().int().min(1).max(1000).default(1),
+});
+
+/** Failures after which a request may be sent to another member (docs/lifecycle.md#retries). */
+export const RETRY_ON = ['connect_failure', 'reset_before_response', 'status_502', 'status_503', 'status_504'] as const;
+
+const upstreamRetry = z.strictObject({
+  /** Further attempts per request after the first, each on a member not tried yet. */
+  max: z.number().int().min(0).max(10).default(2),
+  /** Retries per site may add at most this share to the requests of the last 10 s (the retry budget)... */
+  budget_ratio: z.number().min(0).max(1).default(0.2),
+  /** ...but this many retries per 10 s are always allowed (a quiet site still retries). */
+  budget_min: z.number().int().min(0).max(1_000_000).default(10),
+  /** Which failures are retried; connect_failure for any request, the others only for a request that can be repeated. */
+  on: z.array(z.enum(RETRY_ON)).default(['connect_failure', 'reset_before_response']),
+});
+
+const upstreamPassiveHealth = z.strictObject({
+  /** Consecutive failures (connect, reset, timeout, 502/503/504) that take a member out. */
+  failures: z.number().int().min(1).max(1000).default(5),
+  /** How long the first ejection lasts; each further one in a row doubles it. */
+  backoff: duration('10s').pipe(z.number().int().min(100).max(3_600_000)),
+  /** The longest ejection; a member in service this long without one starts again from `backoff`. */
+  max_backoff: duration('5m').pipe(z.number().int().min(100).max(86_400_000)),
+});
+
+const upstreamActiveHealth = z.strictObject({
+  /** GET this path on every member (with the member's base path in front). */
+  path: z.string().regex(/^\/[!$&'()*+,;=:@A-Za-z0-9._~%/-]*(\?[!$&'()*+,;=:@A-Za-z0-9._~%/?-]*)?$/, 'an origin-form path (and query), e.g. /healthz').default('/'),
+  interval: duration('10s').pipe(z.number().int().min(100).max(3_600_000)),
+  timeout: duration('2s').pipe(z.number().int().min(50).max(600_000)),
+  /** Statuses that count as healthy. */
+  expected_status: z.array(z.number().int().min(100).max(599)).min(1).default([200]),
+  /** Consecutive passing checks that bring an unhealthy member back. */
+  healthy_threshold: z.number().int().min(1).max(100).default(2),
+  /** Consecutive failing checks that take a member out. */
+  unhealthy_threshold: z.number().int().min(1).max(100).default(3),
+});
+
 const upstream = z.strictObject({
-  urls: z.array(z.string()).min(1, 'at least one upstream URL is required'),
+  /** Members of the pool: `scheme://host:port[/base/path]`, or `{ url, id, weight }`. */
+  urls: z.array(z.union([z.string(), upstreamMember])).min(1, 'at least one upstream URL is required'),
+  /** How a member is chosen for each request. */
+  balance: z.enum(['round_robin', 'least_requests', 'hash']).default('round_robin'),
+  /** With `balance: hash`: what is hashed — the resolved client IP, or a request header (`header:NAME`). */
+  hash_on: z
+    .string()
+    .regex(/^(client_ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/, 'client_ip or header:NAME')
+    .default('client_ip'),
+  retry: upstreamRetry.prefault({}),
+  health: z
+    .strictObject({
+      passive: upstreamPassiveHealth.prefault({}),
+      /** Probe each member on a timer (off unless given). */
+      active: upstreamActiveHealth.optional(),
+    })
+    .prefault({}),
   connect_timeout: duration('5s'),
   /** Time from sending the request to receiving the response headers → 504. */
   response_timeout: duration('30s'),
@@ -202,6 +263,12 @@ const sitePolicy = z.strictObject({
     }),
   /** Top-level fields of a JSON request body put into `context.body` (e.g. `model`); empty: the body is not read. */
   body_fields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'a top-level JSON field name')).default([]),
+  /**
+   * The type of each body field in `context.body` (string, long, boolean; default string):
+   * the policy schema declares it, and a body whose field has another JSON type is refused
+   * (400 invalid_body, rule field_type), so what was validated is what is evaluated.
+   */
+  body_field_types: z.record(z.string(), z.enum(['string', 'long', 'boolean'])).default({}),
   /** Largest body read for body_fields; a larger body is refused (413). */
   max_body_bytes: size('64KiB').pipe(z.number().int().min(1).max(16_777_216)),
   /** Media types read as JSON for body_fields (lowercase `type/subtype`); a body of any other type is refused (415). */
@@ -286,7 +353,18 @@ export const siteSchema = z.strictObject({
   id,
   hosts: z.array(z.string().min(1)).min(1, 'a site serves at least one host'),
   path_prefix: z.string().default('/'),
-  upstream,
+  /** Remove this leading path (path_prefix or a part of it) before forwarding (docs/lifecycle.md#strip_prefix). */
+  strip_prefix: z.string().optional(),
+  /** Where requests go; a site has exactly one of `upstream` and `redirect`. */
+  upstream: upstream.optional(),
+  /** Answer every admitted request with a redirect instead of proxying it. */
+  redirect: z
+    .strictObject({
+      /** Target URL or absolute path; `{path}`, `{query}` (with its `?`) and `{uri}` are replaced with the request's. */
+      to: z.string().min(1),
+      status: z.union([z.literal(301), z.literal(302), z.literal(307), z.literal(308)]).default(308),
+    })
+    .optional(),
   ip_filter: ipFilter.optional(),
   max_body_bytes: size('10MiB'),
   rate_limits: z.array(rateRule).default([]),
@@ -319,6 +397,8 @@ const listener = z.strictObject({
   tls: serverTls.optional(),
   /** A plain-HTTP listener that answers every request with 308 to the HTTPS listener. */
   redirect_https: z.boolean().optional(),
+  /** The server name a TLS client that sends no SNI is served as; absent: such a handshake is refused (no certificate shown). */
+  default_sni: z.string().min(1).max(253).optional(),
 });
 
 /**
@@ -633,7 +713,8 @@ export type ProcessConfig = Config['process'];
 export type ListenerConfig = Config['listen'][number];
 export type ServerTlsConfig = z.output<typeof serverTls>;
 export type AdminConfig = Config['admin'];
-export type UpstreamConfig = SiteConfig['upstream'];
+export type UpstreamConfig = NonNullable<SiteConfig['upstream']>;
+export type UpstreamMemberConfig = z.output<typeof upstreamMember>;
 export type AuditConfig = z.output<typeof audit>;
 export type AuditArchiveConfig = z.output<typeof auditArchive>;
 export type AuthConfig = Config['auth'];

@@ -3,6 +3,7 @@
  * certificates), the internal CA block and upstream TLS (docs/tls.md). Called from
  * validate.ts; every problem carries its path.
  */
+import { memberUrls } from '../stages/proxy/members.js';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
@@ -113,9 +114,18 @@ export function validateTls(config: PartialConfig, dir: string, err: Report, war
       redirects++;
       if (l.tls) err(`${p}.redirect_https`, 'a redirecting listener is plain HTTP: remove either tls or redirect_https');
     }
+    if (l.default_sni !== undefined && !l.tls) err(`${p}.default_sni`, 'default_sni is for a listener with tls');
     if (!l.tls) return;
     tlsListeners++;
     validateServerTls(`${p}.tls`, l.tls, hasCa, dir, err);
+    if (l.default_sni !== undefined && l.tls.internal_ca) {
+      const name = l.default_sni.toLowerCase().replace(/\.$/, '');
+      const served = config.sites.some((s) => s?.hosts?.some((h) => {
+        const host = h.toLowerCase().replace(/\.$/, '');
+        return host === name || (host.startsWith('*.') && name.endsWith(host.slice(1)) && !name.slice(0, -host.length + 1).includes('.'));
+      }));
+      if (!served) err(`${p}.default_sni`, `no site serves ${JSON.stringify(l.default_sni)}, so no internal_ca certificate covers it`);
+    }
   });
   if (redirects > 0 && tlsListeners === 0) err('listen', 'redirect_https needs an HTTPS listener (one with tls) to redirect to');
 
@@ -132,10 +142,11 @@ export function validateTls(config: PartialConfig, dir: string, err: Report, war
   validateAdminTls(config, dir, err);
 
   config.sites.forEach((site, si) => {
-    const t = site?.upstream?.tls;
-    if (!site || !t) return;
+    const up = site?.upstream;
+    const t = up?.tls;
+    if (!up || !t) return;
     const p = `sites[${si}].upstream.tls`;
-    if (site.upstream.urls.some((u) => !u.startsWith('https://'))) err(p, 'upstream tls settings apply to https:// upstreams only; every url of this upstream must be https://');
+    if (memberUrls(up).some((u) => !u.startsWith('https://'))) err(p, 'upstream tls settings apply to https:// upstreams only; every url of this upstream must be https://');
     if (t.internal_ca === true && !hasCa) err(`${p}.internal_ca`, 'internal_ca needs a top-level ca block');
     if (t.client_cert === 'internal' && !hasCa) err(`${p}.client_cert`, 'an internal client certificate needs a top-level ca block');
     if (t.ca_file !== undefined) {

@@ -6,9 +6,10 @@
 import { resolve } from 'node:path';
 import { parseCidr } from '../net/ip.js';
 import { canonicalSiteHost } from '../http/host.js';
-import { normalizePath, validatePathPattern } from '../http/path.js';
+import { canonicalPath, normalizePath, validatePathPattern } from '../http/path.js';
+import { basePathOf, defaultMemberId } from '../stages/proxy/members.js';
 import { isLoopbackHost, parseListenAddress } from '../server/address.js';
-import type { IpFilterConfig } from './schema.js';
+import type { IpFilterConfig, SiteConfig } from './schema.js';
 import type { PartialConfig, Problem } from './load.js';
 import { checkSecretFile, readSecretFile } from './secrets.js';
 import { validateTls } from './validate-tls.js';
@@ -28,7 +29,7 @@ export function normalizeHost(h: string): string {
   return canonicalSiteHost(h);
 }
 
-const HOST_PATTERN = /^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$|^[0-9a-f:]+$/;
+const HOST_PATTERN = /^\*$|^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$|^\[[0-9a-f:.]+\]$|^[0-9a-f:]+$/;
 
 export function validateConfig(config: PartialConfig, dir: string, file?: string): Problem[] {
   // Secret files are checked for the user gatehouse will run as (process.user), not for
@@ -122,6 +123,8 @@ function validateAll(config: PartialConfig, dir: string, file: string | undefine
 
   const siteIds = new Set<string>();
   const routes = new Map<string, string>();
+  /** The site that serves hosts no other site serves (`hosts: ["*"]`). */
+  let catchAll: string | null = null;
   config.sites.forEach((site, si) => {
     // A site that failed its schema was reported already.
     if (site === undefined) return;
@@ -144,19 +147,12 @@ function validateAll(config: PartialConfig, dir: string, file: string | undefine
       else routes.set(key, `sites[${si}]`);
     });
 
-    (site.upstream?.urls ?? []).forEach((u, ui) => {
-      const path = `${sp}.upstream.urls[${ui}]`;
-      let url: URL;
-      try {
-        url = new URL(u);
-      } catch {
-        err(path, `not a URL: ${JSON.stringify(u)}`);
-        return;
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') err(path, 'upstream URLs must be http:// or https://');
-      if (url.username || url.password) err(path, 'upstream URLs may not carry credentials');
-      if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) err(path, 'an upstream URL is an origin (scheme://host:port) without path, query or fragment');
-    });
+    validateUpstream(site, sp, err);
+    validateRouting(site, sp, prefix, err);
+    if (site.hosts?.includes('*')) {
+      if (catchAll !== null) err(`${sp}.hosts`, `only one site may serve every host ("*"); ${catchAll} does already`);
+      else catchAll = sp;
+    }
 
     ipFilter(`${sp}.ip_filter`, site.ip_filter);
 
@@ -186,6 +182,75 @@ function validateAll(config: PartialConfig, dir: string, file: string | undefine
   return out.filter((p) => p.severity === 'error' || !errored.has(p.path));
 }
 
+type Err = (path: string, message: string) => void;
+
+/** Pool members: URLs (origin and an optional canonical base path), unique ids, and the settings that go with the balancing mode. */
+function validateUpstream(site: SiteConfig, sp: string, err: Err): void {
+  const u = site.upstream;
+  if (u === undefined && site.redirect === undefined) err(sp, 'a site needs an `upstream` (where requests go) or a `redirect`');
+  if (u !== undefined && site.redirect !== undefined) err(`${sp}.redirect`, 'a site has either an `upstream` or a `redirect`, not both');
+  if (u === undefined) return;
+  const ids = new Map<string, number>();
+  (u.urls ?? []).forEach((entry, ui) => {
+    const long = typeof entry !== 'string';
+    const raw = long ? entry.url : entry;
+    const path = `${sp}.upstream.urls[${ui}]${long ? '.url' : ''}`;
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      err(path, `not a URL: ${JSON.stringify(raw)}`);
+      return;
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') err(path, 'upstream URLs must be http:// or https://');
+    if (url.username || url.password) err(path, 'upstream URLs may not carry credentials');
+    if (url.search || url.hash || raw.includes('?') || raw.includes('#')) err(path, 'an upstream URL is scheme://host:port with an optional base path, without query or fragment');
+    const base = basePathOf(url);
+    const canon = canonicalPath(base === '' ? '/' : base);
+    if (base !== '' && (canon.path !== base || canon.flags !== 0)) err(path, `the base path must be canonical (no dot segments, //, \\, ; or escapes of / \\ .): ${JSON.stringify(url.pathname)}`);
+    const id = (long ? entry.id : undefined) ?? defaultMemberId(url);
+    const other = ids.get(id);
+    if (other !== undefined) err(`${sp}.upstream.urls[${ui}]`, `member id ${JSON.stringify(id)} is already used by urls[${other}]; give each member its own \`id\``);
+    else ids.set(id, ui);
+  });
+  if (u.hash_on !== undefined && u.hash_on !== 'client_ip' && u.balance !== 'hash') err(`${sp}.upstream.hash_on`, 'hash_on applies to balance: hash only');
+  const h = u.health?.passive;
+  if (h !== undefined && h.backoff > h.max_backoff) err(`${sp}.upstream.health.passive.backoff`, 'must not be longer than max_backoff');
+  const a = u.health?.active;
+  if (a !== undefined && a.timeout >= a.interval) err(`${sp}.upstream.health.active.timeout`, 'must be shorter than interval (a check must end before the next one starts)');
+}
+
+/** strip_prefix (a leading part of path_prefix) and the redirect target. */
+function validateRouting(site: SiteConfig, sp: string, prefix: string | null, err: Err): void {
+  if (site.strip_prefix !== undefined) {
+    const strip = site.strip_prefix;
+    const norm = strip.startsWith('/') ? normalizePath(strip) : null;
+    const trimmed = norm === null ? null : norm.endsWith('/') ? norm.slice(0, -1) : norm;
+    const pfx = prefix === null ? null : prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+    if (trimmed === null || canonicalPath(strip).path !== strip) err(`${sp}.strip_prefix`, 'must be a canonical path starting with / (e.g. /api)');
+    else if (trimmed === '') err(`${sp}.strip_prefix`, 'stripping / strips nothing; omit strip_prefix');
+    else if (pfx !== null && pfx !== trimmed && !pfx.startsWith(trimmed + '/')) {
+      err(`${sp}.strip_prefix`, `must be path_prefix (${JSON.stringify(site.path_prefix ?? '/')}) or a leading part of it, so that every request the site serves has it`);
+    }
+  }
+  const r = site.redirect;
+  if (r !== undefined) {
+    const literal = r.to.replace(/\{(path|query|uri)\}/g, '');
+    if (/[{}]/.test(literal)) err(`${sp}.redirect.to`, 'the only placeholders are {path}, {query} and {uri}');
+    if (!/^[\x21-\x7e]+$/.test(r.to)) err(`${sp}.redirect.to`, 'visible ASCII only (percent-encode anything else)');
+    else if (!r.to.startsWith('/') || r.to.startsWith('//')) {
+      let ok = false;
+      try {
+        const url = new URL(r.to.replace(/\{(path|query|uri)\}/g, ''));
+        ok = url.protocol === 'http:' || url.protocol === 'https:';
+      } catch {
+        ok = false;
+      }
+      if (!ok) err(`${sp}.redirect.to`, 'an absolute http(s) URL or a path starting with a single /');
+    }
+  }
+}
+
 /**
  * `escaped_path: keep` forwards `%2F`, `%5C`, `%2E` as received, so an upstream may read the
  * path differently from gatehouse's matching form. Only a site on which no path-based
@@ -213,6 +278,7 @@ function validateKeptPaths(config: PartialConfig, err: (path: string, message: s
     if ((site.rate_limits ?? []).some((r) => r?.paths !== undefined)) reasons.push(`sites[${si}] has rate-limit rules with paths`);
     if (site.auth?.paths !== undefined) reasons.push(`sites[${si}] has auth.paths`);
     if (site.policy !== undefined) reasons.push(`sites[${si}] has a policy (it sees the path)`);
+    if (site.strip_prefix !== undefined) reasons.push(`sites[${si}] has strip_prefix`);
     if (site.llm !== undefined) reasons.push(`sites[${si}] is an LLM site (its endpoints are paths)`);
     for (const h of site.hosts ?? []) if ((hostOwners.get(normalizeHost(h)) ?? 0) > 1) reasons.push(`host ${normalizeHost(h)} is shared with another site`);
     if (reasons.length > 0) err(where, `escaped_path: keep forwards encoded separators that an upstream may read differently, so it is only for a site with no path-based control: ${reasons.join('; ')}`);

@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   token_keys_unavailable: { status: 503, message: 'Token verification keys are unavailable right now.' },
   revocation_unavailable: { status: 503, message: 'The revocation list cannot be confirmed current right now.' },
   identity_registry_unavailable: { status: 503, message: 'The identity registry cannot be confirmed current right now.' },
+  no_healthy_upstream: { status: 503, message: 'No upstream server is available right now.' },
   shutting_down: { status: 503, message: 'The gateway is shutting down.' },
   upstream_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
   // The LLM route (docs/llm.md); it answers invalid_body and unsupported_media_type too.

@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import type { Config, IssuerConfig } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { DependencyStates } from '../observability/dependency-state.js';
 import { RemoteJwks } from '../stages/token/keys.js';
 import { createPostgresClient, stateDir } from '../stores/postgres-client.js';
 import { createPostgresIdentityStore } from '../stores/identities/postgres.js';
@@ -110,6 +111,7 @@ export class IdentityServices {
     private readonly log: Logger,
     private readonly now?: () => number,
     private readonly metrics?: Metrics,
+    private readonly deps?: DependencyStates,
   ) {
     this.stores = openIdentityStores(config, dir, { now, log });
     this.view = createIdentityView(this.stores.identities, {
@@ -132,13 +134,23 @@ export class IdentityServices {
     }
     this.started = true;
     let update: (() => void) | undefined;
-    if (this.metrics) {
+    if (this.metrics || this.deps) {
       const m = this.metrics;
+      // Both are fail-closed states (authenticated requests get 503): their change is a
+      // dependency transition, found by the same 1 s poll that sets the gauges.
+      const revocation = this.deps?.dependency('revocation_set', { describe: 'the revocation set' });
+      const registry = this.deps?.dependency('identity_registry', { describe: 'the identity registry' });
       update = () => {
         const t = (this.now ?? Date.now)();
-        m.revocationEntries.set(this.stores.revocations.list(t).length);
-        m.revocationCurrent.set(this.stores.revocations.current(t) ? 1 : 0);
-        m.identityRegistryCurrent.set(this.view.current(t) ? 1 : 0);
+        const revCurrent = this.stores.revocations.current(t);
+        const regCurrent = this.view.current(t);
+        m?.revocationEntries.set(this.stores.revocations.list(t).length);
+        m?.revocationCurrent.set(revCurrent ? 1 : 0);
+        m?.identityRegistryCurrent.set(regCurrent ? 1 : 0);
+        if (revCurrent) revocation?.up();
+        else revocation?.down(`not confirmed within revocation.max_staleness (${this.config.revocation.max_staleness} ms)`);
+        if (regCurrent) registry?.up();
+        else registry?.down(`not refreshed within identities.max_staleness (${this.config.identities.max_staleness} ms)`);
       };
       this.gauges = setInterval(update, 1000);
       this.gauges.unref();
@@ -154,7 +166,7 @@ export class IdentityServices {
     const key = `${url} ${issuer.algorithms.join(',')} ${issuer.jwks_refresh} ${issuer.jwks_max_stale}`;
     let j = this.jwks.get(key);
     if (!j) {
-      j = new RemoteJwks(url, issuer.algorithms, issuer.jwks_refresh, issuer.jwks_max_stale, this.log, this.now);
+      j = new RemoteJwks(url, issuer.algorithms, issuer.jwks_refresh, issuer.jwks_max_stale, this.log, this.now, this.deps?.dependency(`jwks:${url}`, { describe: `the JWKS at ${url}` }));
       this.jwks.set(key, j);
       // Fetchers created after start (by a reload) start themselves.
       if (this.started) void j.start();

@@ -217,7 +217,7 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
   it('reload on file change: a new valid set applies within 1 s, an invalid one is refused and the last good set stays', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-reload-'));
     const file = join(dir, 'p.cedar');
-    writeFileSync(file, '@id("allow-billing") permit(principal is Agent, action, resource) when { principal.domain == resource.domain };');
+    writeFileSync(file, '@id("allow-billing") permit(principal is Agent, action, resource) when { principal has domain && principal.domain == resource.domain };');
     const g = await startGateway(config({ files: [file] }));
     try {
       const t = await sign(key, { sub: 'a1', domain: 'billing' });
@@ -335,8 +335,9 @@ describe('policy lifecycle: fail closed, hot reload, shadow mode', { concurrency
 
   it('an evaluation error refuses (fail closed), even when a permit applies', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-everr-'));
-    // Agents carry no role: the forbid's condition errors, Cedar skips it, the permit applies.
-    writeFileSync(join(dir, 'p.cedar'), '@id("all") permit(principal, action, resource);\n@id("no-guests") forbid(principal, action, resource) when { principal.role == "guest" };');
+    // An overflow passes schema validation (types are right) but errors at run time, whatever
+    // the hour: Cedar skips the forbid, the permit applies, gatehouse refuses anyway.
+    writeFileSync(join(dir, 'p.cedar'), '@id("all") permit(principal, action, resource);\n@id("no-guests") forbid(principal, action, resource) when { 9223372036854775807 + 1 > context.hour };');
     const g = await startGateway(config({ files: [join(dir, 'p.cedar')] }));
     try {
       const t = await sign(key, { sub: 'a5', domain: 'billing' });

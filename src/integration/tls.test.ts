@@ -38,7 +38,8 @@ describe('TLS listener with certificates from the internal CA', () => {
     ca = await createTestCa();
     up = await startUpstream();
     config = {
-      listen: [{ address: '127.0.0.1:0', redirect_https: true }, { address: '127.0.0.1:0', tls: { internal_ca: true } }],
+      // default_sni: the wss test below connects by IP address, without SNI.
+      listen: [{ address: '127.0.0.1:0', redirect_https: true }, { address: '127.0.0.1:0', tls: { internal_ca: true }, default_sni: 'app.test' }],
       admin: { listen: '127.0.0.1:0' },
       // 6 s certificates, renewed at 4 s: the renewal happens during the test.
       ca: { dir: ca.caDir, password_file: ca.passwordFile, lifetime: '6s' },

@@ -82,7 +82,7 @@ describe('zones', () => {
     const loaded = loadConfig(writeConfig(baseConfig(up.url, { zones: ['production'], upstream: { urls: [up.url], zone: 'production' } })));
     const [s] = loaded.config.sites;
     assert.ok(s);
-    const edited = { ...loaded, config: { ...loaded.config, sites: [{ ...s, upstream: { ...s.upstream, zone: 'management' } }] } };
+    const edited = { ...loaded, config: { ...loaded.config, sites: [{ ...s, upstream: { ...(s.upstream as NonNullable<typeof s.upstream>), zone: 'management' } }] } };
     const gw = await Gateway.start({ loaded: edited, watch: false, logger: pino({ level: 'silent' }) });
     try {
       const port = gw.addresses().public[0]?.port;

@@ -70,6 +70,17 @@ export interface Metrics {
   readonly llmRefusals: Counter<'site' | 'code'>;
   /** Usage that could not be charged to the token budgets after retries, by site. */
   readonly llmSettleFailures: Counter<'site'>;
+  /** 1 while a dependency works, 0 while it is down (src/observability/dependency-state.ts). */
+  readonly dependencyUp: Gauge<'dependency'>;
+  /** Dependency state changes, by dependency and the state entered (down, up). */
+  readonly dependencyTransitions: Counter<'dependency' | 'state'>;
+  /** Upstream pools (docs/operations.md#upstream-pools): attempts, failures, ejections and health per member (`upstream` = the member id). */
+  readonly upstreamRequests: Counter<'site' | 'upstream'>;
+  readonly upstreamFailures: Counter<'site' | 'upstream' | 'reason'>;
+  readonly upstreamEjections: Counter<'site' | 'upstream'>;
+  readonly upstreamHealthy: Gauge<'site' | 'upstream'>;
+  /** Retries on another member by site and result (retried, budget_exhausted). */
+  readonly upstreamRetries: Counter<'site' | 'result'>;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -94,6 +105,36 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     name: 'gatehouse_upstream_errors_total',
     help: 'Upstream failures by site and error code (upstream_unavailable, upstream_timeout, upstream_error).',
     labelNames: ['site', 'code'] as const,
+    registers: [registry],
+  });
+  const upstreamRequests = new Counter({
+    name: 'gatehouse_upstream_requests_total',
+    help: 'Attempts sent to an upstream pool member (retries included), by site and upstream (the member id).',
+    labelNames: ['site', 'upstream'] as const,
+    registers: [registry],
+  });
+  const upstreamFailures = new Counter({
+    name: 'gatehouse_upstream_failures_total',
+    help: 'Failed attempts to an upstream pool member, by site, upstream and reason (connect_failure, reset_before_response, timeout, tls, status_502, status_503, status_504, error).',
+    labelNames: ['site', 'upstream', 'reason'] as const,
+    registers: [registry],
+  });
+  const upstreamEjections = new Counter({
+    name: 'gatehouse_upstream_ejections_total',
+    help: 'Times an upstream pool member was taken out after consecutive failures (passive health), by site and upstream.',
+    labelNames: ['site', 'upstream'] as const,
+    registers: [registry],
+  });
+  const upstreamHealthy = new Gauge({
+    name: 'gatehouse_upstream_healthy',
+    help: '1 while an upstream pool member takes traffic, 0 while it is ejected or fails its active health check, by site and upstream.',
+    labelNames: ['site', 'upstream'] as const,
+    registers: [registry],
+  });
+  const upstreamRetries = new Counter({
+    name: 'gatehouse_upstream_retries_total',
+    help: 'Requests sent again to another upstream pool member (retried), or not because the retry budget was spent (budget_exhausted), by site.',
+    labelNames: ['site', 'result'] as const,
     registers: [registry],
   });
   const ipDenials = new Counter({
@@ -171,7 +212,7 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
   });
   const tlsHandshakeFailures = new Counter({
     name: 'gatehouse_tls_handshake_failures_total',
-    help: 'TLS handshakes that failed on a public listener, by reason (unknown_server_name, protocol, other).',
+    help: 'TLS handshakes that failed or were refused, by reason (unknown_server_name, no_server_name, protocol, renegotiation, other).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
@@ -278,6 +319,19 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     registers: [registry],
   });
 
+  const dependencyUp = new Gauge({
+    name: 'gatehouse_dependency_up',
+    help: '1 while a dependency works, 0 while it is down and what needs it fails closed, by dependency id (rate_limit_store, token_budget_store, revocation_set, identity_registry, audit_store, jwks:<url>, upstream:<site>:<origin>, certificate:<name>).',
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+  });
+  const dependencyTransitions = new Counter({
+    name: 'gatehouse_dependency_transitions_total',
+    help: 'Dependency state changes, by dependency id and the state entered (down, up); each is one log event.',
+    labelNames: ['dependency', 'state'] as const,
+    registers: [registry],
+  });
+
   // prom-client's labels() hashes label values on every call; cache the children.
   const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
   const durChildren = new Map<string, ReturnType<typeof duration.labels>>();
@@ -302,6 +356,11 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     requests,
     duration,
     upstreamErrors,
+    upstreamRequests,
+    upstreamFailures,
+    upstreamEjections,
+    upstreamHealthy,
+    upstreamRetries,
     ipDenials,
     rateLimitRefusals,
     rateLimitStoreErrors,
@@ -343,6 +402,8 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     llmTimeToFirstByte,
     llmRefusals,
     llmSettleFailures,
+    dependencyUp,
+    dependencyTransitions,
     countRequest,
   };
 }

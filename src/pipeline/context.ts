@@ -1,5 +1,6 @@
 /** Services shared by every runtime generation of one gateway (they survive reloads). */
 import type { DenialLog } from '../observability/denial-log.js';
+import type { DependencyStates } from '../observability/dependency-state.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Exchange } from './exchange.js';
@@ -9,6 +10,8 @@ export interface GatewayContext {
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly denials: DenialLog;
+  /** Up/down state of every dependency: one log event and metric per change (docs/operations.md#dependency-states). */
+  readonly dependencies: DependencyStates;
   readonly version: string;
   /** Called for every finished exchange (audit). Registered at start-up. */
   readonly observers: ExchangeObserver[];

@@ -111,6 +111,21 @@ function hasUnreadBody(ex: Exchange): boolean {
   return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }
 
+/** Longest user agent kept in a request line; the rest is cut and marked with "…". */
+export const USER_AGENT_LOG_MAX = 256;
+
+/**
+ * The User-Agent as logged: at most USER_AGENT_LOG_MAX characters, control characters
+ * written as \xNN so a log viewer never interprets them; null when there is none.
+ */
+export function logUserAgent(ua: string | undefined): string | null {
+  if (ua === undefined) return null;
+  const cut = ua.length > USER_AGENT_LOG_MAX ? ua.slice(0, USER_AGENT_LOG_MAX) : ua;
+  // eslint-disable-next-line no-control-regex
+  const escaped = /[\x00-\x1f\x7f]/.test(cut) ? cut.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`) : cut;
+  return cut.length < ua.length ? `${escaped}…` : escaped;
+}
+
 /** Metrics and the request log line; called exactly once per exchange. */
 export function finish(ctx: GatewayContext, ex: Exchange): void {
   if (ex.finished) return;
@@ -127,7 +142,9 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
   const ms = performance.now() - ex.start;
   const siteId = ex.site?.id ?? '-';
   ctx.metrics.countRequest(siteId, ex.status, ms / 1000);
-  if (ctx.log.isLevelEnabled('info')) {
+  // A 5xx is the gateway or its upstream failing, not the client: it is logged at warn.
+  const level = ex.status >= 500 ? 'warn' : 'info';
+  if (ctx.log.isLevelEnabled(level)) {
     const r = ex.refusal;
     const line: Record<string, unknown> = {
       req_id: ex.id,
@@ -138,6 +155,7 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
       status: ex.status,
       client_ip: ex.clientIp,
       peer_ip: ex.peerIp,
+      user_agent: logUserAgent(ex.req.headers['user-agent']),
       dur_ms: Math.round(ms * 1000) / 1000,
     };
     if (ex.upstreamMs >= 0) line.upstream_ms = Math.round(ex.upstreamMs * 1000) / 1000;
@@ -162,7 +180,7 @@ export function finish(ctx: GatewayContext, ex: Exchange): void {
     if (ex.notes !== null) Object.assign(line, ex.notes);
     if (ex.llm !== null) line.llm = ex.llm;
     // IP-filter drops are logged by the denial log (budgeted), not per request.
-    if (!(r !== null && r.drop)) ctx.log.info(line, 'request');
+    if (!(r !== null && r.drop)) ctx.log[level](line, 'request');
   }
   for (let i = 0; i < ctx.observers.length; i++) {
     const o = ctx.observers[i] as ExchangeObserver;

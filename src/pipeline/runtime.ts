@@ -5,7 +5,7 @@
  * arrives and keeps it to the end, so in-flight requests finish on the config they
  * started with while new ones use the new generation.
  */
-import type { Config } from '../config/schema.js';
+import type { Config, SiteConfig } from '../config/schema.js';
 import { canonicalSiteHost } from '../http/host.js';
 import { normalizePath } from '../http/path.js';
 import { createClientIpResolver, type ClientIpResolver } from '../net/client-ip.js';
@@ -14,6 +14,9 @@ import { compileHeaderPolicy, type HeaderPolicy } from '../stages/headers/index.
 import { createIpFilterStage } from '../stages/ip-filter/index.js';
 import type { PoolCache } from '../stages/proxy/pools.js';
 import { createProxy } from '../stages/proxy/index.js';
+import { UpstreamBalancer } from '../stages/proxy/balancer.js';
+import { compileStrip } from '../stages/proxy/forward-path.js';
+import { createRedirect } from '../stages/proxy/redirect.js';
 import { createRateLimitStage } from '../stages/rate-limit/index.js';
 import { createRequestLimitsStage } from '../stages/request-limits/index.js';
 import { compileReading, createRequestStage } from '../stages/request/index.js';
@@ -95,18 +98,25 @@ export function buildRuntime(config: Config, generation: number, deps: RuntimeDe
     stages.push(...policyStages(config, sc, deps));
     // llm, after policy (docs/llm.md): model control, credentials, token budgets.
     stages.push(...llmStages(config, sc, deps));
-    const proxy = createProxy({
-      siteId: sc.id,
-      dispatcher: deps.pools.get(sc.upstream),
-      headers,
-      ctx,
-      maxBodyBytes: sc.max_body_bytes,
-      bodyIdleTimeoutMs: config.http.body_idle_timeout,
-      requestIdHeader,
-      identityForwarding: identityForwarding(config, sc),
-      headerUnderscores: reading.headerUnderscores,
-      zoneViolation: zoneViolation(sc),
-    });
+    const strip = compileStrip(sc.strip_prefix);
+    // validate.ts makes sure a site has exactly one of upstream and redirect.
+    const proxy =
+      sc.upstream === undefined
+        ? createRedirect(sc.redirect as NonNullable<SiteConfig['redirect']>, headers, ctx, strip)
+        : createProxy({
+            siteId: sc.id,
+            balancer: new UpstreamBalancer(deps.pools.membersOf(sc.id, sc.upstream, ctx), sc.upstream),
+            retry: sc.upstream.retry,
+            strip,
+            headers,
+            ctx,
+            maxBodyBytes: sc.max_body_bytes,
+            bodyIdleTimeoutMs: config.http.body_idle_timeout,
+            requestIdHeader,
+            identityForwarding: identityForwarding(config, sc),
+            headerUnderscores: reading.headerUnderscores,
+            zoneViolation: zoneViolation(sc),
+          });
     const norm = normalizePath(sc.path_prefix) ?? '/';
     const prefix = norm.endsWith('/') ? norm.slice(0, -1) : norm;
     const site: CompiledSite = Object.freeze({ id: sc.id, config: sc, stages: Object.freeze(stages), headers, proxy, prefix, reading });

@@ -27,3 +27,16 @@ it('routes exact hosts before wildcards, longest prefix first, prefixes on segme
   assert.equal(r.match('b.test', '/'), null, 'a wildcard needs a label');
   assert.equal(r.match('c.test', '/'), null);
 });
+
+it('the catch-all site ("*") takes every host and path nothing else matches, and only those', () => {
+  const app = site('app', '/app');
+  const any = site('any', '');
+  const r = createRouter([
+    { host: 'a.test', site: app },
+    { host: '*', site: any },
+  ]);
+  assert.equal(r.match('a.test', '/app/x')?.id, 'app');
+  assert.equal(r.match('a.test', '/other')?.id, 'any', 'a path no site of the host covers');
+  assert.equal(r.match('unknown.example', '/')?.id, 'any');
+  assert.equal(r.match('*', '/')?.id, 'any');
+});

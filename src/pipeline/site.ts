@@ -1,7 +1,8 @@
 /**
  * A site compiled once from config (and again on reload): its stage list, header policy
  * and proxy. The router maps (host, normalized path) to a site: exact hosts first, then
- * `*.suffix` wildcards; within a host the longest path prefix wins.
+ * `*.suffix` wildcards, then the catch-all site (`hosts: ["*"]`) for any other host; within
+ * a host the longest path prefix wins.
  */
 import type { SiteConfig } from '../config/schema.js';
 import type { HeaderPolicy } from '../stages/headers/index.js';
@@ -41,8 +42,10 @@ function prefixMatches(prefix: string, path: string): boolean {
 export function createRouter(entries: ReadonlyArray<{ host: string; site: CompiledSite }>): Router {
   const exact = new Map<string, CompiledSite[]>();
   const wildcard: Array<{ suffix: string; sites: CompiledSite[] }> = [];
+  const catchAll: CompiledSite[] = [];
   for (const { host, site } of entries) {
-    if (host.startsWith('*.')) {
+    if (host === '*') catchAll.push(site);
+    else if (host.startsWith('*.')) {
       const suffix = host.slice(1); // ".example.com"
       let w = wildcard.find((x) => x.suffix === suffix);
       if (!w) wildcard.push((w = { suffix, sites: [] }));
@@ -56,6 +59,7 @@ export function createRouter(entries: ReadonlyArray<{ host: string; site: Compil
   const byPrefix = (a: CompiledSite, b: CompiledSite) => b.prefix.length - a.prefix.length;
   for (const list of exact.values()) list.sort(byPrefix);
   for (const w of wildcard) w.sites.sort(byPrefix);
+  catchAll.sort(byPrefix);
   // Longer suffixes are more specific.
   wildcard.sort((a, b) => b.suffix.length - a.suffix.length);
 
@@ -80,7 +84,7 @@ export function createRouter(entries: ReadonlyArray<{ host: string; site: Compil
           if (s !== null) return s;
         }
       }
-      return null;
+      return catchAll.length === 0 ? null : pick(catchAll, path);
     },
   };
 }

@@ -24,6 +24,7 @@ import type { Config } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
 import { compileCidrs } from '../net/ip.js';
 import { createDenialLog } from '../observability/denial-log.js';
+import { createDependencyStates, watchRedisConnection, type DependencyStates } from '../observability/dependency-state.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import type { GatewayContext } from '../pipeline/context.js';
@@ -87,7 +88,7 @@ function storeKey(config: Config): string {
   return config.state.store === 'memory' ? 'memory' : JSON.stringify({ store: config.state.store, redis: config.state.redis });
 }
 
-function openStore(config: Config, dir: string): StoreHandle {
+function openStore(config: Config, dir: string, deps: DependencyStates): StoreHandle {
   if (config.state.store === 'memory') {
     const store = createMemoryRateLimitStore();
     const budgets = createMemoryTokenBudgetStore();
@@ -109,8 +110,12 @@ function openStore(config: Config, dir: string): StoreHandle {
     commandTimeoutMs: r.command_timeout,
     connectTimeoutMs: r.connect_timeout,
   });
-  const store = createRedisRateLimitStore({ client, prefix: `${r.key_prefix}rl:` });
-  const budgets = createRedisTokenBudgetStore({ client, prefix: r.key_prefix });
+  // Both stores share one connection; each is its own dependency (its own fail-closed answer).
+  const rateDep = deps.dependency('rate_limit_store', { describe: 'the rate-limit store (Redis)' });
+  const budgetDep = deps.dependency('token_budget_store', { describe: 'the LLM token-budget store (Redis)' });
+  watchRedisConnection(client, [rateDep, budgetDep]);
+  const store = createRedisRateLimitStore({ client, prefix: `${r.key_prefix}rl:`, health: rateDep });
+  const budgets = createRedisTokenBudgetStore({ client, prefix: r.key_prefix, health: budgetDep });
   return {
     key: storeKey(config),
     store,
@@ -166,6 +171,7 @@ export class Gateway {
       metrics: this.metrics,
       log: this.log,
       denials: createDenialLog(this.log, config.log.denial_lines_per_minute),
+      dependencies: createDependencyStates(this.log, this.metrics),
       version: VERSION,
       observers: [],
       beforeRespond: null,
@@ -176,12 +182,12 @@ export class Gateway {
     };
     this.now = opts.now;
     this.policies = new PolicyRegistry(this.log, this.metrics, true);
-    this.tls = new TlsManager({ config, dir: opts.loaded.dir, metrics: this.metrics, log: this.log });
+    this.tls = new TlsManager({ config, dir: opts.loaded.dir, metrics: this.metrics, log: this.log, dependencies: this.ctx.dependencies });
     this.pools.setTls(this.tls);
     this.adminRoutes.push(...tlsAdminRoutes(this.tls));
-    const store = openStore(config, opts.loaded.dir);
+    const store = openStore(config, opts.loaded.dir, this.ctx.dependencies);
     store.refs++;
-    this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now, this.metrics) : null;
+    this.identity = config.auth.issuers.length > 0 ? new IdentityServices(config, opts.loaded.dir, this.log, this.now, this.metrics, this.ctx.dependencies) : null;
     this.gen = { rt: buildRuntime(config, 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, tokenBudgets: store.budgets, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: opts.loaded.dir }), inflight: 0, retired: false, store };
     this.live.add(this.gen);
     this.policies.commit();
@@ -373,7 +379,7 @@ export class Gateway {
       gen.store.close().catch((err: unknown) => this.log.warn({ event: 'store_close_failed', err: String(err) }, 'closing a replaced store failed'));
     }
     // Keep every pool a live generation still uses (several reloads can overlap).
-    const keep = [...this.live].flatMap((g) => g.rt.config.sites.map((s) => s.upstream));
+    const keep = [...this.live].flatMap((g) => g.rt.config.sites);
     void this.pools.retain(keep);
   }
 
@@ -408,7 +414,7 @@ export class Gateway {
     let store = this.gen.store;
     let rt: Runtime;
     try {
-      if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir);
+      if (storeKey(loaded.config) !== store.key) store = openStore(loaded.config, loaded.dir, this.ctx.dependencies);
       rt = buildRuntime(loaded.config, this.generation + 1, { ctx: this.ctx, pools: this.pools, rateStore: store.store, tokenBudgets: store.budgets, now: this.now, auditGate: this.auditGate, identity: this.identity, policies: this.policies, dir: loaded.dir });
     } catch (err) {
       if (store !== this.gen.store) void store.close();
@@ -417,6 +423,11 @@ export class Gateway {
     }
     const old = this.gen;
     this.policies.commit();
+    if (loaded.config.state.store === 'memory') {
+      // An embedded store cannot go down: the Redis dependencies are gone with the reload.
+      this.ctx.dependencies.forget('rate_limit_store');
+      this.ctx.dependencies.forget('token_budget_store');
+    }
     store.refs++;
     this.generation++;
     this.gen = { rt, inflight: 0, retired: false, store };

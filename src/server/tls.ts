@@ -5,7 +5,7 @@
  *
  * Renewal model: an internal certificate is renewed at two thirds of its lifetime, in
  * this process. The new SecureContext replaces the old one in the map the SNICallback
- * reads (and, for clients without SNI, in the server's default context); connections
+ * reads (and, for a listener's default_sni, in the server's default context); connections
  * already established keep the context they were made with, so nothing is dropped. A
  * failed renewal is logged, counted, and retried with exponential backoff (1 s doubling
  * up to tls.retry_max); the expiring gauge turns 1 within tls.expiry_warning of the end.
@@ -13,7 +13,8 @@
  * when they change; a pair that does not load keeps the old one serving.
  *
  * An SNI name that no certificate covers fails the handshake before any certificate is
- * sent: the gateway never shows a certificate for a name it does not serve.
+ * sent: the gateway never shows a certificate for a name it does not serve. Neither does
+ * a handshake without SNI, unless the listener names a `default_sni`.
  *
  * The admin listener (admin.tls) is served by the same machinery with one certificate
  * (files, or `admin` from the internal CA for its listen host and admin.tls.names) and,
@@ -26,11 +27,12 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { resolve } from 'node:path';
-import { createSecureContext, type ConnectionOptions, type SecureContext, type TlsOptions } from 'node:tls';
+import { createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
 import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
 import { normalizeHost } from '../config/validate.js';
 import type { Logger } from '../observability/logger.js';
+import type { DependencyStates } from '../observability/dependency-state.js';
 import type { Metrics } from '../observability/metrics.js';
 import { issueCertificate, loadCa, type Ca, type IssueOptions, type Issued } from '../pki/ca.js';
 import { trustPool, type TrustPool } from '../pki/trust-pool.js';
@@ -105,6 +107,8 @@ export interface TlsManagerOptions {
   readonly dir: string;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Dependency states: internal-CA renewal of each certificate is `certificate:<name>` (docs/operations.md#dependency-states). */
+  readonly dependencies?: DependencyStates;
   /** Tests inject a failing issuer to exercise backoff. */
   readonly issue?: (ca: Ca, opts: IssueOptions) => Promise<Issued>;
 }
@@ -127,6 +131,8 @@ function siteSpec(site: Config['sites'][number], lifetimeMs: number): IssueOptio
   const dns: string[] = [];
   const ips: string[] = [];
   for (const h of site.hosts) {
+    // The catch-all host names no certificate; its clients get the listener's default one.
+    if (h === '*') continue;
     const host = normalizeHost(h).replace(/^\[|\]$/g, '');
     if (isIP(host)) ips.push(host);
     else dns.push(host);
@@ -207,7 +213,9 @@ export class TlsManager implements UpstreamTlsProvider {
     this.metrics = opts.metrics;
     this.log = opts.log;
     this.issue = opts.issue ?? issueCertificate;
+    this.deps = opts.dependencies;
   }
+  private readonly deps: DependencyStates | undefined;
 
   /** Loads the CA and every certificate the config needs; throws when one cannot be had. */
   async start(): Promise<void> {
@@ -241,13 +249,32 @@ export class TlsManager implements UpstreamTlsProvider {
 
   attach(server: HttpsServer, l: ListenerConfig): void {
     this.attached.push({ server, listener: l });
-    this.countHandshakeFailures(server);
+    this.harden(server);
   }
 
-  private countHandshakeFailures(server: HttpsServer): void {
-    server.on('tlsClientError', (err: NodeJS.ErrnoException) => {
+  /**
+   * What every TLS server of the gateway gets (public listeners and the admin listener):
+   * handshake failures counted, and client-initiated renegotiation (TLS 1.2; 1.3 has
+   * none) refused, as nginx and Go refuse it: a renegotiation costs the server a full
+   * handshake per request of a client that pays almost nothing (CVE-2011-1473), and it
+   * changes the session's parameters under a connection already authorized. OpenSSL
+   * answers a refused renegotiation with an alert; Node then errors and closes the socket.
+   */
+  private harden(server: HttpsServer): void {
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
       if (err.message === UNKNOWN_SNI) return; // counted in the SNICallback
-      this.metrics.tlsHandshakeFailures.labels(err.code?.startsWith('ERR_SSL_') ? 'protocol' : 'other').inc();
+      // No SNI and no default_sni: the server had no certificate to offer (defaultCert).
+      const noName = typeof socket.servername !== 'string' && server !== this.adminServer;
+      this.metrics.tlsHandshakeFailures.labels(noName ? 'no_server_name' : err.code?.startsWith('ERR_SSL_') ? 'protocol' : 'other').inc();
+      if (noName) this.log.debug({ event: 'tls_no_server_name', remote: socket.remoteAddress }, 'TLS handshake refused: no SNI and no default_sni');
+    });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      socket.disableRenegotiation();
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ERR_TLS_RENEGOTIATION_DISABLED') return;
+        this.metrics.tlsHandshakeFailures.labels('renegotiation').inc();
+        this.log.info({ event: 'tls_renegotiation_refused', remote: socket.remoteAddress }, 'client-initiated TLS renegotiation refused; connection closed');
+      });
     });
   }
 
@@ -275,7 +302,7 @@ export class TlsManager implements UpstreamTlsProvider {
 
   attachAdmin(server: HttpsServer): void {
     this.adminServer = server;
-    this.countHandshakeFailures(server);
+    this.harden(server);
     // tls.Server makes each connection's TLSSocket, with the secure context in force, in its
     // own 'connection' listener, which runs before this one: the version recorded here is
     // the pool that connection's handshake verifies against.
@@ -374,14 +401,14 @@ export class TlsManager implements UpstreamTlsProvider {
     return null;
   }
 
-  /** What a client without SNI (an IP-address URL) is shown. */
+  /**
+   * What a client without SNI (an IP-address URL, a scanner) is shown: the certificate of
+   * the listener's `default_sni`, or nothing. Without one the server has no default
+   * certificate, so OpenSSL ends such a handshake with an alert before any certificate
+   * is sent: a scanner probing by address learns no name served.
+   */
   private defaultCert(l: ListenerConfig): CertState | null {
-    if (l.tls?.internal_ca) {
-      const first = this.config.sites[0];
-      return first ? (this.siteCerts.get(first.id) ?? null) : null;
-    }
-    if (l.tls?.cert_file && l.tls.key_file) return this.fileCerts.get(this.fileKey(l.tls.cert_file, l.tls.key_file)) ?? null;
-    return null;
+    return l.default_sni === undefined ? null : this.lookup(l, l.default_sni);
   }
 
   /** After a reload: a new CA block, new or changed sites, a newly needed client certificate. */
@@ -435,7 +462,7 @@ export class TlsManager implements UpstreamTlsProvider {
       }
     }
     this.reindex();
-    const wantClient = this.ca !== null && config.sites.some((s) => s.upstream.tls?.client_cert === 'internal');
+    const wantClient = this.ca !== null && config.sites.some((s) => s.upstream?.tls?.client_cert === 'internal');
     const clientSpec: IssueOptions = { name: 'gatehouse', lifetimeMs: lifetime, server: false, client: true };
     if (this.clientCert && (!wantClient || this.clientCert.specKey !== JSON.stringify(clientSpec))) {
       this.drop(this.clientCert);
@@ -534,6 +561,7 @@ export class TlsManager implements UpstreamTlsProvider {
       for (const a of this.attached) this.refreshDefault(a);
       this.refreshAdmin();
       this.log.info({ event: 'tls_certificate_renewed', name: c.name, serial: c.serial, not_after: issued.notAfter.toISOString() }, 'certificate renewed');
+      this.deps?.dependency(`certificate:${c.name}`, { describe: `renewal of certificate ${c.name}` }).up();
       this.scheduleRenewal(c);
     } catch (err) {
       c.failures++;
@@ -544,6 +572,7 @@ export class TlsManager implements UpstreamTlsProvider {
         { event: 'tls_renewal_failed', name: c.name, attempt: c.failures, retry_in_ms: retry, not_after: new Date(c.notAfter).toISOString(), err: (err as Error).message },
         'certificate renewal failed; the current certificate keeps serving, retrying',
       );
+      this.deps?.dependency(`certificate:${c.name}`, { describe: `renewal of certificate ${c.name}` }).down(err, { not_after: new Date(c.notAfter).toISOString() });
       this.arm(c, retry);
     }
   }

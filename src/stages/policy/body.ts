@@ -63,16 +63,20 @@ export function readBoundedBody(ex: Exchange, limit: number, idleMs: number): Pr
 
 export type BodyFields = Record<string, string | number | boolean>;
 
+/** policy.body_field_types: the Cedar type of a body field. */
+export type BodyFieldType = 'string' | 'long' | 'boolean';
+
 /** Why a body was not read (the refusal's rule). */
 export type BodyFieldsProblem = JsonBodyError | 'field_type' | 'field_case';
 
 /**
  * The configured top-level fields of a JSON body that has exactly one reading
- * (http/json-body.ts), or why it has not: a selected field must be absent or a string,
- * boolean or safe integer — anything else (null, a fraction, an object) is a value the
+ * (http/json-body.ts), or why it has not: a selected field must be absent or of its
+ * declared type (a string, a boolean or a safe integer) — anything else (null, a fraction,
+ * an object, another type) is a value the
  * policy cannot see as the upstream will, so the body is refused, never read as "no field".
  */
-export function readFields(body: Buffer, fields: readonly string[], folded: ReadonlySet<string>): { fields: BodyFields } | { problem: BodyFieldsProblem } {
+export function readFields(body: Buffer, fields: readonly string[], folded: ReadonlySet<string>, types: Readonly<Record<string, BodyFieldType>> = {}): { fields: BodyFields } | { problem: BodyFieldsProblem } {
   const parsed = parseJsonObject(body, folded);
   if (!parsed.ok) return { problem: parsed.error };
   // `Model` alone is `model` to a case-insensitive binder (Go, ASP.NET) but absent to the
@@ -84,8 +88,10 @@ export function readFields(body: Buffer, fields: readonly string[], folded: Read
   for (const f of fields) {
     if (!Object.hasOwn(parsed.value, f)) continue;
     const v = parsed.value[f];
-    // Cedar has no floats: only integers pass as numbers.
-    if (typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isSafeInteger(v))) out[f] = v;
+    // The declared type (policy.body_field_types, default string) is the type the policy
+    // schema promises; Cedar has no floats, so a long is a safe integer.
+    const t = types[f] ?? 'string';
+    if (t === 'string' ? typeof v === 'string' : t === 'boolean' ? typeof v === 'boolean' : typeof v === 'number' && Number.isSafeInteger(v)) out[f] = v as string | number | boolean;
     else return { problem: 'field_type' };
   }
   return { fields: out };

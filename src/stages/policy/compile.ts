@@ -2,6 +2,7 @@
  * The policy part of a site's stage list and its zone check, compiled once per config
  * generation.
  */
+import { memberUrls } from '../proxy/members.js';
 import type { Config, SiteConfig } from '../../config/schema.js';
 import type { GatewayContext } from '../../pipeline/context.js';
 import type { Stage } from '../../pipeline/stage.js';
@@ -24,11 +25,12 @@ export function policyStages(config: Config, site: SiteConfig, deps: PolicyRunti
   const handle = deps.policies
     ? deps.policies.handleFor(site.id, cfg, dir)
     : new PolicyHandle(site.id, '', policyPaths(cfg, dir), cfg, deps.ctx.log, deps.ctx.metrics);
-  const upstream = site.upstream.urls.map((u) => new URL(u).host).join(',');
+  // A redirect site has no upstream: the attribute is empty.
+  const upstream = site.upstream === undefined ? '' : memberUrls(site.upstream).map((u) => new URL(u).host).join(',');
   return [
     createPolicyStage({
       handle,
-      resource: { site: site.id, pathPrefix: site.path_prefix, upstream, zone: site.upstream.zone ?? '', domain: site.domain ?? '' },
+      resource: { site: site.id, pathPrefix: site.path_prefix, upstream, zone: site.upstream?.zone ?? '', domain: site.domain ?? '' },
       bodyIdleTimeoutMs: config.http.body_idle_timeout,
       metrics: deps.ctx.metrics,
       log: deps.ctx.log,
@@ -43,7 +45,7 @@ export function policyStages(config: Config, site: SiteConfig, deps: PolicyRunti
  * Sites and upstreams without zones (a config that does not use zones) never violate.
  */
 export function zoneViolation(site: SiteConfig): boolean {
-  const zone = site.upstream.zone;
+  const zone = site.upstream?.zone;
   if (site.zones === undefined) return zone !== undefined;
   return zone === undefined || !site.zones.includes(zone);
 }

@@ -34,6 +34,7 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
   const maxBody = handle.cfg.max_body_bytes;
   const bodyTypes: ReadonlySet<string> = new Set(handle.cfg.body_types);
   const folded: ReadonlySet<string> = new Set(fields.map((f) => f.toLowerCase()));
+  const types = handle.cfg.body_field_types;
   const UNSUPPORTED_TYPE = new Refusal('unsupported_media_type', POLICY, 'content_type');
   const ENCODED = new Refusal('unsupported_media_type', POLICY, 'content_encoding');
   const hits = metrics.policyCache.labels(site, 'hit');
@@ -106,7 +107,7 @@ export function createPolicyStage(opts: PolicyStageOptions): Stage {
         (buf) => {
           ex.body = buf;
           ex.bytesIn = buf.length;
-          const r = readFields(buf, fields, folded);
+          const r = readFields(buf, fields, folded, types);
           if ('problem' in r) return new Refusal('invalid_body', POLICY, r.problem);
           return decide(ex, r.fields);
         },

@@ -9,12 +9,15 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { formatPolicyProblem, gatehouseSchema, validatePolicies, type PolicyProblem, type PolicySource, type SchemaSite } from './schema.js';
 
 export class PolicyLoadError extends Error {
   readonly code = 'policy_invalid';
   constructor(
     readonly file: string,
     message: string,
+    /** Schema validation problems, each with file, line and column (empty for read/parse errors). */
+    readonly problems: readonly PolicyProblem[] = [],
   ) {
     super(`${file}: ${message}`);
   }
@@ -63,6 +66,8 @@ export function contextUse(texts: readonly string[]): ContextUse {
 interface ReadFiles {
   readonly policies: Record<string, string>;
   readonly digest: string;
+  /** Where each policy is, for validation messages with line and column. */
+  readonly sources: Map<string, PolicySource>;
 }
 
 const ANNOTATED_ID = /^\s*@id\(\s*"((?:[^"\\]|\\.){1,200})"\s*\)/;
@@ -75,6 +80,7 @@ function firstError(errors: ReadonlyArray<{ message: string }>): string {
 /** Reads and splits the files; throws PolicyLoadError naming the first file that fails. */
 export function readPolicyFiles(files: readonly string[]): ReadFiles {
   const policies: Record<string, string> = {};
+  const sources = new Map<string, PolicySource>();
   const hash = createHash('sha256');
   for (const file of files) {
     let text: string;
@@ -93,18 +99,32 @@ export function readPolicyFiles(files: readonly string[]): ReadFiles {
     if (parts.type === 'failure') throw new PolicyLoadError(file, firstError(parts.errors));
     if (parts.policy_templates.length > 0) throw new PolicyLoadError(file, 'policy templates are not supported; write static policies');
     if (parts.policies.length === 0) throw new PolicyLoadError(file, 'the file holds no policy');
+    let from = 0;
     parts.policies.forEach((p, i) => {
       const id = ANNOTATED_ID.exec(p)?.[1] ?? `${basename(file)}:${i + 1}`;
       if (policies[id] !== undefined) throw new PolicyLoadError(file, `duplicate policy id ${JSON.stringify(id)}`);
       policies[id] = p;
+      // The parts are the file's own text, in order; where one is not found, line 1.
+      const at = text.indexOf(p, from);
+      if (at >= 0) from = at + p.length;
+      sources.set(id, { file, text, offset: Math.max(at, 0) });
     });
   }
-  return { policies, digest: hash.digest('hex') };
+  return { policies, digest: hash.digest('hex'), sources };
 }
 
-/** Reads, parses and pre-parses the files into the WASM module's policy-set cache. */
-export function loadPolicySet(files: readonly string[]): LoadedPolicySet {
+/** Validation against the site's schema (strict); throws PolicyLoadError listing every problem. */
+function validateRead(read: ReadFiles, files: readonly string[], site: SchemaSite | undefined): void {
+  const problems = validatePolicies(read.policies, read.sources, gatehouseSchema(site));
+  if (problems.length > 0) {
+    throw new PolicyLoadError(problems[0]?.file ?? files.join(', '), `${problems.length} policy schema error(s): ${problems.map(formatPolicyProblem).join('; ')}`, problems);
+  }
+}
+
+/** Reads, parses, validates against the schema and pre-parses the files into the WASM module's policy-set cache. */
+export function loadPolicySet(files: readonly string[], site?: SchemaSite): LoadedPolicySet {
   const read = readPolicyFiles(files);
+  validateRead(read, files, site);
   const pid = `gatehouse-${++loads}`;
   let answer: cedar.CheckParseAnswer;
   try {
@@ -118,11 +138,12 @@ export function loadPolicySet(files: readonly string[]): LoadedPolicySet {
 }
 
 /** For `gatehouse check`: the problem with the files, or null. Does not keep anything. */
-export function checkPolicyFiles(files: readonly string[]): PolicyLoadError | null {
+export function checkPolicyFiles(files: readonly string[], site?: SchemaSite): PolicyLoadError | null {
   try {
     const read = readPolicyFiles(files);
     const answer = cedar.checkParsePolicySet({ staticPolicies: read.policies });
     if (answer.type === 'failure') return new PolicyLoadError(files.join(', '), firstError(answer.errors));
+    validateRead(read, files, site);
     return null;
   } catch (err) {
     if (err instanceof PolicyLoadError) return err;

@@ -55,8 +55,8 @@ export class PolicyHandle {
     private readonly metrics: Metrics | null,
   ) {
     // Throws PolicyLoadError: the config generation is refused (fail closed).
-    this.enforced = paths.enforced.length > 0 ? this.activate(loadPolicySet(paths.enforced)) : null;
-    this.shadow = paths.shadow.length > 0 ? this.activate(loadPolicySet(paths.shadow)) : null;
+    this.enforced = paths.enforced.length > 0 ? this.activate(loadPolicySet(paths.enforced, cfg)) : null;
+    this.shadow = paths.shadow.length > 0 ? this.activate(loadPolicySet(paths.shadow, cfg)) : null;
   }
 
   private activate(set: LoadedPolicySet): ActiveSet {
@@ -100,7 +100,7 @@ export class PolicyHandle {
     if (files.length === 0) return { ok: true, next: null };
     let set: LoadedPolicySet;
     try {
-      set = loadPolicySet(files);
+      set = loadPolicySet(files, this.cfg);
     } catch (err) {
       this.metrics?.policyReloads.labels(this.siteId, 'failure').inc();
       const file = err instanceof PolicyLoadError ? err.file : files.join(', ');

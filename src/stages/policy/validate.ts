@@ -7,6 +7,7 @@
 import { resolve } from 'node:path';
 import type { PartialConfig } from '../../config/load.js';
 import { checkPolicyFiles } from './policy-set.js';
+import { formatPolicyProblem } from './schema.js';
 
 export function validatePolicyConfig(config: PartialConfig, dir: string, err: (path: string, message: string) => void): void {
   const sites = config.sites;
@@ -17,10 +18,15 @@ export function validatePolicyConfig(config: PartialConfig, dir: string, err: (p
     if (site.policy) {
       const { files, shadow_files: shadowFiles } = site.policy;
       if (files === undefined && shadowFiles === undefined) err(`${sp}.policy`, 'a policy needs `files` (enforced) or `shadow_files` (evaluated only), or both');
+      for (const [i, f] of Object.keys(site.policy.body_field_types ?? {}).entries()) {
+        if (!site.policy.body_fields.includes(f)) err(`${sp}.policy.body_field_types`, `${JSON.stringify(f)} is not in body_fields (entry ${i + 1})`);
+      }
       for (const [key, list] of [['files', files], ['shadow_files', shadowFiles]] as const) {
         if (list === undefined) continue;
-        const problem = checkPolicyFiles(list.map((f) => resolve(dir, f)));
-        if (problem) err(`${sp}.policy.${key}`, problem.message);
+        const problem = checkPolicyFiles(list.map((f) => resolve(dir, f)), site.policy);
+        // Each schema problem on its own line, with file, line and column.
+        if (problem && problem.problems.length > 0) for (const p of problem.problems) err(`${sp}.policy.${key}`, formatPolicyProblem(p));
+        else if (problem) err(`${sp}.policy.${key}`, problem.message);
       }
       if (site.policy.body_fields.length > 0 && site.policy.max_body_bytes > site.max_body_bytes) {
         err(`${sp}.policy.max_body_bytes`, `must not be larger than the site's max_body_bytes (${site.max_body_bytes})`);

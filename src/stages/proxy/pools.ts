@@ -1,13 +1,15 @@
 /**
- * Upstream connection pools (undici), shared across config reloads: a reload that keeps
- * a site's upstream settings keeps its warm keep-alive connections. Pools no longer used
- * by the current config are closed gracefully (in-flight requests finish first).
+ * Upstream connections (undici): one Pool per member of a site's upstream pool, built by
+ * `createUpstreamDispatcher` (the one place an upstream connection is configured), and the
+ * members kept across config reloads: a reload that keeps a member's settings keeps its
+ * warm keep-alive connections and its health state. Members no longer used by a live
+ * config are closed gracefully (in-flight requests finish first).
  */
 import type { ConnectionOptions } from 'node:tls';
-import { BalancedPool, buildConnector, Pool, type Dispatcher } from 'undici';
-import type { SiteConfig } from '../../config/schema.js';
-
-type UpstreamConfig = SiteConfig['upstream'];
+import { buildConnector, Pool, type Dispatcher } from 'undici';
+import type { SiteConfig, UpstreamConfig } from '../../config/schema.js';
+import { UpstreamMember, type MemberDeps } from './member.js';
+import { memberSpecs, memberUrls, type MemberSpec } from './members.js';
 
 /** TLS options for new upstream connections; `stamp` changes whenever they do. */
 export interface UpstreamTlsMaterial {
@@ -79,7 +81,7 @@ function fixedServername(d: Dispatcher, u: UpstreamConfig): Dispatcher {
 function poolOptions(u: UpstreamConfig, tls: UpstreamTlsProvider | null): Pool.Options {
   return {
     connections: u.max_connections,
-    connect: u.urls.some((url) => url.startsWith('https:')) ? tlsConnector(u, tls) : { timeout: u.connect_timeout },
+    connect: memberUrls(u).some((url) => url.startsWith('https:')) ? tlsConnector(u, tls) : { timeout: u.connect_timeout },
     headersTimeout: u.response_timeout,
     bodyTimeout: u.idle_timeout,
     keepAliveTimeout: u.keep_alive_timeout,
@@ -88,8 +90,20 @@ function poolOptions(u: UpstreamConfig, tls: UpstreamTlsProvider | null): Pool.O
   };
 }
 
+/** The undici dispatcher for one member (`origin` = scheme://host:port) with the upstream's connection settings. */
+export function createUpstreamDispatcher(origin: string, u: UpstreamConfig, tls: UpstreamTlsProvider | null): Dispatcher {
+  const d = new Pool(origin, poolOptions(u, tls));
+  return origin.startsWith('https:') ? fixedServername(d, u) : d;
+}
+
+/** What a member's state depends on: the site, its id and URL, and every connection and health setting. */
+function memberKey(site: string, spec: MemberSpec, u: UpstreamConfig): string {
+  const { urls: _urls, balance: _b, hash_on: _h, retry: _r, ...conn } = u;
+  return JSON.stringify([site, spec.id, spec.url, conn]);
+}
+
 export class PoolCache {
-  private readonly pools = new Map<string, Dispatcher>();
+  private readonly members = new Map<string, UpstreamMember>();
   private tls: UpstreamTlsProvider | null = null;
 
   /** Where https:// upstream pools get their trust pool and client certificate (set before the first get). */
@@ -97,34 +111,38 @@ export class PoolCache {
     this.tls = provider;
   }
 
-  get(u: UpstreamConfig): Dispatcher {
-    const key = JSON.stringify(u);
-    let d = this.pools.get(key);
-    if (d === undefined) {
-      const opts = poolOptions(u, this.tls);
-      d = u.urls.length === 1 ? new Pool(u.urls[0] as string, opts) : new BalancedPool(u.urls, opts);
-      if (u.urls.some((url) => url.startsWith('https:'))) d = fixedServername(d, u);
-      this.pools.set(key, d);
-    }
-    return d;
+  /** The members of a site's upstream, created (connections, health checks) on first use. */
+  membersOf(site: string, u: UpstreamConfig, deps: MemberDeps): Array<{ member: UpstreamMember; weight: number }> {
+    return memberSpecs(u).map((spec) => {
+      const key = memberKey(site, spec, u);
+      let m = this.members.get(key);
+      if (m === undefined) {
+        m = new UpstreamMember(site, spec, u, createUpstreamDispatcher(spec.origin, u, this.tls), deps);
+        this.members.set(key, m);
+      }
+      return { member: m, weight: spec.weight };
+    });
   }
 
-  /** Closes pools whose upstream config is not in `keep`. */
-  async retain(keep: readonly UpstreamConfig[]): Promise<void> {
-    const live = new Set(keep.map((u) => JSON.stringify(u)));
+  /** Closes members that no site in `keep` uses any more. */
+  async retain(keep: readonly SiteConfig[]): Promise<void> {
+    const live = new Set<string>();
+    for (const s of keep) if (s.upstream !== undefined) for (const spec of memberSpecs(s.upstream)) live.add(memberKey(s.id, spec, s.upstream));
     const closing: Promise<void>[] = [];
-    for (const [key, d] of this.pools) {
+    for (const [key, m] of this.members) {
       if (!live.has(key)) {
-        this.pools.delete(key);
-        closing.push(d.close().catch(() => undefined));
+        this.members.delete(key);
+        m.close();
+        closing.push(m.dispatcher.close().catch(() => undefined));
       }
     }
     await Promise.all(closing);
   }
 
   async closeAll(force = false): Promise<void> {
-    const all = [...this.pools.values()];
-    this.pools.clear();
-    await Promise.all(all.map((d) => (force ? d.destroy() : d.close()).catch(() => undefined)));
+    const all = [...this.members.values()];
+    this.members.clear();
+    for (const m of all) m.close();
+    await Promise.all(all.map((m) => (force ? m.dispatcher.destroy() : m.dispatcher.close()).catch(() => undefined)));
   }
 }

@@ -190,6 +190,8 @@ export class RemoteJwks {
     private readonly maxStaleMs: number,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** Dependency state (`jwks:<url>`): down when a fetch fails, up when one succeeds. */
+    private readonly health?: { up(): void; down(err?: unknown): void },
   ) {}
 
   start(): Promise<void> {
@@ -224,8 +226,12 @@ export class RemoteJwks {
         for (const p of parsed.problems) this.log.warn({ event: 'jwks_key_refused', url: this.url, problem: p }, 'JWKS key refused');
         this.current = new Map(parsed.keys.map((k) => [k.kid, k]));
         this.fetchedAt = this.now();
+        this.health?.up();
       } catch (err) {
-        this.log.warn({ event: 'jwks_fetch_failed', url: this.url, err: (err as Error).message }, 'JWKS fetch failed; keeping the last good keys');
+        // Each failed attempt is a debug line; the outage itself is one dependency_down (warn).
+        const level = this.health === undefined ? 'warn' : 'debug';
+        this.log[level]({ event: 'jwks_fetch_failed', url: this.url, err: (err as Error).message }, 'JWKS fetch failed; keeping the last good keys');
+        this.health?.down(err);
       } finally {
         this.inflight = null;
       }

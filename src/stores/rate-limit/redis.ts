@@ -35,6 +35,8 @@ export interface RedisRateLimitStoreOptions {
   prefix?: string;
   /** Whose clock decides (default 'redis'). */
   timeSource?: 'redis' | 'caller';
+  /** Told whether each command reached Redis (dependency state: a timeout on an open connection is an outage too). */
+  health?: { up(): void; down(err?: unknown): void };
 }
 
 /**
@@ -130,14 +132,20 @@ export function createRedisRateLimitStore(opts: RedisRateLimitStoreOptions): Rat
   let closed = false;
 
   async function run(numKeys: number, args: (string | number)[]): Promise<unknown> {
+    let reply: unknown;
     try {
-      return await client.evalsha(SCRIPT_SHA, numKeys, ...args);
-    } catch (err) {
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
-        return await client.eval(SCRIPT, numKeys, ...args);
+      try {
+        reply = await client.evalsha(SCRIPT_SHA, numKeys, ...args);
+      } catch (err) {
+        if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
+        reply = await client.eval(SCRIPT, numKeys, ...args);
       }
+    } catch (err) {
+      opts.health?.down(err);
       throw err;
     }
+    opts.health?.up();
+    return reply;
   }
 
   async function hit(hits: readonly RateHit[], nowMs: number): Promise<RateDecision> {

@@ -20,6 +20,8 @@ export interface RedisTokenBudgetStoreOptions {
   /** Prepended to every key (default 'gatehouse:'). */
   readonly prefix?: string;
   readonly timeSource?: 'redis' | 'caller';
+  /** Told whether each command reached Redis (dependency state: a timeout on an open connection is an outage too). */
+  readonly health?: { up(): void; down(err?: unknown): void };
 }
 
 /*
@@ -190,11 +192,17 @@ export function createRedisTokenBudgetStore(opts: RedisTokenBudgetStoreOptions):
     args[n + 6] = slack;
     let reply: unknown;
     try {
-      reply = await client.evalsha(SHA, n, ...args);
+      try {
+        reply = await client.evalsha(SHA, n, ...args);
+      } catch (err) {
+        if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
+        reply = await client.eval(SCRIPT, n, ...args);
+      }
     } catch (err) {
-      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
-      reply = await client.eval(SCRIPT, n, ...args);
+      opts.health?.down(err);
+      throw err;
     }
+    opts.health?.up();
     if (!Array.isArray(reply)) throw new Error('unexpected reply from token-budget script');
     return reply as unknown[];
   }
