@@ -167,6 +167,9 @@ for (let run = 0; run < RUNS; run++) {
     const pdir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-audit-pg-'));
     const pstore = createPostgresAuditStore(sql, schema);
     try {
+      // The owner's step (`gatehouse audit migrate`); stores built before it existed create
+      // their tables in init() and have no migrate().
+      if (typeof pstore.migrate === 'function') await pstore.migrate();
       const a = await appendRun(pstore, pdir);
       results.postgres.push(a.rate);
       results.cpuPg.push(a.cpuUs);
@@ -175,7 +178,7 @@ for (let run = 0; run < RUNS; run++) {
       process.stderr.write(`run ${run + 1}/${RUNS}: postgres ${Math.round(results.postgres.at(-1))}/s, verify ${Math.round(results.verifyPg.at(-1))}/s\n`);
     } finally {
       await sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await sql.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
+      for (const r of ['writer', 'reader', 'pruner']) await sql.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_${r}`);
       await pstore.close();
       fs.rmSync(pdir, { recursive: true, force: true });
     }

@@ -80,7 +80,11 @@ export function loadPublicKey(pem: string): KeyObject {
 
 export function verifyCheckpoint(c: Checkpoint, pub: KeyObject): boolean {
   try {
-    return verify(null, Buffer.from(PREFIX + checkpointCanonical(c), 'utf8'), pub, Buffer.from(c.signature, 'base64url'));
+    const sig = Buffer.from(c.signature, 'base64url');
+    // Only the one encoding of the signature (the decoder ignores a last character's
+    // unused bits and stray characters): an altered signature text never verifies.
+    if (sig.toString('base64url') !== c.signature) return false;
+    return verify(null, Buffer.from(PREFIX + checkpointCanonical(c), 'utf8'), pub, sig);
   } catch {
     return false;
   }

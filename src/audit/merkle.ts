@@ -88,3 +88,129 @@ export class MerkleAccumulator {
     return m;
   }
 }
+
+// RFC 9162 §2.1.3–2.1.4: inclusion and consistency proofs over the same tree, on hex.
+// Proofs are built from the leaf entries (record hashes); sizes stay below 2^53, so the
+// bit arithmetic below uses division, not 32-bit shifts.
+
+/** MTH(D[lo:hi]) of entries (hex), recursive (O(hi − lo)). */
+function mthHex(entries: readonly string[], lo: number, hi: number): string {
+  const n = hi - lo;
+  if (n === 0) return EMPTY_ROOT;
+  if (n === 1) return leafHex(entries[lo] as string);
+  const k = split(n);
+  return nodeHex(mthHex(entries, lo, lo + k), mthHex(entries, lo + k, hi));
+}
+
+/** The largest power of two smaller than n (n > 1). */
+function split(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** RFC 9162 §2.1.3.1 PATH(m, D[n]) for the tree over all of `entries` (n = entries.length). */
+export function inclusionPath(entries: readonly string[], m: number): string[] {
+  const out: string[] = [];
+  const path = (lo: number, hi: number, i: number): void => {
+    const n = hi - lo;
+    if (n <= 1) return;
+    const k = split(n);
+    if (i < k) {
+      path(lo, lo + k, i);
+      out.push(mthHex(entries, lo + k, hi));
+    } else {
+      path(lo + k, hi, i - k);
+      out.push(mthHex(entries, lo, lo + k));
+    }
+  };
+  if (!(m >= 0 && m < entries.length)) throw new RangeError(`leaf index ${m} is not in a tree of ${entries.length}`);
+  path(0, entries.length, m);
+  return out;
+}
+
+/** RFC 9162 §2.1.4.1 PROOF(m, D[n]) for the tree over all of `entries` (n = entries.length). */
+export function consistencyPath(entries: readonly string[], m: number): string[] {
+  const out: string[] = [];
+  const sub = (lo: number, hi: number, mm: number, b: boolean): void => {
+    const n = hi - lo;
+    if (mm === n) {
+      if (!b) out.push(mthHex(entries, lo, hi));
+      return;
+    }
+    const k = split(n);
+    if (mm <= k) {
+      sub(lo, lo + k, mm, b);
+      out.push(mthHex(entries, lo + k, hi));
+    } else {
+      sub(lo + k, hi, mm - k, false);
+      out.push(mthHex(entries, lo, lo + k));
+    }
+  };
+  if (!(m >= 1 && m <= entries.length)) throw new RangeError(`a consistency proof needs 1 ≤ ${m} ≤ ${entries.length}`);
+  sub(0, entries.length, m, true);
+  return out;
+}
+
+const odd = (x: number) => x % 2 === 1;
+const half = (x: number) => Math.floor(x / 2);
+
+/** RFC 9162 §2.1.3.2: is entry (hex) leaf `index` of the tree of `size` leaves with root `root`? */
+export function verifyInclusion(entry: string, index: number, size: number, path: readonly string[], root: string): boolean {
+  if (!(index >= 0 && index < size)) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leafHex(entry);
+  for (const p of path) {
+    if (sn === 0) return false;
+    if (odd(fn) || fn === sn) {
+      r = nodeHex(p, r);
+      if (!odd(fn)) {
+        while (!odd(fn) && fn !== 0) {
+          fn = half(fn);
+          sn = half(sn);
+        }
+      }
+    } else {
+      r = nodeHex(r, p);
+    }
+    fn = half(fn);
+    sn = half(sn);
+  }
+  return sn === 0 && r === root;
+}
+
+/** RFC 9162 §2.1.4.2: does the tree of `second` leaves (root `secondRoot`) extend the one of `first` (`firstRoot`)? */
+export function verifyConsistency(first: number, second: number, firstRoot: string, secondRoot: string, proof: readonly string[]): boolean {
+  if (!(first >= 1 && first <= second)) return false;
+  if (first === second) return proof.length === 0 && firstRoot === secondRoot;
+  if (proof.length === 0) return false;
+  // A first tree of a power-of-two size is a complete subtree: its root starts the path.
+  const path = Number.isInteger(Math.log2(first)) ? [firstRoot, ...proof] : [...proof];
+  let fn = first - 1;
+  let sn = second - 1;
+  while (odd(fn)) {
+    fn = half(fn);
+    sn = half(sn);
+  }
+  let fr = path[0] as string;
+  let sr = path[0] as string;
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (odd(fn) || fn === sn) {
+      fr = nodeHex(c, fr);
+      sr = nodeHex(c, sr);
+      if (!odd(fn)) {
+        while (!odd(fn) && fn !== 0) {
+          fn = half(fn);
+          sn = half(sn);
+        }
+      }
+    } else {
+      sr = nodeHex(sr, c);
+    }
+    fn = half(fn);
+    sn = half(sn);
+  }
+  return fr === firstRoot && sr === secondRoot && sn === 0;
+}

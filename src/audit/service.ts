@@ -56,13 +56,17 @@ export class AuditGate implements Stage {
   }
 }
 
-export function openAuditStore(config: Config, configDir: string): AuditStore {
+/**
+ * The configured store. `readOnly` (verify, export): SQLite opens the file read-only and
+ * only if it exists; PostgreSQL never runs DDL anyway (`init` only checks the schema).
+ */
+export function openAuditStore(config: Config, configDir: string, opts: { readOnly?: boolean } = {}): AuditStore {
   if (config.audit.store === 'postgres') {
     const pg = config.state.postgres;
     if (!pg) throw new Error('audit.store is postgres but state.postgres is missing');
     return createPostgresAuditStore(createPostgresClient(pg, configDir, { max: 4, ca: config.ca }), pg.schema);
   }
-  return createSqliteAuditStore(join(stateDir(config.state.dir, configDir), 'audit.sqlite'));
+  return createSqliteAuditStore(join(stateDir(config.state.dir, configDir), 'audit.sqlite'), { readOnly: opts.readOnly === true });
 }
 
 export function loadAuditKeys(a: AuditConfig, dir: string): { keyring: Keyring; signer: CheckpointSigner | null } {

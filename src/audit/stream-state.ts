@@ -1,13 +1,16 @@
 /**
  * The instance's stream id and its seq reservation, persisted in `state.dir`:
  *
- *   audit-stream.json  {"stream": "...", "reserved": N}
+ *   audit-stream.json  {"stream": "...", "reserved": N, "pid": P}
  *
- * Seqs are handed out before records are written; before a seq above `reserved` is
- * handed out, the reservation is raised (by a block) and the file fsync'ed. After a
- * crash, seqs between the stored head and `reserved` may have been handed out and lost:
- * the restart record names that range, so the loss is a detected gap, never a silently
- * valid chain.
+ * Async mode hands seqs out before records are written (a response is sent before its
+ * record is durable); before a seq above `reserved` is handed out, the reservation is
+ * raised (by a block) and the file fsync'ed. After a crash, seqs between the stored head
+ * and `reserved` may have been handed out and lost: the restart record names that range,
+ * and until a restart `gatehouse audit verify` names it itself (`pid` is the writer's
+ * process while it runs; a clean stop removes it and hands the reservation back). Sync
+ * mode gives seqs out only when records are sealed, so it never reserves ahead: a crash
+ * loses no seq.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
@@ -16,6 +19,22 @@ import { join } from 'node:path';
 export interface StreamState {
   stream: string;
   reserved: number;
+  /** The running writer's process id; absent after a clean stop. */
+  pid?: number;
+}
+
+/** The state file as it is, without creating anything (verification); null when there is none. */
+export function readStreamState(dir: string): StreamState | null {
+  let text: string;
+  try {
+    text = readFileSync(streamStateFile(dir), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Error(`cannot read ${streamStateFile(dir)}: ${String(err)}`, { cause: err });
+  }
+  const st = JSON.parse(text) as StreamState;
+  if (typeof st?.stream !== 'string' || typeof st.reserved !== 'number') throw new Error(`${streamStateFile(dir)} is not an audit stream state file`);
+  return st;
 }
 
 export function streamStateFile(dir: string): string {

@@ -29,6 +29,8 @@ export interface Tamper {
   deleteSeqs(stream: string, fromSeq: number, toSeq: number): Promise<void>;
   insertRaw(r: ChainedRecord): Promise<void>;
   setCheckpointData(stream: string, seq: number, data: string): Promise<void>;
+  /** Deletes every checkpoint of the stream. */
+  deleteCheckpoints(stream: string): Promise<void>;
   /** Plain UPDATE / DELETE / TRUNCATE (or DELETE of everything) without switching protection off. */
   plain(op: 'update' | 'delete' | 'truncate'): Promise<unknown>;
 }
@@ -81,6 +83,11 @@ export const makeSqlite: MakeStore = async () => {
       db.prepare('UPDATE audit_checkpoints SET data = ? WHERE stream = ? AND seq = ?').run(data, stream, seq);
       db.close();
     },
+    async deleteCheckpoints(stream) {
+      const db = evil();
+      db.prepare('DELETE FROM audit_checkpoints WHERE stream = ?').run(stream);
+      db.close();
+    },
     async plain(op) {
       const db = new Database(file);
       try {
@@ -107,6 +114,7 @@ export const makePostgres: MakeStore = async (t) => {
   const schema = `audit_t_${randomBytes(6).toString('hex')}`;
   const sql = postgres(POSTGRES_URL, { max: 4, onnotice: () => undefined });
   const store = createPostgresAuditStore(sql, schema);
+  await store.migrate();
   await store.init();
   const admin = postgres(POSTGRES_URL, { max: 1, onnotice: () => undefined });
   const recs = admin(`${schema}.audit_records`);
@@ -138,6 +146,9 @@ export const makePostgres: MakeStore = async (t) => {
     async setCheckpointData(stream, seq, data) {
       await evil((tx) => tx`UPDATE ${cps} SET data = ${data} WHERE stream = ${stream} AND seq = ${seq}`);
     },
+    async deleteCheckpoints(stream) {
+      await evil((tx) => tx`DELETE FROM ${cps} WHERE stream = ${stream}`);
+    },
     async plain(op) {
       if (op === 'update') return admin`UPDATE ${recs} SET data = '{}'`;
       if (op === 'delete') return admin`DELETE FROM ${recs}`;
@@ -153,6 +164,7 @@ export const makePostgres: MakeStore = async (t) => {
       await store.close().catch(() => undefined);
       await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
       await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
+      await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_reader`);
       await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_pruner`);
       await admin.end({ timeout: 2 });
     },

@@ -13,7 +13,10 @@
  *              self-consistent record whose MAC was made with a key not in the ring)
  *   bad_checkpoint_signature  a checkpoint whose Ed25519 signature does not verify
  *   gap        seqs lost in a crash, declared by the restart record that follows them
- *              (bounded, detected loss — reported, never silently valid)
+ *              (bounded, detected loss — reported, never silently valid); a declared
+ *              range that a signed checkpoint covers is `truncated` instead: a record a
+ *              checkpoint vouched for was stored, so it was deleted, not lost
+ *   malformed  an entry that is not a record (not JSON, a missing field), with its position
  *
  * Without the HMAC keyring (a third party) MACs are not checked; hashes, links, seqs
  * and signed checkpoints are, which detects rewriting and truncation up to the latest
@@ -71,6 +74,19 @@ export interface VerifyOptions {
 }
 
 const MAX_PROBLEMS = 1000;
+
+/**
+ * An entry of the input that could not be read as a record (an export line that is not
+ * JSON): reported as `malformed` with `detail` (its position), and verification goes on.
+ */
+export class MalformedEntry {
+  readonly detail: string;
+  constructor(detail: string) {
+    this.detail = detail;
+  }
+}
+
+export type VerifyItem = string | ChainedRecord | MalformedEntry;
 
 function malformed(r: unknown): string | null {
   if (r === null || typeof r !== 'object') return 'not an object';
@@ -139,7 +155,7 @@ export function authentic(data: string, streamMember: string, prevHex: string, k
   return { seq: n, stream: '', kid: kid![0], kind: kind![0] as Links['kind'], count: int(count![0]), lost_to: lost[0] === 'null' ? null : int(lost[0]), prev_hash: prev, mac, hash };
 }
 
-export async function verifyStream(stream: string, records: AsyncIterable<string | ChainedRecord> | Iterable<string | ChainedRecord>, checkpoints: readonly Checkpoint[], opts: VerifyOptions = {}): Promise<StreamReport> {
+export async function verifyStream(stream: string, records: AsyncIterable<VerifyItem> | Iterable<VerifyItem>, checkpoints: readonly Checkpoint[], opts: VerifyOptions = {}): Promise<StreamReport> {
   const keyring = opts.keyring ?? null;
   const pub = opts.publicKey ?? null;
   const rep: StreamReport = { stream, records: 0, lastSeq: 0, checkpoints: checkpoints.length, latestCheckpointSeq: 0, problems: [], macsChecked: keyring !== null, signaturesChecked: pub !== null };
@@ -202,6 +218,10 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
 
   const streamMember = `,"stream":${JSON.stringify(stream)},"subject":`;
   for await (const item of records) {
+    if (item instanceof MalformedEntry) {
+      problem(expected, 'malformed', item.detail);
+      continue;
+    }
     let r: Links | null = typeof item === 'string' && keyring !== null ? authentic(item, streamMember, prevHex, keyring, hasher) : null;
     let selfConsistent = true;
     let macChecked = false;
@@ -263,7 +283,12 @@ export async function verifyStream(stream: string, records: AsyncIterable<string
     if (seq > expected) {
       const first = expected;
       if (r.kind === 'restart' && r.lost_to === seq - 1 && r.count === seq - first && r.prev_hash === prevHex) {
-        problem(first, 'gap', `seqs ${first}..${seq - 1} were assigned but never stored (at most ${seq - first} records lost in a crash), declared by the restart record at seq ${seq}`);
+        // A checkpoint is stored in the same transaction as the records it covers: a
+        // declared loss inside a signed checkpoint's range is a deleted tail called a crash.
+        let covered: Checkpoint | null = null;
+        for (const c of cps) if (c.seq >= first && c.seq < seq) covered = c;
+        if (covered !== null) problem(first, 'truncated', `records ${first}..${covered.seq} are covered by the signed checkpoint at seq ${covered.seq} but missing; the restart record at seq ${seq} declares seqs ${first}..${seq - 1} lost in a crash, which a checkpointed record never is`);
+        else problem(first, 'gap', `seqs ${first}..${seq - 1} were assigned but never stored (at most ${seq - first} records lost in a crash), declared by the restart record at seq ${seq}`);
         unseen.push([first, seq - 1]);
       } else {
         let s = first;

@@ -10,8 +10,12 @@
  *   to the spool (spool.ts) and is replayed in order later: the chain never restarts;
  * - the writer never starts a new genesis: on open it reads the stream head from the
  *   store (open fails when the store cannot answer), after replaying any spool;
- * - seqs are reserved in the state file before they are handed out (stream-state.ts),
- *   so a crash's loss is named by the restart record the next start writes.
+ * - async mode: seqs are reserved in the state file before they are handed out
+ *   (stream-state.ts), so a crash's loss is named by the restart record the next start
+ *   writes (and by `audit verify` before that);
+ * - sync mode: a seq is given to a record only when it is sealed, and sealed records are
+ *   stored (or spooled) before any answer waits on them: a crash loses no seq and the
+ *   restart record declares nothing lost (docs/audit.md, "Streams, restarts and crashes").
  */
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
@@ -105,6 +109,7 @@ export class AuditWriter {
   private readonly state: StreamState;
   private readonly now: () => number;
   private nextSeq: number;
+  /** Records waiting to be sealed; seq 0: sync mode, given at sealing. */
   private queue: Array<{ body: AuditBody; seq: number }> = [];
   private waiter: Deferred | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -172,9 +177,12 @@ export class AuditWriter {
       restart.lost_to = state.reserved;
       w.nextSeq = state.reserved + 1;
       o.log?.warn({ event: 'audit_gap', stream: state.stream, from: headSeq + 1, to: state.reserved }, 'audit: seqs reserved before a crash were never stored; the restart record names the gap');
-    } else if (state.reserved < headSeq) {
-      state.reserved = headSeq;
     }
+    // From here on the reservation is this process': `audit verify` names a window it left
+    // behind only once the process is gone.
+    state.reserved = w.nextSeq - 1;
+    state.pid = process.pid;
+    saveStreamState(o.stateDir, state);
     w.append(restart);
     return w;
   }
@@ -185,10 +193,15 @@ export class AuditWriter {
    */
   append(body: AuditBody): Promise<void> {
     if (this.closed) return Promise.reject(new Error('audit writer closed'));
-    const seq = this.nextSeq++;
-    if (seq > this.state.reserved) {
-      this.state.reserved = seq + RESERVE_BLOCK - 1;
-      saveStreamState(this.o.stateDir, this.state);
+    let seq = 0;
+    if (this.o.mode === 'async') {
+      // The record is acknowledged before it is durable: its seq is taken (and reserved)
+      // now, so that a crash's loss is a named range.
+      seq = this.nextSeq++;
+      if (seq > this.state.reserved) {
+        this.state.reserved = seq + RESERVE_BLOCK - 1;
+        saveStreamState(this.o.stateDir, this.state);
+      }
     }
     this.queue.push({ body, seq });
     this.waiter ??= deferred();
@@ -303,7 +316,7 @@ export class AuditWriter {
     const records: ChainedRecord[] = new Array<ChainedRecord>(items.length);
     for (let i = 0; i < items.length; i++) {
       const it = items[i] as { body: AuditBody; seq: number };
-      records[i] = this.chain.seal(it.body, it.seq, this.keyring);
+      records[i] = this.chain.seal(it.body, it.seq === 0 ? this.nextSeq++ : it.seq, this.keyring);
     }
     const cps = this.maybeCheckpoint(false);
     if (prev !== null) await prev.catch(() => undefined);
@@ -407,6 +420,7 @@ export class AuditWriter {
     // A clean stop hands back the unused reservation (everything handed out is sealed and in
     // the store or the spool): the next start declares no gap.
     this.state.reserved = this.chain.seq;
+    delete this.state.pid;
     saveStreamState(this.o.stateDir, this.state);
   }
 }

@@ -1,7 +1,8 @@
 /**
  * `gatehouse audit <verify|export|keys>`:
  *
- *   audit verify --config FILE                      every stream of the configured store
+ *   audit migrate --config FILE                     create/upgrade the store's schema (PostgreSQL: as its owner)
+ *   audit verify --config FILE                      every stream of the configured store (read-only)
  *   audit verify --export FILE [--public-key PEM] [--config FILE]
  *                                                   an export; MACs checked only with the
  *                                                   config's keyring, signatures with the key
@@ -9,6 +10,12 @@
  *                [--endpoint URL --region R --access-key-id-file F --secret-access-key-file F --ca-file F]
  *                                                   an archive on its own (docs/audit.md "Archive")
  *   audit prune --config FILE [--dry-run]           prune archived records older than keep_local
+ *   audit prove --config FILE --record STREAM:SEQ [--checkpoint SEQ] [--out FILE]
+ *                                                   an inclusion proof against a signed checkpoint
+ *   audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]
+ *                                                   a consistency proof between two checkpoints
+ *   audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
+ *                                                   checks a proof offline
  *   audit export --config FILE --out FILE [--stream ID]
  *   audit keys generate --private FILE --public FILE   Ed25519 checkpoint key pair
  *   audit keys generate --hmac FILE                    a random 32-byte HMAC key (hex)
@@ -30,20 +37,28 @@ import { openArchiveTarget, parseArchiveLocation, s3Connection, s3Target, type S
 import type { ArchiveTarget } from '../audit/archive/target.js';
 import { formatArchiveReport, verifyArchive, type ArchiveStreamReport } from '../audit/archive/verify-archive.js';
 import type { AuditStore } from '../audit/store/types.js';
+import { AUDIT_SCHEMA_VERSION } from '../audit/store/postgres.js';
+import { readStreamState } from '../audit/stream-state.js';
+import { proveConsistency, proveInclusion, verifyProof, type Proof } from '../audit/proof.js';
+import type { Checkpoint } from '../audit/checkpoint.js';
+import { stateDir } from '../stores/postgres-client.js';
 
 export const SPEC: CommandSpec = {
   name: 'audit',
-  summary: 'Verify or export the audit trail, prune archived records, generate its keys (docs/audit.md).',
+  summary: 'Migrate, verify or export the audit trail, prove records and checkpoints, prune archived records, generate its keys (docs/audit.md).',
   subcommands: {
     verify: {
       usage: `gatehouse audit verify --config FILE
        gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
+       gatehouse audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
        gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
            [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]`,
       summary: 'verify every stream of the configured store, an export, or an archive',
       options: {
         config: CONFIG,
         export: { type: 'string', value: 'FILE', description: 'an export file to verify' },
+        proof: { type: 'string', value: 'FILE', description: 'a proof from audit prove, checked offline' },
+        checkpoint: { type: 'string', value: 'HELD.json', description: 'with --proof: a checkpoint you hold; the proof must start from it' },
         archive: { type: 'string', value: 's3://BUCKET/PREFIX|DIR', description: 'an archive to verify' },
         'public-key': { type: 'string', value: 'PEM', description: 'the checkpoint public key' },
         stream: { type: 'string', value: 'ID', description: 'one stream' },
@@ -52,6 +67,26 @@ export const SPEC: CommandSpec = {
         'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
         'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
         'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
+      },
+    },
+    migrate: {
+      usage: 'gatehouse audit migrate --config FILE',
+      summary: "create or upgrade the audit store's schema (PostgreSQL: run as the schema owner; the gateway never runs DDL)",
+      options: { config: CONFIG_REQUIRED },
+    },
+    prove: {
+      usage: `gatehouse audit prove --config FILE --record STREAM:SEQ [--checkpoint SEQ] [--out FILE]
+       gatehouse audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]`,
+      summary: 'an RFC 9162 inclusion proof for a record, or a consistency proof between two checkpoints',
+      options: {
+        config: CONFIG_REQUIRED,
+        record: { type: 'string', value: 'STREAM:SEQ', description: 'the record to prove' },
+        checkpoint: { type: 'string', value: 'SEQ', description: 'the checkpoint to prove against (default: the latest)' },
+        consistency: { type: 'boolean', description: 'a consistency proof instead' },
+        stream: { type: 'string', value: 'ID', description: 'the stream (with --consistency)' },
+        from: { type: 'string', value: 'SEQ|CHECKPOINT.json', description: 'the older checkpoint: a seq, or a checkpoint you hold' },
+        to: { type: 'string', value: 'SEQ', description: 'the newer checkpoint (default: the latest)' },
+        out: { type: 'string', value: 'FILE', description: 'write the proof here (default: stdout)' },
       },
     },
     export: {
@@ -97,6 +132,8 @@ export async function run(args: string[]): Promise<number> {
   if (sub === 'keys' && p.positionals[0] !== 'generate') return usage(`unknown keys subcommand ${JSON.stringify(p.positionals[0])} (gatehouse audit keys generate ...)`);
   try {
     if (sub === 'verify') return await verify(values);
+    if (sub === 'migrate') return await migrateCmd(values);
+    if (sub === 'prove') return await proveCmd(values);
     if (sub === 'export') return await exportCmd(values);
     if (sub === 'prune') return await pruneCmd(values);
     return keys(values);
@@ -111,7 +148,11 @@ export async function run(args: string[]): Promise<number> {
 }
 
 function print(reports: StreamReport[]): number {
-  if (reports.length === 0) process.stdout.write('no audit streams found\n');
+  if (reports.length === 0) {
+    // Nothing to verify proves nothing: a wiped store or an empty export must not pass.
+    process.stdout.write('FAILED: no audit streams found\n');
+    return 1;
+  }
   for (const r of reports) process.stdout.write(formatReport(r) + '\n');
   const bad = reports.filter((r) => r.problems.length > 0).length;
   process.stdout.write(bad === 0 ? `OK: ${reports.length} stream(s) verified\n` : `FAILED: ${bad} of ${reports.length} stream(s) have problems\n`);
@@ -129,13 +170,39 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
     pub = k.signer?.publicKey ?? null;
   }
   if (typeof v['public-key'] === 'string') pub = loadPublicKey(readFileSync(v['public-key'], 'utf8'));
+  if (typeof v.proof === 'string') return verifyProofCmd(v.proof, pub, typeof v.checkpoint === 'string' ? v.checkpoint : null);
   if (typeof v.export === 'string') return print(await verifyExport(v.export, { keyring, publicKey: pub }));
   if (typeof v.archive === 'string') return verifyArchiveCmd(v, v.archive, loaded, keyring, pub);
   if (loaded === null) return usage('--config FILE or --export FILE is required');
-  const store = openAuditStore(loaded.config, loaded.dir);
+  // Read-only: a missing SQLite file or PostgreSQL schema is an error, never created.
+  const store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
   try {
     await store.init();
-    return print(await verifyStore(store, { keyring, publicKey: pub }));
+    // The instance's own stream must exist, and a crash it left undeclared is named.
+    const state = readStreamState(stateDir(loaded.config.state.dir, loaded.dir));
+    const known = new Set<string>();
+    if (state !== null) known.add(state.stream);
+    return print(await verifyStore(store, { keyring, publicKey: pub }, { streams: [...known], state }));
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * `audit migrate`: the only command that changes the store's schema. PostgreSQL: run it as
+ * the schema's owner; the gateway (writer role) and verify/export (reader role) never run
+ * DDL and refuse a schema that needs migrating (docs/audit.md, "Roles").
+ */
+async function migrateCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
+  if (typeof v.config !== 'string') return usage('--config FILE is required');
+  const loaded = load(v.config);
+  const store = openAuditStore(loaded.config, loaded.dir);
+  try {
+    await store.migrate();
+    await store.init();
+    const where = loaded.config.audit.store === 'postgres' ? `PostgreSQL schema ${loaded.config.state.postgres?.schema ?? ''}` : 'SQLite';
+    process.stdout.write(`audit store migrated (${where}, schema version ${AUDIT_SCHEMA_VERSION})\n`);
+    return 0;
   } finally {
     await store.close();
   }
@@ -144,7 +211,7 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
 async function exportCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
   if (typeof v.config !== 'string' || typeof v.out !== 'string') return usage('--config FILE and --out FILE are required');
   const loaded = load(v.config);
-  const store = openAuditStore(loaded.config, loaded.dir);
+  const store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
   try {
     await store.init();
     const n = await exportStore(store, v.out, typeof v.stream === 'string' ? [v.stream] : undefined);
@@ -214,7 +281,7 @@ async function verifyArchiveCmd(v: Record<string, string | boolean | undefined>,
     let streams: string[] | undefined = typeof v.stream === 'string' ? [v.stream] : undefined;
     if (loaded !== null) {
       // With the config, what the gateway recorded as archived is checked against the archive too.
-      store = openAuditStore(loaded.config, loaded.dir);
+      store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
       await store.init();
       if (streams === undefined) {
         const s = new Set(await target.folders(target.prefix));
@@ -281,4 +348,64 @@ async function pruneCmd(v: Record<string, string | boolean | undefined>): Promis
     await target?.close();
     await store.close();
   }
+}
+
+/** A JSON file, or a clear error naming it. */
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** `audit prove`: an inclusion or a consistency proof, as JSON (stdout or --out). */
+async function proveCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
+  if (typeof v.config !== 'string') return usage('--config FILE is required');
+  const seqArg = (x: string | boolean | undefined, name: string): number | null => {
+    if (x === undefined) return null;
+    if (typeof x !== 'string' || !/^[1-9][0-9]{0,15}$/.test(x)) throw new Error(`${name} must be a seq (a positive integer)`);
+    return Number(x);
+  };
+  let proof: Proof;
+  const loaded = load(v.config);
+  const store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
+  try {
+    await store.init();
+    if (v.consistency === true) {
+      if (typeof v.stream !== 'string' || typeof v.from !== 'string') return usage('--consistency needs --stream ID and --from SEQ|CHECKPOINT.json');
+      const from = /^[0-9]+$/.test(v.from) ? (seqArg(v.from, '--from') as number) : (readJson(v.from) as Checkpoint);
+      proof = await proveConsistency(store, v.stream, from, seqArg(v.to, '--to'));
+    } else {
+      const m = typeof v.record === 'string' ? /^(.+):([1-9][0-9]{0,15})$/.exec(v.record) : null;
+      if (m === null) return usage('--record STREAM:SEQ is required (or --consistency)');
+      proof = await proveInclusion(store, m[1] as string, Number(m[2]), seqArg(v.checkpoint, '--checkpoint'));
+    }
+  } finally {
+    await store.close();
+  }
+  const text = JSON.stringify(proof, null, 2) + '\n';
+  if (typeof v.out === 'string') {
+    writeFileSync(v.out, text, { mode: 0o644 });
+    process.stdout.write(`wrote a ${proof.type} proof to ${v.out}\n`);
+  } else process.stdout.write(text);
+  return 0;
+}
+
+/** `audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]`: offline. */
+function verifyProofCmd(file: string, pub: KeyObject | null, held: string | null): number {
+  if (pub === null) return usage('--proof needs --public-key PEM (or --config with audit.checkpoint_key_file)');
+  const proof = readJson(file) as Proof;
+  const problems = verifyProof(proof, pub, held === null ? null : (readJson(held) as Checkpoint));
+  if (problems.length === 0) {
+    const what =
+      proof.type === 'inclusion'
+        ? `record ${proof.record.stream}:${proof.record.seq} is in the log under the signed checkpoint at seq ${proof.checkpoint.seq}`
+        : `the signed checkpoint at seq ${proof.second.seq} extends the one at seq ${proof.first.seq} (stream ${proof.first.stream})`;
+    process.stdout.write(`OK: ${what}\n`);
+    return 0;
+  }
+  for (const p of problems) process.stdout.write(`proof: ${p}\n`);
+  process.stdout.write('FAILED: the proof does not hold\n');
+  return 1;
 }

@@ -7,6 +7,7 @@
  * - two gateways writing one PostgreSQL under load: two streams, both verify.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
@@ -23,10 +24,17 @@ import { auditFiles, type AuditFiles } from '../audit/test-files.js';
 import type { StreamReport } from '../audit/verify.js';
 import { readFileSync } from 'node:fs';
 import { needPostgres, POSTGRES_URL } from '../testing/services.js';
-import { baseConfig, sleep, spawnGateway, startUpstream, type Upstream } from '../testing/harness.js';
+import { baseConfig, BIN, sleep, spawnGateway, startUpstream, writeConfig, type Upstream } from '../testing/harness.js';
+
+/** `gatehouse <args>` as a separate process: exit code and output. */
+function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr }));
+  });
+}
 
 /** Keeps `concurrency` requests in flight until stopped; returns the request ids of every response received. */
-function load(port: number, concurrency = 8): { stop(): Promise<string[]> } {
+function load(port: number, concurrency = 8): { stop(): Promise<string[]>; running(ms: number, atLeast: number): Promise<void> } {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const ids: string[] = [];
   let running = true;
@@ -48,6 +56,12 @@ function load(port: number, concurrency = 8): { stop(): Promise<string[]> } {
     while (running) await one();
   });
   return {
+    /** At least `ms` of load, and longer (up to 20 s) until `atLeast` responses came back: a loaded machine answers slower. */
+    async running(ms, atLeast) {
+      const until = Date.now() + 20_000;
+      await sleep(ms);
+      while (ids.length < atLeast && Date.now() < until) await sleep(100);
+    },
     async stop() {
       running = false;
       await Promise.all(workers);
@@ -96,12 +110,15 @@ describe('audit durability under kill -9', () => {
     const config = baseConfig(up.url, {}, { state: { dir: files.stateDir }, audit: files.block({ mode: 'sync' }) });
     const g = await spawnGateway(config);
     const l = load(g.port);
-    await sleep(1500);
+    await l.running(1500, 60);
     g.child.kill('SIGKILL');
     await g.stop();
     const ids = await l.stop();
     assert.ok(ids.length > 50, `load ran (${ids.length} responses)`);
     t.diagnostic(`${ids.length} responses before the kill`);
+    // Before any restart: nothing may have been lost, and verification says so.
+    const before = await runCli(['audit', 'verify', '--config', g.file]);
+    assert.equal(before.code, 0, before.stdout + before.stderr);
     const store = createSqliteAuditStore(join(files.stateDir, 'audit.sqlite'));
     try {
       const have = await requestIds(store);
@@ -112,6 +129,31 @@ describe('audit durability under kill -9', () => {
     } finally {
       await store.close();
     }
+    // The restart declares exactly what may have been lost: nothing (no seq reserved ahead).
+    const g2 = await spawnGateway(config);
+    assert.equal(await g2.stop('SIGTERM'), 0);
+    const after2 = createSqliteAuditStore(join(files.stateDir, 'audit.sqlite'));
+    try {
+      const reps = await verifyStore(after2, keysOf(files));
+      assert.deepEqual(reps.flatMap((r) => r.problems), [], 'no gap after a sync-mode crash');
+      const restarts: Array<{ count: number; lost_to: number | null }> = [];
+      for (let after = 0; ; ) {
+        const rows = await after2.readRaw(reps[0]?.stream as string, after, 10_000);
+        for (const r of rows) if (r.data.includes('"kind":"restart"')) restarts.push(JSON.parse(r.data) as { count: number; lost_to: number | null });
+        if (rows.length < 10_000) break;
+        after = (rows[rows.length - 1] as { id: number }).id;
+      }
+      assert.equal(restarts.length, 2);
+      assert.deepEqual(
+        restarts.map((r) => [r.count, r.lost_to]),
+        [
+          [0, null],
+          [0, null],
+        ],
+      );
+    } finally {
+      await after2.close();
+    }
   });
 
   it('async mode: the loss is bounded by the reservation and named as a gap after the restart', async (t) => {
@@ -121,11 +163,15 @@ describe('audit durability under kill -9', () => {
     const config = baseConfig(up.url, {}, { state: { dir: files.stateDir }, audit: files.block({ mode: 'async', flush_interval: '200ms' }) });
     const g = await spawnGateway(config);
     const l = load(g.port);
-    await sleep(1500);
+    await l.running(1500, 60);
     g.child.kill('SIGKILL');
     await g.stop();
     const ids = await l.stop();
     assert.ok(ids.length > 50, `load ran (${ids.length} responses)`);
+    // Before any restart, verification itself names the window the dead writer reserved.
+    const before = await runCli(['audit', 'verify', '--config', g.file]);
+    assert.equal(before.code, 1, before.stdout + before.stderr);
+    assert.match(before.stdout, /gap: seqs \d+\.\.\d+ were reserved by a writer that did not stop cleanly \(pid \d+ is not running\)/);
     // The restart writes the restart record naming the range that may have been lost.
     const g2 = await spawnGateway(config);
     assert.equal(await g2.stop('SIGTERM'), 0);
@@ -150,28 +196,54 @@ describe('audit durability under kill -9', () => {
     }
   });
 
-  it('two gateway processes write one PostgreSQL under load: one stream each, both verify', async (t) => {
+  it('two gateway processes write one PostgreSQL under load as the writer role: one stream each, both verify as the reader role', async (t) => {
     if (!(await needPostgres(t))) return;
     up ??= await startUpstream();
     const schema = `audit_i_${randomBytes(6).toString('hex')}`;
     const admin = postgres(POSTGRES_URL, { max: 1, onnotice: () => undefined });
+    const db = new URL(POSTGRES_URL).pathname.slice(1);
     const fa = auditFiles();
     const fb = auditFiles();
     cleanup.push(() => rmSync(fa.dir, { recursive: true, force: true }), () => rmSync(fb.dir, { recursive: true, force: true }));
+    // Login roles with exactly the documented grants (docs/audit.md, "Roles").
+    const owner = `${schema}_owner`;
+    const gwRole = `${schema}_gw`;
+    const roRole = `${schema}_ro`;
+    const urlAs = (user: string) => {
+      const u = new URL(POSTGRES_URL);
+      u.username = user;
+      return u.toString();
+    };
+    await admin.unsafe(`CREATE ROLE ${owner} LOGIN CREATEROLE`);
+    await admin.unsafe(`GRANT CREATE ON DATABASE ${db} TO ${owner}`);
     try {
-      const pg = { url: POSTGRES_URL, schema };
       // Same keys on both instances (one operator), separate state dirs (separate streams).
       const block = fa.block({ store: 'postgres' });
-      const a = await spawnGateway(baseConfig(up.url, {}, { state: { dir: fa.stateDir, postgres: pg }, audit: block }));
-      const b = await spawnGateway(baseConfig(up.url, {}, { state: { dir: fb.stateDir, postgres: pg }, audit: block }));
+      const configAs = (user: string, stateDir: string) => baseConfig(up.url, {}, { state: { dir: stateDir, postgres: { url: urlAs(user), schema } }, audit: block });
+      // The gateway refuses an unmigrated schema with a message naming the command.
+      const early = await spawnGateway(configAs(owner, fa.stateDir)).then(
+        () => null,
+        (err: Error) => err,
+      );
+      assert.match(String(early?.message), /gatehouse audit migrate/);
+      const migrate = await runCli(['audit', 'migrate', '--config', writeConfig(configAs(owner, fa.stateDir))]);
+      assert.equal(migrate.code, 0, migrate.stderr);
+      await admin.unsafe(`CREATE ROLE ${gwRole} LOGIN IN ROLE ${schema}_audit_writer`);
+      await admin.unsafe(`CREATE ROLE ${roRole} LOGIN IN ROLE ${schema}_audit_reader`);
+      const a = await spawnGateway(configAs(gwRole, fa.stateDir));
+      const b = await spawnGateway(configAs(gwRole, fb.stateDir));
       const la = load(a.port, 4);
       const lb = load(b.port, 4);
       await sleep(1500);
       const ids = [...(await la.stop()), ...(await lb.stop())];
       assert.equal(await a.stop('SIGTERM'), 0);
       assert.equal(await b.stop('SIGTERM'), 0);
-      const store = createPostgresAuditStore(postgres(POSTGRES_URL, { max: 2, onnotice: () => undefined }), schema);
+      const v = await runCli(['audit', 'verify', '--config', writeConfig(configAs(roRole, fa.stateDir))]);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+      assert.match(v.stdout, /OK: 2 stream\(s\) verified/);
+      const store = createPostgresAuditStore(postgres(urlAs(roRole), { max: 2, onnotice: () => undefined }), schema);
       try {
+        await store.init();
         const reps = await verifyStore(store, keysOf(fa));
         assert.equal(reps.length, 2);
         assert.deepEqual(reps.flatMap((r) => r.problems), []);
@@ -183,8 +255,10 @@ describe('audit durability under kill -9', () => {
       }
     } finally {
       await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
-      await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_pruner`);
+      for (const r of [gwRole, roRole, `${schema}_audit_writer`, `${schema}_audit_reader`, `${schema}_audit_pruner`]) await admin.unsafe(`DROP ROLE IF EXISTS ${r}`);
+      await admin.unsafe(`REVOKE CREATE ON DATABASE ${db} FROM ${owner}`);
+      await admin.unsafe(`DROP OWNED BY ${owner}`).catch(() => undefined);
+      await admin.unsafe(`DROP ROLE IF EXISTS ${owner}`);
       await admin.end({ timeout: 2 });
     }
   });

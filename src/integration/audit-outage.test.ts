@@ -63,6 +63,10 @@ it('store outage: spool, then 503 audit_unavailable at the spool limit, then rep
   const admin = postgres(POSTGRES_URL, { max: 1, onnotice: () => undefined });
   const url = new URL(POSTGRES_URL);
   url.port = String(proxy.port);
+  // The owner migrates (the gateway never runs DDL).
+  const owner = createPostgresAuditStore(postgres(POSTGRES_URL, { max: 1, onnotice: () => undefined }), schema);
+  await owner.migrate();
+  await owner.close();
   const gw = await startGateway(
     baseConfig(up.url, {}, {
       state: { dir: files.stateDir, postgres: { url: url.toString(), schema, connect_timeout: '1s' } },
@@ -118,6 +122,7 @@ it('store outage: spool, then 503 audit_unavailable at the spool limit, then rep
     await store.close();
     await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_writer`);
+    await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_reader`);
     await admin.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_pruner`);
     await admin.end({ timeout: 2 });
     rmSync(files.dir, { recursive: true, force: true });

@@ -152,6 +152,45 @@ describe('audit trail (async mode, SQLite)', () => {
   });
 });
 
+describe('audit proofs from the command line', () => {
+  it('audit prove prints an inclusion proof and a consistency proof; audit verify --proof checks them offline with the public key; an altered proof fails', async () => {
+    const up = await startUpstream();
+    const files = auditFiles();
+    const gw = await startGateway(baseConfig(up.url, {}, { state: { dir: files.stateDir }, audit: files.block({ checkpoint_records: 20 }) }));
+    try {
+      for (let i = 0; i < 70; i++) assert.equal((await request(`${gw.url}/p/${i}`)).status, 200);
+      await gw.gw.audit?.writer.flush();
+      const stream = gw.gw.audit?.writer.stream as string;
+      const inc = join(files.dir, 'inclusion.json');
+      const p = await run(process.execPath, [BIN, 'audit', 'prove', '--config', gw.file, '--record', `${stream}:7`, '--out', inc]);
+      assert.match(p.stdout, /wrote a inclusion proof/);
+      const ok = await run(process.execPath, [BIN, 'audit', 'verify', '--proof', inc, '--public-key', files.publicKey]);
+      assert.match(ok.stdout, new RegExp(`OK: record ${stream}:7 is in the log under the signed checkpoint at seq \\d+`));
+      // Checkpoints fall at batch boundaries: prove from the first one the store holds.
+      const cps = (await gw.gw.audit?.store.checkpoints(stream)) ?? [];
+      assert.ok(cps.length >= 2, `${cps.length} checkpoints`);
+      const firstSeq = Math.min(...cps.map((c) => c.seq));
+      const con = join(files.dir, 'consistency.json');
+      await run(process.execPath, [BIN, 'audit', 'prove', '--config', gw.file, '--consistency', '--stream', stream, '--from', String(firstSeq), '--out', con]);
+      const ok2 = await run(process.execPath, [BIN, 'audit', 'verify', '--proof', con, '--public-key', files.publicKey]);
+      assert.match(ok2.stdout, new RegExp(`OK: the signed checkpoint at seq \\d+ extends the one at seq ${firstSeq}`));
+      // One hex digit of the record's path changed: the proof fails, exit 1.
+      const bad = join(files.dir, 'bad.json');
+      writeFileSync(bad, readFileSync(inc, 'utf8').replace('"path": "/p/', '"path": "/q/'));
+      const failed = await run(process.execPath, [BIN, 'audit', 'verify', '--proof', bad, '--public-key', files.publicKey]).then(
+        () => null,
+        (err: { code: number; stdout: string }) => err,
+      );
+      assert.equal(failed?.code, 1);
+      assert.match(failed.stdout, /its content does not match its hash/);
+    } finally {
+      await gw.close();
+      await up.close();
+      rmSync(files.dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('audit trail (sync mode, SQLite)', () => {
   it('a response is sent only after its record is durable: every answered request is already in the store', async () => {
     const up = await startUpstream();

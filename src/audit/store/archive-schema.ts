@@ -53,7 +53,11 @@ CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 COMMIT;
 `;
 
-/** Runs after the store's own DDL (it replaces the append-only trigger function's body). */
+/**
+ * Runs after the store's own DDL (it replaces the append-only trigger function's body), in
+ * `gatehouse audit migrate` only; the writer's and reader's grants on these tables are
+ * given with the others (postgres.ts).
+ */
 export function postgresArchiveSchema(schema: string): string {
   const s = schema;
   return `
@@ -125,12 +129,5 @@ END $$;
 REVOKE ALL ON FUNCTION ${s}.audit_prune(TEXT, BIGINT) FROM PUBLIC;
 GRANT USAGE ON SCHEMA ${s} TO ${s}_audit_pruner;
 GRANT EXECUTE ON FUNCTION ${s}.audit_prune(TEXT, BIGINT) TO ${s}_audit_pruner;
-DO $$ BEGIN
-  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${s}_audit_writer') THEN
-    GRANT SELECT, INSERT ON ${s}.audit_archive_anchors TO ${s}_audit_writer;
-    GRANT SELECT ON ${s}.audit_prunes TO ${s}_audit_writer;
-    GRANT USAGE ON SEQUENCE ${s}.audit_archive_anchors_id_seq TO ${s}_audit_writer;
-  END IF;
-END $$;
 `;
 }

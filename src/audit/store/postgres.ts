@@ -3,9 +3,13 @@
  * (each writes its own stream, so no lock is shared). The tables are append-only in the
  * database itself: row triggers refuse UPDATE and DELETE, a statement trigger refuses
  * TRUNCATE, for every role including the owner (a superuser can still disable triggers;
- * the chain and the signed checkpoints are what catch that). `init` also grants a
- * NOLOGIN role `<schema>_audit_writer` only INSERT and SELECT, for operators who connect
- * the gateway with a role that has no other privilege (docs/audit.md).
+ * the chain and the signed checkpoints are what catch that).
+ *
+ * Roles (docs/audit.md, "Roles"): `migrate` (`gatehouse audit migrate`) runs every DDL
+ * statement as the schema's owner and creates three NOLOGIN roles to grant: the writer
+ * (INSERT and SELECT, for the gateway), the reader (SELECT, for verify and export) and the
+ * pruner. `init` runs no DDL: it checks the schema version and refuses with a clear
+ * message when a migration is needed, so the gateway never needs the owner's credentials.
  */
 import type { Sql } from '../../stores/postgres-client.js';
 import { recordData } from '../chain.js';
@@ -25,24 +29,25 @@ function wellFormed(s: string): string {
   return (s as string & { toWellFormed(): string }).toWellFormed();
 }
 
-export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
-  const t = (name: string) => sql(`${schema}.${name}`);
-  type Page = Array<{ id: number; data: string }>;
-  const page = async (stream: string, afterId: number, limit: number): Promise<Page> => {
-    const rows = await sql<Array<{ id: string; data: string }>>`SELECT id, data FROM ${t('audit_records')} WHERE stream = ${stream} AND id > ${afterId} ORDER BY id LIMIT ${limit}`;
-    return rows.map((r) => ({ id: Number(r.id), data: r.data }));
-  };
-  /** Appends issued so far: a page read ahead is used only if none was issued since (a reader sees its own writes). */
-  let appends = 0;
-  let readAhead: { stream: string; afterId: number; limit: number; appends: number; page: Promise<Page> } | null = null;
-  return {
-    kind: 'postgres',
-    async init() {
-      // Concurrent gateways may run init at once: serialize on an advisory lock.
-      await sql.begin(async (tx) => {
-        await tx`SELECT pg_advisory_xact_lock(hashtext(${`gatehouse_audit_init:${schema}`}))`;
-        await tx.unsafe(`
+/** The schema version `gatehouse audit migrate` sets up and the gateway requires. */
+export const AUDIT_SCHEMA_VERSION = 1;
+
+/** The schema is missing, older or newer than this build: an operator must run `gatehouse audit migrate`. */
+export class AuditSchemaError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'AuditSchemaError';
+  }
+}
+
+/** The records and checkpoints tables, their append-only triggers and the version table (owner DDL). */
+function postgresAuditSchema(schema: string): string {
+  return `
 CREATE SCHEMA IF NOT EXISTS ${schema};
+CREATE TABLE IF NOT EXISTS ${schema}.audit_schema_version (
+  version INT NOT NULL,
+  time TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ${schema}.audit_records (
   id BIGSERIAL PRIMARY KEY,
   stream TEXT NOT NULL,
@@ -74,15 +79,78 @@ DO $$ BEGIN
     CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON ${schema}.audit_checkpoints FOR EACH ROW EXECUTE FUNCTION ${schema}.audit_append_only();
     CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON ${schema}.audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.audit_append_only();
   END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${schema}_audit_writer') THEN
-    CREATE ROLE ${schema}_audit_writer NOLOGIN;
+END $$;
+`;
+}
+
+/**
+ * The three NOLOGIN roles an operator grants to login roles (docs/audit.md, "Roles"),
+ * after every table exists: the writer (the gateway: INSERT and SELECT, nothing else), the
+ * reader (verify, export: SELECT only) and the pruner (audit prune: the prune function).
+ */
+function postgresRoleGrants(schema: string): string {
+  const s = schema;
+  const tables = ['audit_records', 'audit_checkpoints', 'audit_archive_anchors', 'audit_prunes', 'audit_schema_version'].map((x) => `${s}.${x}`).join(', ');
+  return `
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${s}_audit_writer') THEN
+    CREATE ROLE ${s}_audit_writer NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${s}_audit_reader') THEN
+    CREATE ROLE ${s}_audit_reader NOLOGIN;
   END IF;
 END $$;
-GRANT USAGE ON SCHEMA ${schema} TO ${schema}_audit_writer;
-GRANT SELECT, INSERT ON ${schema}.audit_records, ${schema}.audit_checkpoints TO ${schema}_audit_writer;
-GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoints_id_seq TO ${schema}_audit_writer;
-`);
+REVOKE ALL ON SCHEMA ${s} FROM PUBLIC;
+GRANT USAGE ON SCHEMA ${s} TO ${s}_audit_writer, ${s}_audit_reader, ${s}_audit_pruner;
+GRANT SELECT ON ${tables} TO ${s}_audit_writer, ${s}_audit_reader;
+GRANT INSERT ON ${s}.audit_records, ${s}.audit_checkpoints, ${s}.audit_archive_anchors TO ${s}_audit_writer;
+GRANT USAGE ON SEQUENCE ${s}.audit_records_id_seq, ${s}.audit_checkpoints_id_seq, ${s}.audit_archive_anchors_id_seq TO ${s}_audit_writer;
+`;
+}
+
+export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
+  const t = (name: string) => sql(`${schema}.${name}`);
+  type Page = Array<{ id: number; data: string }>;
+  const page = async (stream: string, afterId: number, limit: number): Promise<Page> => {
+    const rows = await sql<Array<{ id: string; data: string }>>`SELECT id, data FROM ${t('audit_records')} WHERE stream = ${stream} AND id > ${afterId} ORDER BY id LIMIT ${limit}`;
+    return rows.map((r) => ({ id: Number(r.id), data: r.data }));
+  };
+  /** Appends issued so far: a page read ahead is used only if none was issued since (a reader sees its own writes). */
+  let appends = 0;
+  let readAhead: { stream: string; afterId: number; limit: number; appends: number; page: Promise<Page> } | null = null;
+  return {
+    kind: 'postgres',
+    async init() {
+      // No DDL here: the gateway runs as the writer role and the verifier as the reader
+      // role, neither of which may create anything (and a schema that does not exist must
+      // not be created by looking at it). `gatehouse audit migrate` does that, as the owner.
+      const [row] = await sql<Array<{ t: string | null }>>`SELECT to_regclass(${`${schema}.audit_schema_version`})::text AS t`;
+      if (row?.t === null || row?.t === undefined) {
+        const [ns] = await sql<Array<{ n: number }>>`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${schema}`;
+        throw new AuditSchemaError(
+          ns?.n === 0
+            ? `the audit schema "${schema}" does not exist: run \`gatehouse audit migrate --config FILE\` as its owner first`
+            : `the audit schema "${schema}" is not set up for this version (no audit_schema_version table): run \`gatehouse audit migrate --config FILE\` as its owner`,
+        );
+      }
+      let version: number;
+      try {
+        const rows = await sql<Array<{ version: number }>>`SELECT max(version)::int AS version FROM ${t('audit_schema_version')}`;
+        version = rows[0]?.version ?? 0;
+      } catch (err) {
+        throw new AuditSchemaError(`cannot read ${schema}.audit_schema_version: ${(err as Error).message} (grant the role ${schema}_audit_writer or ${schema}_audit_reader)`, { cause: err });
+      }
+      if (version < AUDIT_SCHEMA_VERSION) throw new AuditSchemaError(`the audit schema "${schema}" is at version ${version}, this gatehouse needs ${AUDIT_SCHEMA_VERSION}: run \`gatehouse audit migrate --config FILE\` as its owner`);
+      if (version > AUDIT_SCHEMA_VERSION) throw new AuditSchemaError(`the audit schema "${schema}" is at version ${version}, newer than this gatehouse knows (${AUDIT_SCHEMA_VERSION}): upgrade gatehouse`);
+    },
+    async migrate() {
+      // Concurrent migrations serialize on an advisory lock.
+      await sql.begin(async (tx) => {
+        await tx`SELECT pg_advisory_xact_lock(hashtext(${`gatehouse_audit_init:${schema}`}))`;
+        await tx.unsafe(postgresAuditSchema(schema));
         await tx.unsafe(postgresArchiveSchema(schema));
+        await tx.unsafe(postgresRoleGrants(schema));
+        await tx.unsafe(`INSERT INTO ${schema}.audit_schema_version (version, time) SELECT ${AUDIT_SCHEMA_VERSION}, now()::text WHERE NOT EXISTS (SELECT 1 FROM ${schema}.audit_schema_version WHERE version = ${AUDIT_SCHEMA_VERSION})`);
       });
     },
     async append(records, cps) {
@@ -137,7 +205,7 @@ GRANT USAGE ON SEQUENCE ${schema}.audit_records_id_seq, ${schema}.audit_checkpoi
       return rows.map((r) => Buffer.from(r.hash, 'hex'));
     },
     async streams() {
-      const rows = await sql<Array<{ stream: string }>>`SELECT DISTINCT stream FROM ${t('audit_records')} UNION SELECT DISTINCT stream FROM ${t('audit_checkpoints')} ORDER BY 1`;
+      const rows = await sql<Array<{ stream: string }>>`SELECT DISTINCT stream FROM ${t('audit_records')} UNION SELECT DISTINCT stream FROM ${t('audit_checkpoints')} UNION SELECT DISTINCT stream FROM ${t('audit_archive_anchors')} ORDER BY 1`;
       return rows.map((r) => r.stream);
     },
     async readRaw(stream, afterId, limit) {

@@ -48,9 +48,25 @@ CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_
 
 const port = parentPort;
 if (port === null) throw new Error('sqlite-worker.js runs only as a worker thread of the SQLite audit store');
-const { file } = workerData as { file: string };
+const { file, readOnly } = workerData as { file: string; readOnly?: boolean };
 
 function open(): Database.Database {
+  if (readOnly === true) {
+    // Verifying and exporting: never create the file or a table (a missing or wiped store
+    // must fail, not verify as an empty one), never write.
+    let d: Database.Database;
+    try {
+      d = new Database(file, { readonly: true, fileMustExist: true });
+    } catch (err) {
+      throw new Error(`cannot open the audit database ${file} read-only: ${(err as Error).message}`, { cause: err });
+    }
+    const have = d.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('audit_records', 'audit_checkpoints', 'audit_archive_anchors', 'audit_prunes')").pluck().get() as number;
+    if (have !== 4) {
+      d.close();
+      throw new Error(`${file} is not a gatehouse audit database (its audit tables are missing)`);
+    }
+    return d;
+  }
   try {
     mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
     const d = new Database(file);
@@ -196,7 +212,9 @@ const pruneTx = db.transaction((stream: string, seq: number): number => {
 });
 const lastCpQ = db.prepare('SELECT data, frontier FROM audit_checkpoints WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
 const hashesQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq > ? ORDER BY seq, id').pluck();
-const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints ORDER BY 1').pluck();
+// A stream the archive anchors is one that must exist: listed even when its records and
+// checkpoints are gone (a wiped store then fails verification instead of showing nothing).
+const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints UNION SELECT DISTINCT stream FROM audit_archive_anchors ORDER BY 1').pluck();
 // `+stream` keeps the planner off the (stream, seq) index: through it, every page read
 // every row of the stream after afterId and sorted them by id in a temporary B-tree (a
 // whole-store verify was quadratic in the stream's length). The rowid range reads the page

@@ -68,10 +68,18 @@ interface Waiter {
   reject(err: Error): void;
 }
 
-export function createSqliteAuditStore(file: string): AuditStore {
+export interface SqliteStoreOptions {
+  /**
+   * Verifying and exporting: the file must exist and hold the audit tables; nothing is
+   * created or written (a wiped or missing store fails instead of verifying as empty).
+   */
+  readonly readOnly?: boolean;
+}
+
+export function createSqliteAuditStore(file: string, opts: SqliteStoreOptions = {}): AuditStore {
   // No inherited execArgv: the parent's flags (--input-type, --test, loaders for .ts
   // sources...) are for its entry point and can stop this compiled .js from starting.
-  const worker = new Worker(WORKER_URL, { workerData: { file }, execArgv: [] });
+  const worker = new Worker(WORKER_URL, { workerData: { file, readOnly: opts.readOnly === true }, execArgv: [] });
   const waiting = new Map<number, Waiter>();
   let nextId = 0;
   /** Set once the thread is gone: every later call rejects with it. */
@@ -139,7 +147,12 @@ export function createSqliteAuditStore(file: string): AuditStore {
   const store: AuditStore = {
     kind: 'sqlite',
     async init() {
-      // Answered once the worker has opened the database and created the tables.
+      // Answered once the worker has opened the database (and, unless read-only, created
+      // the tables: the embedded store's file belongs to the gateway, there is no separate owner).
+      await call({ op: 'ping' });
+    },
+    async migrate() {
+      if (opts.readOnly === true) throw new SqliteStoreError('a read-only store cannot be migrated', null);
       await call({ op: 'ping' });
     },
     async append(records, cps) {

@@ -58,8 +58,16 @@ export interface ArchiveAnchor {
 
 export interface AuditStore {
   readonly kind: 'sqlite' | 'postgres';
-  /** Creates tables if missing. */
+  /**
+   * Opens the store for use without changing its schema. PostgreSQL: checks that
+   * `gatehouse audit migrate` has set the schema up at the version this build needs, and
+   * fails with a message naming the command otherwise (the gateway and the verifier never
+   * run DDL: they run as roles that may not). SQLite: opens the file (the embedded store's
+   * file belongs to the gateway: it creates its tables, unless opened read-only).
+   */
   init(): Promise<void>;
+  /** Creates or upgrades the schema (PostgreSQL: as its owner; docs/audit.md "Roles"). */
+  migrate(): Promise<void>;
   /** Appends records and checkpoints in one transaction (all or nothing). */
   append(records: readonly ChainedRecord[], checkpoints: readonly StoredCheckpoint[]): Promise<void>;
   /** The highest-seq record of a stream, or null for an empty stream. */
