@@ -455,7 +455,8 @@ export class AcmeServer {
     const fresh: AuthzRecord[] = [];
     for (const i of idents) {
       const reuse = this.o.config.authorization_reuse > 0 ? await this.o.store.validAuthzFor(acct.id, i, now) : null;
-      if (reuse) {
+      const validated = reuse?.challenges.find((ch) => ch.status === 'valid')?.validated ?? null;
+      if (reuse && validated !== null && validated > now - this.o.config.authorization_reuse) {
         authzIds.push(reuse.id);
         continue;
       }
@@ -595,7 +596,8 @@ export class AcmeServer {
     const now = this.now();
     const next: AuthzRecord =
       error === null
-        ? { ...a, status: 'valid', expires: now + Math.max(this.o.config.authorization_reuse, 1), challenges: a.challenges.map((x) => (x.type === type ? { ...x, status: 'valid' as const, validated: now } : x)) }
+        ? // Valid for the rest of an order's life, or the reuse window when that is longer (reuse itself checks `validated`).
+          { ...a, status: 'valid', expires: now + Math.max(this.o.config.authorization_reuse, this.o.config.order_lifetime), challenges: a.challenges.map((x) => (x.type === type ? { ...x, status: 'valid' as const, validated: now } : x)) }
         : { ...a, status: 'invalid', challenges: a.challenges.map((x) => (x.type === type ? { ...x, status: 'invalid' as const, error } : x)) };
     this.o.metrics.acmeValidations.labels(type, error === null ? 'valid' : 'invalid').inc();
     this.o.log.info({ event: 'acme_challenge_validated', authz: a.id, account: a.account_id, identifier: a.identifier.value, type, result: error === null ? 'valid' : 'invalid', error: error?.detail ?? null }, 'ACME challenge validated');
