@@ -5,7 +5,7 @@
  * client; real clients (certbot, lego, Caddy) are tested against the server too.
  */
 import { createServer, type Server } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { request as httpsRequest, type Agent } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync, sign as cryptoSign, webcrypto } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, type JWK } from 'jose';
@@ -21,9 +21,9 @@ export interface AcmeReply {
   json(): Record<string, unknown>;
 }
 
-export function acmeHttp(url: string, ca: string, opts: { method?: string; body?: string; contentType?: string } = {}): Promise<AcmeReply> {
+export function acmeHttp(url: string, ca: string, opts: { method?: string; body?: string; contentType?: string; agent?: Agent | false } = {}): Promise<AcmeReply> {
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(url, { method: opts.method ?? 'GET', ca, agent: false, headers: opts.body !== undefined ? { 'content-type': opts.contentType ?? 'application/jose+json' } : {} }, (res) => {
+    const req = httpsRequest(url, { method: opts.method ?? 'GET', ca, agent: opts.agent ?? false, headers: opts.body !== undefined ? { 'content-type': opts.contentType ?? 'application/jose+json' } : {} }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -56,6 +56,8 @@ export class TestAcmeClient {
   dir: Record<string, string> = {};
   kid: string | null = null;
   lastNonce: string | null = null;
+  /** A keep-alive agent (benchmarks); tests use a new connection per request. */
+  agent: Agent | false = false;
   constructor(
     readonly directoryUrl: string,
     readonly ca: string,
@@ -63,13 +65,13 @@ export class TestAcmeClient {
   ) {}
 
   async init(): Promise<this> {
-    const r = await acmeHttp(this.directoryUrl, this.ca);
+    const r = await acmeHttp(this.directoryUrl, this.ca, { agent: this.agent });
     this.dir = r.json() as Record<string, string>;
     return this;
   }
 
   async nonce(): Promise<string> {
-    const r = await acmeHttp(this.dir.newNonce as string, this.ca, { method: 'HEAD' });
+    const r = await acmeHttp(this.dir.newNonce as string, this.ca, { method: 'HEAD', agent: this.agent });
     return r.headers['replay-nonce'] as string;
   }
 
@@ -92,7 +94,7 @@ export class TestAcmeClient {
   }
 
   async post(url: string, payload: unknown, over: Record<string, unknown> = {}, key?: AccountKey, useJwk?: boolean): Promise<AcmeReply> {
-    return acmeHttp(url, this.ca, { method: 'POST', body: await this.jws(url, payload, over, key, useJwk) });
+    return acmeHttp(url, this.ca, { method: 'POST', body: await this.jws(url, payload, over, key, useJwk), agent: this.agent });
   }
 
   async newAccount(payload: Record<string, unknown> = { termsOfServiceAgreed: true }): Promise<AcmeReply> {
