@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
 import * as x509 from '@peculiar/x509';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
