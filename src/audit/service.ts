@@ -29,7 +29,7 @@ import { loadSigner, type CheckpointSigner } from './checkpoint.js';
 import { DropAggregator } from './drops.js';
 import { exchangeBody } from './exchange-record.js';
 import { loadKeyring, type Keyring } from './keyring.js';
-import type { Decision } from './record.js';
+import type { AuditBody, Decision } from './record.js';
 import { createPostgresAuditStore } from './store/postgres.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
@@ -183,6 +183,15 @@ export class AuditService {
     if (a.mode === 'sync') ctx.beforeRespond = (ex) => svc.beforeRespond(ex);
     ctx.log.info({ event: 'audit_started', stream: writer.stream, store: a.store, mode: a.mode }, 'audit trail started');
     return svc;
+  }
+
+  /**
+   * A record that is not an HTTP exchange of a site (ACME issuance and revocation,
+   * docs/acme.md#audit): the caller fills the fields; the instance is this one's.
+   */
+  recordEvent(body: AuditBody): Promise<void> {
+    body.instance = this.instance;
+    return this.writer.append(body);
   }
 
   /** Whether new traffic is admitted: records can be kept, or the operator chose `on_failure: allow`. */

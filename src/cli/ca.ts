@@ -71,7 +71,9 @@ async function init(v: Values): Promise<number> {
   const rootPassword = typeof rootFile === 'string' ? readSecretFile(rootFile) : undefined;
   const p = await initCa({ dir, password, rootPassword, commonName: typeof v.name === 'string' ? v.name : undefined, force: v.force === true });
   process.stdout.write(
-    `created a CA in ${dir}:\n  ${p.rootCert} (distribute: gatehouse ca trust --dir ${dir})\n  ${p.rootKey} (0600${rootPassword === undefined ? ', unencrypted: move it offline' : ', encrypted'})\n  ${p.intermediateCert}\n  ${p.intermediateKey} (0600, encrypted)\n`,
+    `created a CA in ${dir}:\n  ${p.rootCert} (distribute: gatehouse ca trust --dir ${dir})\n  ${p.rootKey} (0600${rootPassword === undefined ? ', unencrypted: move it offline' : ', encrypted'})\n  ${p.intermediateCert}\n  ${p.intermediateKey} (0600, encrypted)\n` +
+      // The ACME server (docs/acme.md) issues from this CA once the config has an acme_server block.
+      `ACME: with \`acme_server: { listen: HOST:PORT }\` in the config, ACME clients use the directory https://HOST:PORT/acme/directory (trust ${p.rootCert}; docs/acme.md)\n`,
   );
   return 0;
 }

@@ -580,6 +580,91 @@ const audit = z.strictObject({
   archive: auditArchive.optional(),
 });
 
+
+/** One External Account Binding key (RFC 8555 §7.3.4): its key id and the file holding the base64url HMAC key. */
+const acmeEabKey = z.strictObject({
+  kid: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'an EAB key id is 1-128 base64url characters'),
+  /** File (mode 0600) holding the HMAC key, base64url as CAs hand it out; at least 32 bytes decoded. */
+  file: z.string(),
+});
+
+/** The ACME server (RFC 8555) on the internal CA (docs/acme.md). */
+const acmeServer = z.strictObject({
+  /** HTTPS listen address of the ACME listener (its certificate comes from the internal CA). */
+  listen: z.string(),
+  /** DNS names / IPs the listener's certificate covers and clients use; default: the listen host. */
+  names: z.array(z.string().min(1)).min(1).optional(),
+  /** The base URL in the directory and every object URL (https://name:port); default: https://<first name>:<listen port>. */
+  external_url: z.string().optional(),
+  /** Accounts, orders, authorizations, certificates: sqlite (state.dir/acme.db) or postgres (state.postgres; nonces in state.redis). */
+  store: z.enum(['sqlite', 'postgres']).default('sqlite'),
+  /** Lifetime of an issued certificate unless the order asks for less (notAfter). */
+  lifetime: duration('24h').pipe(z.number().int().min(60_000, 'lifetime must be at least 1m')),
+  /** Longest lifetime an order may ask for with notAfter. */
+  max_lifetime: duration('7d').pipe(z.number().int().min(60_000).max(397 * 86_400_000, 'max_lifetime must be at most 397d')),
+  /** Largest JWS request body accepted (before any parsing). */
+  max_request_bytes: size('64KiB').pipe(z.number().int().min(1024).max(1_048_576)),
+  /** A nonce is accepted once, within this long of being issued. */
+  nonce_lifetime: duration('10m').pipe(z.number().int().min(10_000).max(86_400_000)),
+  /** A pending order or authorization expires after this long. */
+  order_lifetime: duration('1h').pipe(z.number().int().min(60_000).max(7 * 86_400_000)),
+  /** A valid authorization is reused for new orders of the same account for this long. */
+  authorization_reuse: duration('1h').pipe(z.number().int().min(0).max(30 * 86_400_000)),
+  /** Retry-After (whole seconds) on pending orders, authorizations and processing challenges. */
+  retry_after: duration('1s').pipe(z.number().int().min(1000).max(3_600_000)),
+  /** Who may create an account: client IP ranges (the socket peer) and/or External Account Binding. */
+  accounts: z
+    .strictObject({
+      /** CIDRs allowed to create accounts; absent: any address. */
+      allow_ips: z.array(z.string()).optional(),
+      /** Require a valid External Account Binding with one of these keys. */
+      eab_keys: z.array(acmeEabKey).default([]),
+    })
+    .prefault({}),
+  /** Identifiers certificates may be issued for; anything else is refused (rejectedIdentifier). */
+  identifiers: z
+    .strictObject({
+      /** DNS suffixes (a leading dot: `.svc.internal` allows `a.svc.internal`, not `svc.internal`). */
+      dns_suffixes: z.array(z.string().min(2)).default([]),
+      /** Exact DNS names. */
+      dns_names: z.array(z.string().min(1)).default([]),
+      /** IP identifiers (RFC 8738) inside these CIDRs. */
+      ip_ranges: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  /** Per-account limits (rateLimited beyond them). */
+  limits: z
+    .strictObject({
+      /** Orders not yet valid or invalid (pending, ready, processing) at once. */
+      pending_orders: z.number().int().min(1).max(100_000).default(100),
+      /** Pending authorizations at once. */
+      pending_authorizations: z.number().int().min(1).max(100_000).default(300),
+    })
+    .prefault({}),
+  /** How challenges are validated. Production: http-01 on port 80, tls-alpn-01 on 443 (RFC 8555, RFC 8737). */
+  challenges: z
+    .strictObject({
+      types: z.array(z.enum(['http-01', 'tls-alpn-01'])).min(1).default(['http-01', 'tls-alpn-01']),
+      /** Port http-01 fetches from (80 in production; other values only for tests and labs). */
+      http_port: z.number().int().min(1).max(65535).default(80),
+      /** Port tls-alpn-01 connects to (443 in production). */
+      tls_alpn_port: z.number().int().min(1).max(65535).default(443),
+      /** Whole validation (resolve, connect, answer) time bound. */
+      timeout: duration('10s').pipe(z.number().int().min(100).max(60_000)),
+      /** Largest http-01 response body read. */
+      max_response_bytes: size('8KiB').pipe(z.number().int().min(128).max(65_536)),
+      /** Static name → address map (air-gapped networks, tests); names not listed use the system resolver. */
+      resolve: z.record(z.string().min(1), z.string().min(1)).default({}),
+      /** Resolve only through `resolve` (a name not listed fails validation). */
+      static_only: z.boolean().default(false),
+    })
+    .prefault({}),
+  /** CRL Distribution Point URL written into issued certificates; default: <external_url>/acme/crl. */
+  crl_url: z.string().optional(),
+  /** nextUpdate of the CRL, and how long a served CRL may be cached. */
+  crl_lifetime: duration('1h').pipe(z.number().int().min(60_000).max(7 * 86_400_000)),
+});
+
 export const configSchema = z.strictObject({
   listen: z.array(listener).min(1, 'at least one listener is required').default([{ address: '127.0.0.1:8080' }]),
   admin: z
@@ -727,6 +812,8 @@ export const configSchema = z.strictObject({
         .default([]),
     })
     .prefault({}),
+  /** The ACME server on the internal CA (docs/acme.md); needs a `ca` block. */
+  acme_server: acmeServer.optional(),
   sites: z.array(siteSchema).min(1, 'at least one site is required'),
   /** The process's identity: the user it drops to after binding the listeners as root (docs/deploy.md). */
   process: z
@@ -768,4 +855,5 @@ export type RevocationConfig = Config['revocation'];
 export type IdentitiesConfig = Config['identities'];
 export type SiteLlmConfig = z.output<typeof siteLlm>;
 export type LlmGrantConfig = z.output<typeof llmGrant>;
+export type AcmeServerConfig = z.output<typeof acmeServer>;
 export { JWS_ALGS };

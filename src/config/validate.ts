@@ -19,6 +19,7 @@ import { validatePolicyConfig } from '../stages/policy/validate.js';
 import { validateLlmConfig } from '../stages/llm/validate.js';
 import { secretReaderFor, validateProcess } from './validate-process.js';
 import { validateStores } from './validate-stores.js';
+import { validateAcmeServer } from '../acme/server/validate.js';
 import { withSecretReader } from './secrets.js';
 
 /** 256 bits, as `openssl rand -hex 32` (64 bytes) or `-base64 32` (44) give: a short admin token can be guessed online. */
@@ -176,6 +177,7 @@ function validateAll(config: PartialConfig, dir: string, file: string | undefine
   validatePolicyConfig(config, dir, err);
   validateLlmConfig(config, dir, err);
   validateStores(config, dir, err, warn);
+  validateAcmeServer(config, dir, err);
   validateProcess(config, dir, file, err, warn);
   // An unreadable secret is an error already; its "not readable by process.user" warning adds nothing.
   const errored = new Set(out.filter((p) => p.severity === 'error').map((p) => p.path));

@@ -74,7 +74,7 @@ describe('ACME client: several instances sharing PostgreSQL', () => {
     const serial = b.gw.tls.currentSerial('acme/shared');
     assert.ok(serial, 'B has a certificate');
     assert.equal(a.gw.tls.currentSerial('acme/shared'), serial, 'A serves the same certificate');
-    const issued = [...a.logs, ...b.logs].filter((l) => l.event === 'acme_certificate_issued');
+    const issued = [...a.logs, ...b.logs].filter((l) => l.event === 'acme_certificate_obtained');
     assert.equal(issued.length, 1, 'exactly one order');
     t.diagnostic(`ordered by instance ${b.logs.includes(issued[0] as Record<string, unknown>) ? 'B (validated through A, token from PostgreSQL)' : 'A'}`);
     const loaded = [...a.logs, ...b.logs].filter((l) => l.event === 'acme_certificate_loaded');

@@ -92,7 +92,7 @@ describe('ACME client against Pebble: http-01', () => {
 
   it('obtains the first certificate by http-01 (answered before the redirect) and serves it by SNI for every site name', async (t) => {
     if (!pebble) return t.skip('no pebble');
-    const issued = await waitFor('the first certificate', () => events(gw, 'acme_certificate_issued')[0]);
+    const issued = await waitFor('the first certificate', () => events(gw, 'acme_certificate_obtained')[0]);
     assert.deepEqual([...(issued.names as string[])].sort(), ['app.acme.test', 'www.acme.test']);
     const root = await pebble.issuingRoot();
     for (const name of ['app.acme.test', 'www.acme.test']) {
@@ -188,7 +188,7 @@ describe('ACME client against Pebble: http-01', () => {
     assert.equal(loaded.source, 'store');
     assert.equal(gw.gw.tls.currentSerial('acme/app'), serial);
     await gw.gw.tls.acme?.check();
-    assert.equal(events(gw, 'acme_certificate_issued').length, 0);
+    assert.equal(events(gw, 'acme_certificate_obtained').length, 0);
     assert.equal(await metric(gw, /^gatehouse_acme_orders_total/), 0);
     const h = await tlsHandshake(tlsPort, 'app.acme.test', await pebble.issuingRoot());
     assert.ok(h.ok, h.error ?? '');
@@ -225,7 +225,7 @@ describe('ACME client against Pebble: tls-alpn-01', () => {
 
   it('obtains a certificate by tls-alpn-01 on the HTTPS listener itself, then serves it to normal clients', async (t) => {
     if (!pebble) return t.skip('no pebble');
-    const issued = await waitFor('the certificate', () => events(gw, 'acme_certificate_issued')[0]);
+    const issued = await waitFor('the certificate', () => events(gw, 'acme_certificate_obtained')[0]);
     assert.deepEqual(issued.names, ['alpn.acme.test']);
     const root = await pebble.issuingRoot();
     const h = await tlsHandshake(tlsPort, 'alpn.acme.test', root, ['http/1.1']);

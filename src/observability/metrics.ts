@@ -98,6 +98,17 @@ export interface Metrics {
   readonly http2SessionErrors: Counter<'code'>;
   /** Exchanges finished, by protocol (http/1.1, h2); the per-site counter stays protocol-free. */
   readonly requestsByProtocol: Counter<'protocol'>;
+  /** ACME server (docs/acme.md): accounts created, orders created. */
+  readonly acmeAccounts: Counter;
+  readonly acmeOrders: Counter;
+  /** Certificates issued by the ACME server, by CSR key type (p256, p384, ed25519, rsa). */
+  readonly acmeCertificatesIssued: Counter<'key_type'>;
+  /** Certificates revoked through the ACME server, by who asked (account, certificate_key). */
+  readonly acmeCertificatesRevoked: Counter<'by'>;
+  /** Challenge validations by type (http-01, tls-alpn-01) and result (valid, invalid). */
+  readonly acmeValidations: Counter<'type' | 'result'>;
+  /** ACME problem documents sent, by RFC 8555 error type (the name after urn:ietf:params:acme:error:). */
+  readonly acmeErrors: Counter<'type'>;
   /** Fast path: cached label children for the per-request counters. */
   countRequest(site: string, status: number, seconds: number): void;
 }
@@ -360,6 +371,32 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     labelNames: ['dependency', 'state'] as const,
     registers: [registry],
   });
+  const acmeAccounts = new Counter({ name: 'gatehouse_acme_accounts_created_total', help: 'ACME accounts created.', registers: [registry] });
+  const acmeOrders = new Counter({ name: 'gatehouse_acme_orders_created_total', help: 'ACME orders created.', registers: [registry] });
+  const acmeCertificatesIssued = new Counter({
+    name: 'gatehouse_acme_certificates_issued_total',
+    help: 'Certificates issued by the ACME server, by CSR key type (p256, p384, ed25519, rsa).',
+    labelNames: ['key_type'] as const,
+    registers: [registry],
+  });
+  const acmeCertificatesRevoked = new Counter({
+    name: 'gatehouse_acme_certificates_revoked_total',
+    help: 'Certificates revoked through the ACME server, by who asked (account, certificate_key).',
+    labelNames: ['by'] as const,
+    registers: [registry],
+  });
+  const acmeValidations = new Counter({
+    name: 'gatehouse_acme_validations_total',
+    help: 'ACME challenge validations by type (http-01, tls-alpn-01) and result (valid, invalid).',
+    labelNames: ['type', 'result'] as const,
+    registers: [registry],
+  });
+  const acmeErrors = new Counter({
+    name: 'gatehouse_acme_errors_total',
+    help: 'ACME problem documents sent, by RFC 8555 error type (badNonce, unauthorized, rejectedIdentifier, ...).',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  });
 
   // prom-client's labels() hashes label values on every call; cache the children.
   const reqChildren = new Map<string, ReturnType<typeof requests.labels>>();
@@ -449,6 +486,12 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     llmSettleFailures,
     dependencyUp,
     dependencyTransitions,
+    acmeAccounts,
+    acmeOrders,
+    acmeCertificatesIssued,
+    acmeCertificatesRevoked,
+    acmeValidations,
+    acmeErrors,
     countRequest,
   };
 }

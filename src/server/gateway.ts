@@ -37,6 +37,8 @@ import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import { createMemoryTokenBudgetStore, createRedisTokenBudgetStore } from '../stores/token-budget/index.js';
 import type { TokenBudgetStore } from '../stores/token-budget/types.js';
 import { AuditGate, AuditService } from '../audit/service.js';
+import { acmeAuditBody } from '../acme/server/audit.js';
+import { openAcmeServer, type AcmeServer } from '../acme/server/index.js';
 import { VERSION } from '../version.js';
 import { IdentityServices } from '../identity/services.js';
 import { identityAdminRoutes } from '../identity/admin-routes.js';
@@ -162,6 +164,8 @@ export class Gateway {
   private readonly auditGate = new AuditGate();
   /** Revocation, identity registry, JWKS fetchers (null without auth.issuers). */
   readonly identity: IdentityServices | null;
+  /** The ACME server on the internal CA (docs/acme.md); null without `acme_server`. */
+  acme: AcmeServer | null = null;
   /** Policy sets per site across generations; their files are watched and hot-reloaded (docs/policy.md). */
   readonly policies: PolicyRegistry;
 
@@ -211,6 +215,16 @@ export class Gateway {
         gw.adminRoutes.push(...gw.audit.routes);
       }
       await gw.identity?.start();
+      const acme = opts.loaded.config.acme_server;
+      if (acme) {
+        gw.acme = await openAcmeServer(opts.loaded.config, opts.loaded.dir, {
+          log: gw.log,
+          metrics: gw.metrics,
+          // Issuance and revocation are recorded like any decision (fail closed: an audit that cannot keep records fails the request).
+          audit: gw.audit === null ? undefined : (e) => (gw.audit as AuditService).recordEvent(acmeAuditBody(e)),
+          now: opts.now,
+        });
+      }
       await gw.storeConnected();
       await gw.listen(opts.bound);
       // ACME orders need the listeners: the CA's validation connects to them.
@@ -547,6 +561,7 @@ export class Gateway {
       await this.pools.closeAll(true);
       const stores = new Set([...this.live].map((g) => g.store));
       await Promise.all([...stores].map((st) => st.close().catch(() => undefined)));
+      await this.acme?.close().catch((err: unknown) => this.log.error({ event: 'acme_close_failed', err: String(err) }, 'ACME server not closed cleanly'));
       await this.audit?.close().catch((err: unknown) => this.log.error({ event: 'audit_close_failed', err: String(err) }, 'audit trail not closed cleanly'));
       await this.identity?.close().catch(() => undefined);
       this.ctx.denials.close();
@@ -583,6 +598,7 @@ function listenerChanges(a: Config, b: Config): Array<{ path: string; message: s
   if ((a.admin.client_certificates === undefined) !== (b.admin.client_certificates === undefined)) {
     out.push({ path: 'admin.client_certificates', message: 'turning admin.client_certificates on or off takes a restart (its ca_file and allow list apply at reload)' });
   }
+  if (JSON.stringify(a.acme_server ?? null) !== JSON.stringify(b.acme_server ?? null)) out.push({ path: 'acme_server', message: 'acme_server changes only on restart' });
   if (identityStoresKey(a) !== identityStoresKey(b)) out.push({ path: 'listen', message: 'enabling auth, and the revocation and identity stores, change only on restart' });
   return out;
 }

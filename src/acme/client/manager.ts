@@ -361,7 +361,7 @@ export class AcmeManager {
       this.metrics.acmeOrders.labels(s.name, 'issued').inc();
       if (renewing) this.metrics.tlsRenewals.labels(s.name).inc();
       this.log.info(
-        { event: renewing ? 'acme_certificate_renewed' : 'acme_certificate_issued', name: s.name, serial: c.serial, names: c.names, not_after: new Date(c.notAfter).toISOString() },
+        { event: renewing ? 'acme_certificate_renewed' : 'acme_certificate_obtained', name: s.name, serial: c.serial, names: c.names, not_after: new Date(c.notAfter).toISOString() },
         renewing ? 'ACME certificate renewed; new handshakes use it' : 'ACME certificate obtained',
       );
       this.recovered(s);
