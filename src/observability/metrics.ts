@@ -100,7 +100,7 @@ export interface Metrics {
   readonly requestsByProtocol: Counter<'protocol'>;
   /** ACME server (docs/acme.md): accounts created, orders created. */
   readonly acmeAccounts: Counter;
-  readonly acmeOrders: Counter;
+  readonly acmeServerOrders: Counter;
   /** Certificates issued by the ACME server, by CSR key type (p256, p384, ed25519, rsa). */
   readonly acmeCertificatesIssued: Counter<'key_type'>;
   /** Certificates revoked through the ACME server, by who asked (account, certificate_key). */
@@ -372,7 +372,7 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     registers: [registry],
   });
   const acmeAccounts = new Counter({ name: 'gatehouse_acme_accounts_created_total', help: 'ACME accounts created.', registers: [registry] });
-  const acmeOrders = new Counter({ name: 'gatehouse_acme_orders_created_total', help: 'ACME orders created.', registers: [registry] });
+  const acmeServerOrders = new Counter({ name: 'gatehouse_acme_orders_created_total', help: 'ACME orders created.', registers: [registry] });
   const acmeCertificatesIssued = new Counter({
     name: 'gatehouse_acme_certificates_issued_total',
     help: 'Certificates issued by the ACME server, by CSR key type (p256, p384, ed25519, rsa).',
@@ -487,7 +487,7 @@ export function createMetrics(opts: { version: string; defaultMetrics?: boolean 
     dependencyUp,
     dependencyTransitions,
     acmeAccounts,
-    acmeOrders,
+    acmeServerOrders,
     acmeCertificatesIssued,
     acmeCertificatesRevoked,
     acmeValidations,

@@ -487,7 +487,7 @@ export class AcmeServer {
       created_at: now,
     };
     await this.o.store.createOrder(order, fresh);
-    this.o.metrics.acmeOrders.inc();
+    this.o.metrics.acmeServerOrders.inc();
     return this.send(c, 201, this.orderJson(order), { location: this.url(`order/${order.id}`), ...(order.status === 'pending' ? this.retry() : {}) });
   }
 
