@@ -35,8 +35,8 @@ it('gatehouse check lists every identity config problem with its path', () => {
   }
   const at = (path: string, re: RegExp) => assert.ok(problems.some((p) => p.path === path && re.test(p.message)), `${path} ${re}: ${JSON.stringify(problems)}`);
   at('auth.issuers[1].id', /duplicate issuer/);
-  at('auth.issuers[1]', /missing\.pem.*ENOENT|ENOENT/);
-  at('auth.issuers[1]', /cannot verify ES256/);
+  at('auth.issuers[1].keys[0].file', /missing\.pem.*ENOENT|ENOENT/);
+  at('auth.issuers[1].keys[1].file', /cannot verify ES256/);
   at('auth.issuers[2]', /needs keys, jwks_file or jwks_url/);
   at('auth.identity_headers', /authorization cannot carry/);
   at('sites[0].auth.issuers[1]', /no issuer "nope"/);
