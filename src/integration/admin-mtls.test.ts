@@ -183,10 +183,15 @@ describe('admin API over HTTPS with client certificates from the internal CA', (
     assert.match(first.cert?.subjectaltname ?? '', /DNS:localhost/);
     assert.match(first.cert?.subjectaltname ?? '', /IP Address:127\.0\.0\.1/);
     assert.equal((await requestOn(first.socket, 'localhost', '/v1/tls/certificates')).status, 200);
-    const newSerial = await waitFor('admin certificate renewal', () => {
+    // A request on the old connection every 500 ms while waiting: it must keep working, and
+    // it keeps the connection from reaching the admin server's keep-alive timeout (5 s).
+    const newSerial = await waitFor('admin certificate renewal', async () => {
+      assert.equal((await requestOn(first.socket, 'localhost', '/v1/tls/certificates')).status, 200);
       const s = gw.gw.tls.currentSerial('admin');
-      return s !== null && s !== oldSerial ? s : null;
-    });
+      if (s !== null && s !== oldSerial) return s;
+      await sleep(450);
+      return null;
+    }, 30_000);
     // The connection made with the old certificate keeps working; a new one sees the new certificate.
     assert.equal((await requestOn(first.socket, 'localhost', '/v1/tls/certificates')).status, 200);
     first.socket.destroy();
