@@ -130,7 +130,7 @@ try {
   await waitPort(upPort);
 
   const config = {
-    listen: [{ address: `127.0.0.1:${gwPort}`, tls: { cert_file: join(dir, 'cert.pem'), key_file: join(dir, 'key.pem') } }],
+    listen: [{ address: `127.0.0.1:${gwPort}`, tls: { cert_file: join(dir, 'cert.pem'), key_file: join(dir, 'key.pem') }, default_sni: HOST }], // h2load sends no SNI to an IP address
     admin: { listen: `127.0.0.1:${adminPort}` },
     log: { level: 'warn' },
     http: { http2: { max_concurrent_streams: Math.max(100, STREAMS) } },

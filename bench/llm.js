@@ -139,6 +139,8 @@ const config = (mode) => ({
   listen: [{ address: '127.0.0.1:0' }],
   admin: { listen: '127.0.0.1:0' },
   log: { level: 'warn' },
+  // Benchmarks run as root on CI machines: gatehouse refuses that unless told (docs/deploy.md).
+  ...(process.getuid?.() === 0 ? { process: { serve_as_root: true } } : {}),
   state: { dir: path.join(dir, `state-${mode}`) },
   auth: { issuers: [{ id: 'm', iss: 'https://issuer.test', audiences: ['gatehouse'], keys: [{ kid: 'k1', file: key.file }] }] },
   identities: { unknown_identity: 'allow', default_agent_rpm: 1_000_000_000 },

@@ -102,6 +102,7 @@ async function main() {
         `listen: [{ address: "127.0.0.1:${port}" }]`,
         `admin: { listen: "127.0.0.1:${admin}", token_file: ${JSON.stringify(tokenFile)} }`,
         'log: { level: warn }',
+        ...(process.getuid?.() === 0 ? ['process: { serve_as_root: true }'] : []),
         `state: { store: redis, redis: { url: "redis://127.0.0.1:${redisPort}/0", key_prefix: "${prefix}" } }`,
         `auth: { issuers: [{ id: bench, iss: "https://bench.local", keys: [{ kid: k1, file: ${JSON.stringify(pub)} }] }] }`,
         'identities: { unknown_identity: allow, default_agent_rpm: 1000000000 }',

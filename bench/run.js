@@ -824,6 +824,8 @@ function gatehouseConfig({ port, adminPort, upstreamPort, edge, logLevel, stateD
     `  listen: 127.0.0.1:${adminPort}`,
     'log:',
     `  level: ${logLevel}`,
+    // Benchmarks run as root on CI machines: gatehouse refuses that unless told (docs/deploy.md).
+    ...(process.getuid?.() === 0 ? ['process:', '  serve_as_root: true'] : []),
     ...(stateDir ? ['state:', `  dir: ${JSON.stringify(stateDir)}`] : []),
     ...(audit ?? []),
     'sites:',

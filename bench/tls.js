@@ -130,6 +130,7 @@ try {
     listen: [{ address: `127.0.0.1:${httpPort}` }, { address: `127.0.0.1:${httpsPort}`, tls: { internal_ca: true } }],
     admin: { listen: `127.0.0.1:${adminPort}` },
     log: { level: 'warn' },
+    ...(process.getuid?.() === 0 ? { process: { serve_as_root: true } } : {}),
     ca: { dir: join(dir, 'ca'), password_file: join(dir, 'ca-password'), lifetime: '24h' },
     sites: [{ id: 'bench', hosts: [HOST], upstream: { urls: [`http://127.0.0.1:${upPort}`] } }],
   };
