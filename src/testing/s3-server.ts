@@ -186,7 +186,7 @@ export async function startTestS3(opts: TestS3Options = {}): Promise<TestS3> {
     const isBucket = parts.length === 1;
     if (isBucket && opts.denyInspection && ['policyStatus', 'policy', 'acl', 'object-lock'].some((k) => sub.has(k))) return xmlError(res, 403, 'AccessDenied', 'Access Denied');
     if (isBucket && sub.has('policyStatus')) {
-      if (s3.publicAccess === 'policy') return xmlError(res, 501, 'NotImplemented', 'not implemented');
+      if (s3.publicAccess === 'policy') return xmlError(res, 501, 'NotImplemented', 'bucket policies are not supported by this test server');
       res.writeHead(200, { 'content-type': 'application/xml' });
       return res.end(`<?xml version="1.0" encoding="UTF-8"?><PolicyStatus><IsPublic>${s3.publicAccess !== 'no'}</IsPublic></PolicyStatus>`);
     }

@@ -168,7 +168,7 @@ export function createS3Target(o: S3TargetOptions): ArchiveTarget {
 
   /**
    * Whether a bucket inspection call decided nothing: 404 (no policy, no lock
-   * configuration), 405/501 (not implemented by this server), or 403 (credentials kept to
+   * configuration), 405/501 (a call this server does not support), or 403 (credentials kept to
    * least privilege may not read the policy or ACL — the anonymous probe still decides).
    */
   function inconclusive(err: unknown): boolean {
