@@ -48,7 +48,12 @@ export class MerkleAccumulator {
 
   /** Appends one leaf: a 32-byte entry (a record hash), as hex or bytes. */
   push(entry: string | Buffer): void {
-    let h = leafHex(typeof entry === 'string' ? entry : entry.toString('hex'));
+    this.pushLeaf(leafHex(typeof entry === 'string' ? entry : entry.toString('hex')));
+  }
+
+  /** Appends one leaf given as its leaf hash (hex): a v2 record's `leaf` (v2.ts). */
+  pushLeaf(leaf: string): void {
+    let h = leaf;
     let i = 0;
     while (i < this.stack.length && this.stack[i] !== null) {
       h = nodeHex(this.stack[i] as string, h);

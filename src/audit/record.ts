@@ -72,7 +72,7 @@ export interface AuditLlm {
 
 /** The chain fields the writer adds. */
 export interface ChainFields {
-  v: 1;
+  v: 1 | 2;
   stream: string;
   seq: number;
   kid: string;
