@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Chain } from './chain.js';
+import { Chain, v1StoreRecords } from './chain.js';
 import { genesis } from './canonical.js';
 import { consistencyPath, inclusionPath, merkleRoot, MerkleAccumulator, verifyConsistency, verifyInclusion } from './merkle.js';
 import { proveConsistency, proveInclusion, verifyProof } from './proof.js';
@@ -77,7 +77,7 @@ describe('RFC 9162 proofs over the checkpoints\' Merkle tree', () => {
     const signer = testSigner();
     try {
       const { records, checkpoints } = buildChain(S, 37, K, signer, [16, 37]);
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       const inc = await proveInclusion(ts.store, S, 11, null);
       assert.equal(inc.checkpoint.seq, 37);
       assert.deepEqual(verifyProof(inc, signer.publicKey), []);
@@ -118,7 +118,7 @@ describe('RFC 9162 proofs over the checkpoints\' Merkle tree', () => {
     try {
       const { records, checkpoints } = buildChain(S, 20, K, signer, [10, 20]);
       const held = (checkpoints[0] as StoredCheckpoint).checkpoint; // the auditor kept seq 10
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       // The operator (HMAC key and checkpoint key in hand) rewrites record 5 and everything
       // after it, re-signing both checkpoints: a self-consistent, fully verifying store.
       const chain = new Chain(S, 0, genesis(S).toString('hex'), new MerkleAccumulator());

@@ -20,13 +20,13 @@
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { genesis } from './canonical.js';
-import { Chain } from './chain.js';
+import { Chain, v1StoreRecord } from './chain.js';
 import type { CheckpointSigner } from './checkpoint.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
-import { emptyBody, type AuditBody, type ChainedRecord } from './record.js';
+import { emptyBody, type AuditBody } from './record.js';
 import { Spool, type SpoolBatch } from './spool.js';
-import type { AuditStore, StoredCheckpoint } from './store/types.js';
+import type { AuditStore, StoreRecord, StoredCheckpoint } from './store/types.js';
 import { loadStreamState, saveStreamState, type StreamState } from './stream-state.js';
 
 export interface WriterMetrics {
@@ -160,10 +160,10 @@ export class AuditWriter {
     let merkle: MerkleAccumulator;
     if (lastCp !== null) {
       merkle = MerkleAccumulator.from(lastCp.frontier);
-      for (const h of await o.store.hashesAfter(state.stream, lastCp.checkpoint.seq)) merkle.push(h);
+      for (const h of await o.store.leavesAfter(state.stream, lastCp.checkpoint.seq)) merkle.pushLeaf(h);
     } else {
       merkle = new MerkleAccumulator();
-      for (const h of await o.store.hashesAfter(state.stream, 0)) merkle.push(h);
+      for (const h of await o.store.leavesAfter(state.stream, 0)) merkle.pushLeaf(h);
     }
     const chain = new Chain(state.stream, head?.seq ?? 0, head ? head.hash : genesis(state.stream).toString('hex'), merkle);
     const w = new AuditWriter(o, state, chain, spool, lastCp);
@@ -313,10 +313,10 @@ export class AuditWriter {
       this.queue = [];
       this.waiter = null;
     }
-    const records: ChainedRecord[] = new Array<ChainedRecord>(items.length);
+    const records: StoreRecord[] = new Array<StoreRecord>(items.length);
     for (let i = 0; i < items.length; i++) {
       const it = items[i] as { body: AuditBody; seq: number };
-      records[i] = this.chain.seal(it.body, it.seq === 0 ? this.nextSeq++ : it.seq, this.keyring);
+      records[i] = v1StoreRecord(this.chain.seal(it.body, it.seq === 0 ? this.nextSeq++ : it.seq, this.keyring));
     }
     const cps = this.maybeCheckpoint(false);
     if (prev !== null) await prev.catch(() => undefined);
@@ -436,7 +436,7 @@ async function replay(store: AuditStore, stream: string, spool: Spool): Promise<
     const cps = b.checkpoints.filter((c) => c.checkpoint.seq > cpSeq);
     if (records.length === 0 && cps.length === 0) continue;
     await store.append(records, cps);
-    if (records.length > 0) headSeq = (records[records.length - 1] as ChainedRecord).seq;
+    if (records.length > 0) headSeq = (records[records.length - 1] as StoreRecord).seq;
     if (cps.length > 0) cpSeq = (cps[cps.length - 1] as StoredCheckpoint).checkpoint.seq;
   }
   spool.clear();
