@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { canonical } from './canonical.js';
+import { parseStoredV2 } from './v2.js';
 import type { ChainedRecord } from './record.js';
-import { verifyStore } from './sources.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
 import { HMAC_K1, HMAC_K2, keyring, testSigner, testBody as body } from './test-support.js';
-import type { StreamReport } from './verify.js';
+import { checkStream, type V2CheckReport } from './test-v2.js';
 import { AuditWriter, type WriterOptions } from './writer.js';
 
 /** A store that fails while `down` is set (an outage). */
@@ -75,10 +75,10 @@ function setup(t: TestContext) {
   return { dir, open, opts };
 }
 
-async function verifyOne(store: AuditStore, keys = K1): Promise<StreamReport> {
-  const reps = await verifyStore(store, { keyring: keys, publicKey: signer.publicKey });
-  assert.equal(reps.length, 1);
-  return reps[0] as StreamReport;
+async function verifyOne(store: AuditStore, keys = K1): Promise<V2CheckReport> {
+  const streams = await store.streams();
+  assert.equal(streams.length, 1);
+  return checkStream(store, streams[0] as string, keys, signer.publicKey);
 }
 
 test('a restart continues the stream from the stored head: one stream, one chain', async (t) => {
@@ -164,12 +164,14 @@ test('store outage: batches spool locally (durable), replay in order on recovery
   assert.equal(rep.records, 32);
   const seqs = (await s.query({ limit: 1000 })).map((r) => r.seq);
   assert.deepEqual(seqs, Array.from({ length: 32 }, (_, i) => i + 1));
-  // Replayed records are stored as the text they were sealed as (canonical order, then
-  // prev_hash, mac, hash), like every other record, not re-serialized in another order.
+  // Replayed records are stored as the text they were sealed as (the canonical form, then
+  // leaf and, at a batch's end, the seal), like every other record, not re-serialized.
   for (const row of await s.readRaw(w.status().stream, 0, 100)) {
-    const r = JSON.parse(row.data) as ChainedRecord;
-    assert.equal(row.data, `${canonical(r).slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${r.mac}","hash":"${r.hash}"}`, `seq ${r.seq}`);
+    const p = parseStoredV2(row.data);
+    assert.ok(p !== null, row.data);
+    assert.equal(`${row.data.slice(0, p.end)}}`, canonical(JSON.parse(row.data) as ChainedRecord), row.data);
   }
+  assert.ok(rep.batches > 1);
 });
 
 test('the spool limit stops admission until the store is back', async (t) => {
