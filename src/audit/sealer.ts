@@ -9,7 +9,9 @@
  * refuses records from then on (writer.ts).
  */
 import { Worker } from 'node:worker_threads';
+import { CanonicalWriter } from './canonical-bytes.js';
 import type { MacKey } from './chain-hash.js';
+import type { AuditBody, ChainFields } from './record.js';
 import { SEAL_NUMS, type Frontier, type SealReply, type SealRequest } from './seal-protocol.js';
 
 /** Compiled next to this file: dist/audit/seal-worker.js. */
@@ -27,10 +29,10 @@ interface Waiter {
   reject(err: Error): void;
 }
 
-/** Shared buffers for one batch in flight: per record its lengths, and the canonical forms' UTF-8. */
+/** Shared buffers for one batch in flight: per record its lengths, and the canonical forms' UTF-8 (written by `out`). */
 interface Slot {
   nums: Float64Array;
-  text: Buffer;
+  out: CanonicalWriter;
 }
 
 /** A power of two ≥ n and ≥ min: buffers grow rarely, and are kept. */
@@ -41,8 +43,17 @@ function capacity(n: number, min: number): number {
 }
 
 function newSlot(): Slot {
-  return { nums: new Float64Array(new SharedArrayBuffer(8 * SEAL_NUMS * 1024)), text: Buffer.from(new SharedArrayBuffer(1 << 20)) };
+  const out: CanonicalWriter = new CanonicalWriter(Buffer.from(new SharedArrayBuffer(1 << 20)), (need) => {
+    const bigger = Buffer.from(new SharedArrayBuffer(capacity(need, 1 << 20)));
+    out.buf.copy(bigger, 0, 0, out.pos);
+    return bigger;
+  });
+  return { nums: new Float64Array(new SharedArrayBuffer(8 * SEAL_NUMS * 1024)), out };
 }
+
+const NO_RECORD = (): never => {
+  throw new RangeError('a batch of no records has no record');
+};
 
 export class Sealer {
   /** The thread (tests end it to check that the writer fails closed). */
@@ -94,37 +105,31 @@ export class Sealer {
   }
 
   /**
-   * Seals records first..first+count-1 as one batch: `canon(i)` is the canonical form of
-   * record i (carrying its seq, kid and v = 2), written into the batch's shared buffer as it
-   * comes (no string of the whole batch is built). With none, reports the chain state.
-   * `state`: the reply carries the stream's Merkle root and frontier (a checkpoint ends at
-   * this batch). Throws what `canon` throws, before anything is sent.
+   * Seals records first..first+count-1 as one batch: `record(i)` is record i with its
+   * chain members set (seq, stream, kid, v = 2); its canonical form is written into the
+   * batch's shared buffer as UTF-8 (canonical-bytes.ts; no string is built). With none,
+   * reports the chain state. `state`: the reply carries the stream's Merkle root and
+   * frontier (a checkpoint ends at this batch). Throws what canonical() throws, before
+   * anything is sent.
    */
-  seal(first: number, kid: string, count: number, canon: (i: number) => string, state: boolean): Promise<SealReply> {
+  seal(first: number, kid: string, count: number, record: (i: number) => AuditBody & ChainFields, state: boolean): Promise<SealReply> {
     if (this.failure !== null) return Promise.reject(this.failure);
     const slot = this.slots.pop() ?? newSlot();
     if (slot.nums.length < count * SEAL_NUMS) slot.nums = new Float64Array(new SharedArrayBuffer(8 * SEAL_NUMS * capacity(count, 1024)));
     const nums = slot.nums;
-    let used = 0;
+    const out = slot.out;
+    out.pos = 0;
     try {
       for (let i = 0; i < count; i++) {
-        const c = canon(i);
-        // Room for the worst case (3 bytes per UTF-16 unit) before writing: never a partial string.
-        if (used + 3 * c.length > slot.text.length) {
-          const bigger = Buffer.from(new SharedArrayBuffer(capacity(used + 3 * c.length, 1 << 20)));
-          slot.text.copy(bigger, 0, 0, used);
-          slot.text = bigger;
-        }
-        const k = slot.text.write(c, used, 'utf8');
-        used += k;
-        nums[i * SEAL_NUMS] = k;
-        nums[i * SEAL_NUMS + 1] = c.length;
+        nums[i * SEAL_NUMS] = out.write(record(i));
+        nums[i * SEAL_NUMS + 1] = out.units;
       }
     } catch (err) {
       // A record without a canonical form (a field of the wrong type): the caller's to handle, synchronously.
       this.slots.push(slot);
       throw err;
     }
+    const used = out.pos;
     const id = ++this.nextId;
     return new Promise<SealReply>((resolve, reject) => {
       const done = (f: () => void) => {
@@ -135,7 +140,7 @@ export class Sealer {
       this.waiting.set(id, { resolve: (r) => done(() => resolve(r)), reject: (e) => done(() => reject(e)) });
       if (this.waiting.size === 1) this.worker.ref();
       try {
-        this.worker.postMessage({ op: 'seal', id, first, count, kid, nums: nums.buffer as SharedArrayBuffer, text: slot.text.buffer as SharedArrayBuffer, used, state } satisfies SealRequest);
+        this.worker.postMessage({ op: 'seal', id, first, count, kid, nums: nums.buffer as SharedArrayBuffer, text: out.buf.buffer as SharedArrayBuffer, used, state } satisfies SealRequest);
       } catch (err) {
         this.waiting.delete(id);
         if (this.waiting.size === 0) this.worker.unref();
@@ -143,6 +148,11 @@ export class Sealer {
         reject(err as Error);
       }
     });
+  }
+
+  /** The chain state after every batch sent so far, with the stream's Merkle root and frontier (a checkpoint). */
+  chainState(): Promise<SealReply> {
+    return this.seal(0, '', 0, NO_RECORD, true);
   }
 
   private post(m: SealRequest): void {

@@ -33,7 +33,7 @@
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../observability/logger.js';
-import { canonical, genesis } from './canonical.js';
+import { genesis } from './canonical.js';
 import type { CheckpointSigner } from './checkpoint.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
@@ -418,7 +418,7 @@ export class AuditWriter {
           b.stream = this.stream;
           if (b.seq === 0) b.seq = this.nextSeq++;
           b.kid = kid;
-          return canonical(b);
+          return b;
         },
         cpTime !== null,
       );
@@ -528,7 +528,7 @@ export class AuditWriter {
     if (this.sealFailure === null) {
       try {
         const time = this.checkpointAt(this.postedSeq, true);
-        const cps = time === null ? [] : [this.signCheckpoint(await this.sealer.seal(this.postedSeq + 1, this.keyring.activeId, 0, () => '', true), time)];
+        const cps = time === null ? [] : [this.signCheckpoint(await this.sealer.chainState(), time)];
         await this.persist({ records: [], checkpoints: cps });
       } catch (err) {
         this.o.log?.error({ event: 'audit_close_failed', err: String(err) }, 'audit: final checkpoint not stored');
