@@ -34,7 +34,7 @@ import { loadAuditKeys, openAuditStore } from '../audit/service.js';
 import { exportStore, verifyExport, verifyStore } from '../audit/sources.js';
 import { formatReport, type StreamReport } from '../audit/verify.js';
 import type { Keyring } from '../audit/keyring.js';
-import { ConfigError, formatProblems, loadConfig, type LoadedConfig } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfig, loadConfigSections, type LoadedConfig } from '../config/load.js';
 import { createDirectoryTarget } from '../audit/archive/directory-target.js';
 import { openArchiveTarget, parseArchiveLocation, s3Connection, s3Target, type S3Connection } from '../audit/archive/open.js';
 import type { ArchiveTarget } from '../audit/archive/target.js';
@@ -75,7 +75,7 @@ export const SPEC: CommandSpec = {
     },
     migrate: {
       usage: 'gatehouse audit migrate --config FILE',
-      summary: "create or upgrade the audit store's schema (PostgreSQL: run as the schema owner; the gateway never runs DDL)",
+      summary: "create or upgrade the audit store's schema (PostgreSQL: run as the schema owner; the gateway never runs DDL); reads only state, audit and ca from the config",
       options: { config: CONFIG_REQUIRED },
     },
     prove: {
@@ -207,7 +207,8 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
  */
 async function migrateCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
   if (typeof v.config !== 'string') return usage('--config FILE is required');
-  const loaded = load(v.config);
+  // Only the store's settings: the owner's config need not hold the gateway's sites and secrets.
+  const loaded = loadConfigSections(v.config, ['state', 'audit', 'ca']);
   const store = openAuditStore(loaded.config, loaded.dir);
   try {
     await store.migrate();
