@@ -285,7 +285,7 @@ export class AuditWriter {
       mode: this.o.mode,
       head_seq: this.sealedSeq,
       head_hash: this.chainValue,
-      next_seq: this.o.mode === 'async' ? this.nextSeq : this.postedSeq + 1,
+      next_seq: this.nextSeq,
       queued: this.queue.length,
       store_ok: this.storeOk,
       spool_bytes: this.spool.bytes,
