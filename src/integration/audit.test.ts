@@ -182,7 +182,7 @@ describe('audit proofs from the command line', () => {
         (err: { code: number; stdout: string }) => err,
       );
       assert.equal(failed?.code, 1);
-      assert.match(failed.stdout, /its content does not match its hash/);
+      assert.match(failed.stdout, /its content does not match its leaf/);
     } finally {
       await gw.close();
       await up.close();
