@@ -7,7 +7,9 @@
 // Verification: reading a SQLite page, packing it for the verifier's thread, JSON.parse and
 // the canonical form (what the keyring's fast path skips), the five SHA-256 calls of a record on their own,
 // the fast-path check (HMAC + hash + fields), the Merkle push. Writing: building a record
-// body, sealing it (in 2,000-record batches, as the writer does), and inserting it into
+// body, sealing it in v1 (in 2,000-record batches, as the writer did before chain v2) and
+// the two halves of v2 sealing (the request thread's canonical bytes, the seal worker's
+// hashes and stored forms), and inserting it into
 // SQLite (WAL, synchronous=FULL, 600-record transactions) with the store's schema, and —
 // for comparison — as one row per batch. CPU time (process.cpuUsage, user + system) per
 // record, median of --runs passes; docs/audit.md ("Why the targets are not met") reads the
@@ -33,6 +35,8 @@ const { RecordHasher } = await dist('audit/chain-hash.js');
 const { authentic } = await dist('audit/verify.js');
 const { packStrings } = await dist('audit/store/sqlite-protocol.js');
 const { wallTime } = await dist('audit/exchange-record.js');
+const { CanonicalWriter } = await dist('audit/canonical-bytes.js');
+const { sealBatch } = await dist('audit/v2.js');
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -152,6 +156,38 @@ try {
     xs.sort((a, b) => a - b);
     return { median: xs[xs.length >> 1], all: xs };
   })());
+  // Chain v2 (the writer since issue #16): what the request thread does per record, and
+  // what the seal worker does, each in 2,000-record batches.
+  const v2Run = (part) => {
+    const xs = [];
+    for (let r = 0; r < RUNS; r++) {
+      const out = new CanonicalWriter(Buffer.alloc(4 << 20), () => { throw new Error('the floor bench buffer is too small'); });
+      const m = new MerkleAccumulator();
+      let prev = genesis(S).toString('hex');
+      let cpu = 0;
+      for (let b = 0; b < N; b += 2000) {
+        const bodies = [];
+        for (let i = 0; i < 2000; i++) bodies.push(Object.assign(body(b + i), { v: 2, stream: S, seq: b + i + 1, kid: 'k1' }));
+        const canons = part === 'worker' ? bodies.map(canonical) : null;
+        const c0 = process.cpuUsage();
+        if (part === 'loop') {
+          out.pos = 0;
+          for (let i = 0; i < 2000; i++) out.write(bodies[i]);
+        } else {
+          const sealed = sealBatch(canons, b + 1, prev, keyring.active);
+          for (const l of sealed.leaves) m.pushLeaf(l);
+          prev = sealed.seal;
+        }
+        const d = process.cpuUsage(c0);
+        cpu += d.user + d.system;
+      }
+      xs.push(cpu / N);
+    }
+    xs.sort((a, b) => a - b);
+    return { median: xs[xs.length >> 1], all: xs };
+  };
+  row('write v2, request thread: canonical form as UTF-8 bytes into the batch buffer', v2Run('loop'));
+  row('write v2, seal worker: leaf, batch root, seal, stream Merkle push, stored form', v2Run('worker'));
   // SQLite inserts as the store makes them (same schema and indexes, 64-row statements,
   // 600-record transactions, WAL + synchronous=FULL), and one row per batch for comparison.
   const insertRun = (perBatch) => {
