@@ -11,7 +11,9 @@
 // The append phase also reports the process CPU per record (process.cpuUsage, user + system,
 // every thread of the process: the store's worker thread counts too), so throughput and CPU
 // cost are seen together, and the main thread's busy time per record (event-loop
-// utilization: what the gateway's request thread gives to audit, sealing included). "event-loop hold" is the time one store.append call of a
+// utilization: what the gateway's request thread gives to audit, building the records included)
+// and that thread's own CPU time (Linux), which, unlike its busy time, does not count the
+// time it waited for a core on a loaded machine. "event-loop hold" is the time one store.append call of a
 // 600-record sealed batch keeps the calling thread busy before it returns (what every
 // in-flight request waits for at 5-6k req/s with the default 100 ms flush).
 // Reports medians and every run. The per-request cost on the proxy pipeline is measured by
@@ -57,6 +59,17 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
+/** CPU µs of the main thread so far (Linux: /proc/self/task/<pid>/stat, clock ticks of 10 ms); null elsewhere. */
+function mainThreadCpuUs() {
+  try {
+    const f = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(x[11]) + Number(x[12])) * 10_000;
+  } catch {
+    return null;
+  }
+}
+
 async function appendRun(store, stateDir) {
   const w = await AuditWriter.open({
     store, keyring, signer, stateDir, instance: 'bench', mode: 'async', flushIntervalMs: 10, batchMax: 2000,
@@ -65,6 +78,7 @@ async function appendRun(store, stateDir) {
   await w.flush();
   const t0 = performance.now();
   const c0 = process.cpuUsage();
+  const m0 = mainThreadCpuUs();
   const e0 = performance.eventLoopUtilization();
   for (let i = 0; i < N; i++) {
     void w.append(body(i));
@@ -72,11 +86,12 @@ async function appendRun(store, stateDir) {
   }
   await w.flush();
   const c = process.cpuUsage(c0);
+  const m1 = mainThreadCpuUs();
   const e = performance.eventLoopUtilization(e0);
   const s = (performance.now() - t0) / 1000;
   await w.close();
   if (w.status().spool_bytes > 0) throw new Error('records were spooled: the store failed during the run');
-  return { rate: N / s, cpuUs: (c.user + c.system) / N, mainUs: (e.active * 1000) / N };
+  return { rate: N / s, cpuUs: (c.user + c.system) / N, mainUs: (e.active * 1000) / N, mainCpuUs: m0 === null || m1 === null ? null : (m1 - m0) / N };
 }
 
 // Event-loop hold of one append: BATCHES batches of 600 records sealed beforehand (sealing
@@ -147,7 +162,7 @@ function calibrate() {
 }
 const calib = [];
 
-const results = { sqlite: [], verify: [], readParse: [], postgres: [], verifyPg: [], cpuSqlite: [], cpuPg: [], mainSqlite: [], mainPg: [], hold: [] };
+const results = { sqlite: [], verify: [], readParse: [], postgres: [], verifyPg: [], cpuSqlite: [], cpuPg: [], mainSqlite: [], mainPg: [], mainCpuSqlite: [], mainCpuPg: [], hold: [] };
 for (let run = 0; run < RUNS; run++) {
   calib.push(calibrate());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-audit-'));
@@ -157,6 +172,7 @@ for (let run = 0; run < RUNS; run++) {
     results.sqlite.push(a.rate);
     results.cpuSqlite.push(a.cpuUs);
     results.mainSqlite.push(a.mainUs);
+    if (a.mainCpuUs !== null) results.mainCpuSqlite.push(a.mainCpuUs);
     results.verify.push(await verifyRun(store));
     results.readParse.push(await readParseRun(store));
     results.hold.push(await holdRun(store));
@@ -179,6 +195,7 @@ for (let run = 0; run < RUNS; run++) {
       results.postgres.push(a.rate);
       results.cpuPg.push(a.cpuUs);
       results.mainPg.push(a.mainUs);
+      if (a.mainCpuUs !== null) results.mainCpuPg.push(a.mainCpuUs);
       results.verifyPg.push(await verifyRun(pstore));
       process.stderr.write(`run ${run + 1}/${RUNS}: postgres ${Math.round(results.postgres.at(-1))}/s, verify ${Math.round(results.verifyPg.at(-1))}/s\n`);
     } finally {
@@ -215,6 +232,8 @@ const out = [
   row2('process CPU per record, PostgreSQL (µs)', results.cpuPg, f1),
   row2('main thread busy per record, SQLite (µs, event-loop utilization)', results.mainSqlite, f1),
   row2('main thread busy per record, PostgreSQL (µs)', results.mainPg, f1),
+  row2('main thread CPU per record, SQLite (µs, user + system of that thread alone; Linux)', results.mainCpuSqlite, f1),
+  row2('main thread CPU per record, PostgreSQL (µs)', results.mainCpuPg, f1),
   row2(`event-loop hold of one store.append, ${HOLD_BATCH} sealed records, SQLite (ms)`, results.hold, f2),
   '',
 ];

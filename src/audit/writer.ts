@@ -462,7 +462,6 @@ export class AuditWriter {
     this.sealFailure = err;
     this.o.log?.error({ event: 'audit_seal_failed', stream: this.stream, err: err.message }, 'audit seal worker failed; records are refused until a restart');
     this.o.health?.down(err);
-    this.o.metrics?.writeFailed();
     // Queued records will never be sealed: their waiters are refused now.
     const w = this.waiter;
     this.queue = [];
