@@ -209,6 +209,15 @@ export class AuditWriter {
     for (const l of await o.store.leavesAfter(state.stream, lastCp?.checkpoint.seq ?? 0)) merkle.pushLeaf(l);
     const headSeq = head?.seq ?? 0;
     const w = new AuditWriter(o, state, { seq: headSeq, chain: head ? head.hash : genesis(state.stream).toString('hex'), merkle }, spool, lastCp);
+    try {
+      // One round trip: the seal worker runs and holds the chain state (a thread that
+      // cannot start fails the open, as a store that cannot answer does).
+      await w.sealer.chainState();
+    } catch (err) {
+      if (w.cpTimer !== null) clearInterval(w.cpTimer);
+      await w.sealer.close();
+      throw err;
+    }
     // Every start is recorded; one after a crash names the seqs that may have been lost.
     const restart = emptyBody('restart', new Date(w.now()).toISOString());
     restart.instance = o.instance;
