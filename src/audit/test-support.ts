@@ -93,6 +93,7 @@ export const makeSqlite: MakeStore = async () => {
       db.close();
     },
     async insertRows(rows) {
+      await store.init(); // the store's worker creates the tables
       const db = new Database(file);
       const ins = db.prepare('INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
       db.transaction(() => {

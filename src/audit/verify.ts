@@ -414,11 +414,11 @@ export async function verifyStream(stream: string, records: AsyncIterable<Verify
       r2 = storedV2Links(item, stream, streamMember, leafHasher);
       if (r2 === null && keyring !== null) r = authentic(item, streamMember, chain, keyring, hasher);
     }
-    if (r2 === null && r !== null) {
+    if (r !== null) {
       hHex = r.hash;
       r.stream = stream;
       macChecked = true;
-    } else {
+    } else if (r2 === null) {
       let full: Record<string, unknown>;
       try {
         full = (typeof item === 'string' ? JSON.parse(item) : item) as Record<string, unknown>;
