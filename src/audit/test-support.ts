@@ -54,6 +54,8 @@ export interface TestStore {
   readonly tamper: Tamper;
   /** PostgreSQL only: the test's schema. */
   readonly schema?: string;
+  /** SQLite only: the database file. */
+  readonly file?: string;
   /** Opens another store object on the same database (a second process, a restart). */
   reopen(): AuditStore;
   cleanup(): Promise<void>;
@@ -124,6 +126,7 @@ export const makeSqlite: MakeStore = async () => {
   return {
     store,
     tamper,
+    file,
     reopen: () => createSqliteAuditStore(file),
     async cleanup() {
       await store.close().catch(() => undefined);
