@@ -54,12 +54,15 @@ const SCENARIOS = {
   f: { key: 'f', label: 'f) fastify identity (@fastify/jwt)', kind: 'fastify', identity: true },
   g: { key: 'g', label: 'g) haproxy 2.6 jwt_verify', kind: 'haproxy', identity: true },
   h: { key: 'h', label: 'h) gatehouse full edge + audit', kind: 'gatehouse', edge: true, audit: true },
+  // (j) is (h) run from another build (--baseline DIR, e.g. a git worktree of an older commit,
+  // built): the previous audit format measured in the same run, interleaved with (h).
+  j: { key: 'j', label: 'j) (h) from the --baseline build', kind: 'gatehouse', edge: true, audit: true, baseline: true },
   i: { key: 'i', label: 'i) node:http + undici floor', kind: 'floor' },
 };
 const ALL_SCENARIOS = Object.keys(SCENARIOS).join(',');
 
 // The fixed-rate phase: every scenario but (b) (the proxy-only path has no latency question of its own).
-const FIXED_RATE_SCENARIOS = ['a', 'c', 'd', 'e', 'f', 'g', 'h'];
+const FIXED_RATE_SCENARIOS = ['a', 'c', 'd', 'e', 'f', 'g', 'h', 'j'];
 // Their gateways; the automatic rate is 50 % of the slowest of those selected.
 const FIXED_RATE_GATEWAYS = FIXED_RATE_SCENARIOS.filter((k) => k !== 'a');
 
@@ -68,8 +71,10 @@ const HELP = `usage: node bench/run.js [options]
   --duration N       seconds per measured run (default 10)
   --connections N    concurrent keep-alive connections (default 64)
   --runs N           measured runs per scenario, interleaved (default 3)
-  --scenarios LIST   comma-separated subset of a,b,c,d,e,f,g,h,i (default a,b,c,d;
-                     identity comparison: a,c,e,f,g,i; audit cost: c,h)
+  --scenarios LIST   comma-separated subset of a,b,c,d,e,f,g,h,i,j (default a,b,c,d;
+                     identity comparison: a,c,e,f,g,i; audit cost: c,h — and j with --baseline)
+  --baseline DIR     another gatehouse checkout, built (dist/), that scenario (j) runs: the
+                     same config as (h) on the older code, interleaved with it
   --warmup N         warm-up seconds per server before measuring (default 2; 0 = none)
   --threads N        wrk threads (default 1)
   --timeout N        wrk per-request timeout in seconds (default 5)
@@ -109,6 +114,7 @@ function parseArgs(argv) {
     install: true,
     build: true,
     'keep-tmp': false,
+    baseline: '',
     help: false,
   };
   const numeric = new Set(['duration', 'connections', 'runs', 'warmup', 'threads', 'timeout', 'rate']);
@@ -151,6 +157,9 @@ function parseArgs(argv) {
   for (const s of list) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${JSON.stringify(s)} (use ${ALL_SCENARIOS})`);
   opts.list = [...new Set(list)];
   if (opts.list.length === 0) throw new Error('no scenarios selected');
+  if (opts.list.includes('j') && !(opts.baseline && fs.existsSync(path.join(opts.baseline, 'dist', 'cli', 'main.js')))) {
+    throw new Error('scenario j needs --baseline DIR: a gatehouse checkout with a built dist/ (git worktree add DIR <commit> && (cd DIR && npm ci))');
+  }
   if (!['wrk', 'autocannon', 'auto'].includes(opts.tool)) throw new Error('--tool must be wrk, autocannon or auto');
   if (!['wrk', 'autocannon', 'auto'].includes(opts['rate-tool'])) throw new Error('--rate-tool must be wrk, autocannon or auto');
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(opts['log-level'])) {
@@ -523,13 +532,26 @@ const CLK_TCK = (() => {
   return Number.isFinite(n) && n > 0 ? n : 100;
 })();
 
-/** CPU seconds (user + system) used so far by a process, or NaN. */
-function procCpuSeconds(pid) {
+/**
+ * CPU seconds (user + system) used so far by a process, or NaN; with `mainThread`, by its
+ * main thread only (the task whose id is the pid: the event loop, not the worker threads).
+ */
+function procCpuSeconds(pid, mainThread = false) {
   try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const s = fs.readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     // fields after "(comm) ": state is f[0]; utime is field 14 overall -> f[11], stime f[12]
     return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Resident set size of a process in MB (VmRSS), or NaN. */
+function procRssMb(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
   } catch {
     return NaN;
   }
@@ -713,6 +735,7 @@ function runLoad(url, seconds, gatewayPid, { rate = 0, headers = {} } = {}) {
     child.stderr.on('data', (d) => (err += d));
     const cores0 = readCoreTimes();
     const gw0 = gatewayPid ? procCpuSeconds(gatewayPid) : NaN;
+    const loop0 = gatewayPid ? procCpuSeconds(gatewayPid, true) : NaN;
     const t0 = Date.now();
     // Hard bound: the tool stops itself after `seconds`; kill it if it does not.
     const killer = setTimeout(() => {
@@ -733,6 +756,8 @@ function runLoad(url, seconds, gatewayPid, { rate = 0, headers = {} } = {}) {
       const wall = (Date.now() - t0) / 1000;
       const cores1 = readCoreTimes();
       const gw1 = gatewayPid ? procCpuSeconds(gatewayPid) : NaN;
+      const loop1 = gatewayPid ? procCpuSeconds(gatewayPid, true) : NaN;
+      const rss = gatewayPid ? procRssMb(gatewayPid) : NaN;
       if (code !== 0 && !(tool === 'wrk' && out.includes('Requests/sec'))) {
         reject(new Error(`${tool} failed (code ${code}, signal ${signal}): ${err || out}`));
         return;
@@ -754,6 +779,10 @@ function runLoad(url, seconds, gatewayPid, { rate = 0, headers = {} } = {}) {
       const gwCpu = gw1 - gw0;
       r.gwCpuPct = Number.isFinite(gwCpu) ? (100 * gwCpu) / wall : NaN;
       r.gwCpuUsPerReq = Number.isFinite(gwCpu) && r.requests > 0 ? (gwCpu * 1e6) / r.requests : NaN;
+      const loopCpu = loop1 - loop0;
+      // The event loop's share: what the request thread pays, apart from worker threads.
+      r.loopCpuUsPerReq = Number.isFinite(loopCpu) && r.requests > 0 ? (loopCpu * 1e6) / r.requests : NaN;
+      r.rssMb = rss;
       r.raw = out;
       resolve(r);
     });
@@ -942,7 +971,9 @@ async function sanityCheck(target, upstreamBody) {
   if (res.body !== upstreamBody) throw new Error(`${target.label}: GET / body differs from the upstream's: ${JSON.stringify(res.body.slice(0, 200))}`);
   const notes = [];
   if (target.kind !== 'upstream' && target.kind !== 'floor') {
-    const missing = EXPECTED_EDGE_HEADERS.filter((h) => !(h in res.headers));
+    // gatehouse sends HSTS only on connections that are HTTPS (RFC 6797 §7.2: a browser
+    // ignores it over plain HTTP), and the bench talks plain HTTP; fastify and HAProxy send it anyway.
+    const missing = EXPECTED_EDGE_HEADERS.filter((h) => !(h in res.headers) && !(h === 'strict-transport-security' && target.kind === 'gatehouse'));
     if (missing.length) notes.push(`${target.label}: response lacks ${missing.join(', ')}`);
     if ('server' in res.headers) notes.push(`${target.label}: response carries a Server header (${res.headers.server})`);
   }
@@ -980,6 +1011,9 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
       p50: median(rs.map((r) => r.p50)),
       bytes: median(rs.map((r) => r.bytesPerResp)),
       gwUs: median(rs.map((r) => r.gwCpuUsPerReq)),
+      loopUs: median(rs.map((r) => r.loopCpuUsPerReq)),
+      rss: median(rs.map((r) => r.rssMb)),
+      rssMax: Math.max(...rs.map((r) => r.rssMb)),
       gwPct: median(rs.map((r) => r.gwCpuPct)),
       core0: median(rs.map((r) => r.core0)),
       core1: median(rs.map((r) => r.core1)),
@@ -1156,21 +1190,32 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
       `- **audit cost (h) vs (c): ${fmt(add * 100, 1)} % gateway CPU per request** (${fmt(med.c.gwUs, 1)} → ${fmt(med.h.gwUs, 1)} µs/req; target ≤ 10 %: ${add <= 0.1 ? 'met' : 'NOT met'}); per round: ${rounds.map((x) => fmt(x * 100, 1) + ' %').join(', ')}`,
     );
   } else if (opts.list.includes('h')) L.push('- audit cost (h) vs (c): n/a (needs scenarios c and h)');
+  // The same in µs, split by thread: the request thread (event loop) and all threads.
+  for (const k of ['h', 'j']) {
+    if (!(have('c') && have(k))) continue;
+    const n = Math.min(results.c.length, results[k].length);
+    const per = (f) => Array.from({ length: n }, (_, i) => f(results[k][i]) - f(results.c[i]));
+    const loop = per((r) => r.loopCpuUsPerReq);
+    const all = per((r) => r.gwCpuUsPerReq);
+    L.push(
+      `- audit cost (${k}) − (c) per request: **event loop ${fmt(median(loop), 1)} µs, all threads ${fmt(median(all), 1)} µs** (medians of per-round differences; event loop ${fmt(med.c.loopUs, 1)} → ${fmt(med[k].loopUs, 1)} µs/req, all threads ${fmt(med.c.gwUs, 1)} → ${fmt(med[k].gwUs, 1)}); per round event loop ${loop.map((x) => fmt(x, 1)).join(', ')}, all threads ${all.map((x) => fmt(x, 1)).join(', ')}; RSS at the end of each run (c) ${fmt(med.c.rss, 0)} MB, (${k}) median ${fmt(med[k].rss, 0)} MB, max ${fmt(med[k].rssMax, 0)} MB`,
+    );
+  }
   L.push('');
 
   L.push('## Diagnostics (closed loop, medians)');
   L.push('');
-  L.push('| scenario | p50 ms | bytes/response | gateway CPU % | gateway CPU µs/req | core 0 busy % | core 1 busy % | non-2xx | socket errors |');
-  L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  L.push('| scenario | p50 ms | bytes/response | gateway CPU % | gateway CPU µs/req | event loop µs/req | RSS MB | core 0 busy % | core 1 busy % | non-2xx | socket errors |');
+  L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const k of opts.list) {
     if (!results[k].length) continue;
     const m = med[k];
     L.push(
-      `| ${targets[k].label} | ${fmt(m.p50)} | ${fmtInt(m.bytes)} | ${k === 'a' ? '—' : fmt(m.gwPct, 0)} | ${k === 'a' ? '—' : fmt(m.gwUs, 1)} | ${fmt(m.core0, 0)} | ${fmt(m.core1, 0)} | ${m.non2xx} | ${m.sockErr} |`,
+      `| ${targets[k].label} | ${fmt(m.p50)} | ${fmtInt(m.bytes)} | ${k === 'a' ? '—' : fmt(m.gwPct, 0)} | ${k === 'a' ? '—' : fmt(m.gwUs, 1)} | ${k === 'a' ? '—' : fmt(m.loopUs, 1)} | ${k === 'a' ? '—' : fmt(m.rss, 0)} | ${fmt(m.core0, 0)} | ${fmt(m.core1, 0)} | ${m.non2xx} | ${m.sockErr} |`,
     );
   }
   L.push('');
-  L.push('Gateway CPU is the process\' user+system time during the run (100 % = one full core). ');
+  L.push('Gateway CPU is the process\' user+system time during the run (100 % = one full core); event loop is its main thread\'s alone (the worker threads — audit sealing, the SQLite store — excluded); RSS is read at the end of each run. ');
   L.push('Core 1 near 100 % in (a) means the load generator and upstream saturate their core, so (a) is the ceiling of this rig, not of the upstream.');
   L.push('');
   if (notes.length) {
@@ -1279,7 +1324,8 @@ async function main() {
         }
       }
       t.url = `http://127.0.0.1:${port}/`;
-      t.rec = startChild(`gatehouse (${k})`, 0, nodeBin, [path.join(ROOT, 'bin', 'gatehouse.js'), 'run', '--config', cfg], {
+      const root = t.baseline ? path.resolve(opts.baseline) : ROOT;
+      t.rec = startChild(`gatehouse (${k})`, 0, nodeBin, [path.join(root, 'bin', 'gatehouse.js'), 'run', '--config', cfg], {
         logFile: path.join(tmpDir, `gatehouse-${k}.log`),
       });
       starts.push([k, port]);
