@@ -15,7 +15,8 @@ import type { PostgresConfig } from '../config/schema.js';
 import { recordData } from './chain.js';
 import type { AuditBody, ChainFields } from './record.js';
 import { exportStore, verifyExport, verifyStore } from './sources.js';
-import { buildChain, buildChainV2, HMAC_K1, HMAC_K2, keyring, makePostgres, makeSqlite, testSigner, v1End, type BuiltV2, type MakeStore, type RawRow, type TestStore } from './test-support.js';
+import { AuditWriter } from './writer.js';
+import { buildChain, buildChainV2, chainBody, HMAC_K1, HMAC_K2, keyring, makePostgres, makeSqlite, testSigner, v1End, type BuiltV2, type MakeStore, type RawRow, type TestStore } from './test-support.js';
 import { POSTGRES_URL } from '../testing/services.js';
 import { LeafHasher, parseStoredV2, sealBatch, storedV2 } from './v2.js';
 import { verifyExportParallel, verifyStoreParallel, type ParallelOptions } from './verify-parallel.js';
@@ -175,6 +176,47 @@ function suite(name: string, make: MakeStore): void {
 
 suite('sqlite', makeSqlite);
 suite('postgres', makePostgres);
+
+for (const [name, make] of [
+  ['sqlite', makeSqlite],
+  ['postgres', makePostgres],
+] as const) {
+  it(`${name}: a stream the AuditWriter wrote (two runs, a crash gap) — parallel where it can, the sequential report always`, async (t) => {
+    const ts = await make(t);
+    if (ts === undefined) return;
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-par-writer-'));
+    try {
+      const opts = (store = ts.store) => ({ store, keyring: ring, signer, stateDir: join(dir, 'state'), instance: 'test', mode: 'async' as const, flushIntervalMs: 5, batchMax: 113, checkpointRecords: 400, checkpointIntervalMs: 0, spoolLimitBytes: 1 << 26 });
+      const w = await AuditWriter.open(opts());
+      for (let i = 0; i < 1200; i++) {
+        void w.append(chainBody(i));
+        if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+      }
+      await w.close();
+      const clean = await compare(ts, dir);
+      assert.deepEqual(clean.fallbacks, []);
+      for (const r of clean.sequential) assert.deepEqual(r.problems, []);
+      // An abandoned writer (async: seqs handed out, never stored) and a restart that declares them.
+      const s2 = ts.reopen();
+      const w2 = await AuditWriter.open({ ...opts(s2), flushIntervalMs: 60_000 });
+      for (let i = 0; i < 50; i++) void w2.append(chainBody(i));
+      await w2.flush();
+      for (let i = 0; i < 3; i++) void w2.append(chainBody(i));
+      const s3 = ts.reopen();
+      const w3 = await AuditWriter.open(opts(s3));
+      for (let i = 0; i < 50; i++) void w3.append(chainBody(i));
+      await w3.close();
+      await s3.close();
+      await s2.close();
+      const gap = await compare(ts, dir);
+      assert.ok(gap.sequential.every((r) => r.problems.length === 1 && r.problems[0]?.kind === 'gap'), JSON.stringify(gap.sequential.map((r) => r.problems)));
+      assert.ok(gap.fallbacks.length > 0);
+    } finally {
+      await ts.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
 
 describe('parallel verification of export files not laid out as `audit export` writes them', () => {
   it('a line that is not JSON, a stream split in two runs, a stray line: the sequential report', async (t) => {
