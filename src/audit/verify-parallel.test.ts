@@ -19,8 +19,7 @@ import { AuditWriter } from './writer.js';
 import { buildChain, buildChainV2, chainBody, HMAC_K1, HMAC_K2, keyring, makePostgres, makeSqlite, testSigner, v1End, type BuiltV2, type MakeStore, type RawRow, type TestStore } from './test-support.js';
 import { POSTGRES_URL } from '../testing/services.js';
 import { LeafHasher, parseStoredV2, sealBatch, storedV2 } from './v2.js';
-import { verifyExportParallel, verifyStoreParallel, type ParallelOptions } from './verify-parallel.js';
-import type { RangeSource } from './verify-parallel-protocol.js';
+import { verifyExportParallel, verifyStoreParallel, type ParallelOptions, type StoreSource } from './verify-parallel.js';
 import type { StreamReport, VerifyOptions } from './verify.js';
 import { macKey } from './chain-hash.js';
 
@@ -48,7 +47,7 @@ function interleaved(rows: readonly RawRow[]): RawRow[] {
   return out;
 }
 
-function source(ts: TestStore): Exclude<RangeSource, { kind: 'export' }> {
+function source(ts: TestStore): StoreSource {
   if (ts.file !== undefined) return { kind: 'sqlite', file: ts.file };
   const config = { url: POSTGRES_URL, schema: ts.schema as string, max_connections: 1, connect_timeout: 5000 } as PostgresConfig;
   return { kind: 'postgres', config, configDir: tmpdir() };

@@ -46,6 +46,9 @@ export interface ParallelOptions {
   readonly onSequential?: (stream: string | null, why: string) => void;
 }
 
+/** A store the workers read (SQLite file, PostgreSQL connection settings). */
+export type StoreSource = Exclude<RangeSource, { kind: 'export' }>;
+
 /** A range of a stream as the source addresses it (see RangeTask). */
 export interface Range {
   readonly lo: number;
@@ -308,7 +311,7 @@ function idRanges(min: number | null, max: number | null, per: number): Range[] 
 }
 
 /** Where the parallel verifier's workers read the configured store from (what openAuditStore opens). */
-export function storeSource(config: Config, configDir: string): RangeSource {
+export function storeSource(config: Config, configDir: string): StoreSource {
   if (config.audit.store === 'postgres') {
     const pg = config.state.postgres;
     if (!pg) throw new Error('audit.store is postgres but state.postgres is missing');
@@ -324,7 +327,7 @@ const DEFAULT_RANGE = 16384;
  * problem, or one the parallel path cannot take (v1 records, a declared gap...), is
  * verified sequentially, so its report is the sequential verifier's.
  */
-export async function verifyStoreParallel(store: AuditStore, source: Exclude<RangeSource, { kind: 'export' }>, opts: VerifyOptions, known: KnownStreams = {}, popts: ParallelOptions = {}): Promise<StreamReport[]> {
+export async function verifyStoreParallel(store: AuditStore, source: StoreSource, opts: VerifyOptions, known: KnownStreams = {}, popts: ParallelOptions = {}): Promise<StreamReport[]> {
   const per = popts.rangeRecords ?? DEFAULT_RANGE;
   const pv = new ParallelVerifier(source, opts.keyring ?? null, popts);
   try {
