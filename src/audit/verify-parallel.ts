@@ -32,7 +32,7 @@ import { verifyExport, verifyStore, type KnownStreams } from './sources.js';
 import type { AuditStore } from './store/types.js';
 import type { RangeSource, RangeTask, WorkerInit } from './verify-parallel-protocol.js';
 import type { MerklePiece, PartialBatch, RangeResult } from './verify-range.js';
-import { node2, rootOfLeaves, sealOf } from './v2.js';
+import { isStoredV2, node2, rootOfLeaves, sealOf } from './v2.js';
 import type { StreamReport, VerifyOptions } from './verify.js';
 
 const WORKER_URL = new URL('./verify-worker.js', import.meta.url);
@@ -332,6 +332,12 @@ export async function verifyStoreParallel(store: AuditStore, source: StoreSource
   const pv = new ParallelVerifier(source, opts.keyring ?? null, popts);
   try {
     return await verifyStore(store, opts, known, async (stream, cps, o) => {
+      // A stream that begins in v1 (written, or begun, by an older gatehouse) is for the sequential verifier.
+      const first = await store.readRaw(stream, 0, 1);
+      if (first.length === 0 || !isStoredV2((first[0] as { data: string }).data)) {
+        popts.onSequential?.(stream, first.length === 0 ? 'no records' : 'its first record is not v2');
+        return null;
+      }
       const ranges = source.kind === 'sqlite' ? sqliteRanges(source.file, per) : await postgresRanges(source, stream, per);
       return pv.verifyStream(stream, ranges, cps, o);
     });
@@ -422,7 +428,7 @@ function planExport(file: string, rangeBytes: number): ExportPlan | null {
         } catch {
           return null;
         }
-        if (typeof stream !== 'string') return null;
+        if (typeof stream !== 'string' || !isStoredV2(first.text.slice(10, -1))) return null;
         const e = entry(stream);
         // One run per stream: records of a stream split around another's are for the sequential reader.
         if (e.ranges.length > 0) return null;

@@ -16,8 +16,8 @@
  * extends its frontier by a few hashes per range instead of one per record.
  */
 import type { MacKey } from './chain-hash.js';
-import { node2, rootOfLeaves, sealOf, type LeafHasher } from './v2.js';
-import { storedV2Links } from './verify.js';
+import { node2, rootOfLeaves, sealOf } from './v2.js';
+import { storedV2Links, type StoredLeafHasher } from './verify.js';
 
 /** A batch the caller completes: its records in this range, up to its seal (head) or to the range's end (tail). */
 export interface PartialBatch {
@@ -82,7 +82,7 @@ export class RangeChecker {
   constructor(
     private readonly spec: RangeSpec,
     private readonly keys: ((kid: string) => MacKey | undefined) | null,
-    private readonly hasher: LeafHasher,
+    private readonly hasher: StoredLeafHasher,
   ) {
     this.streamMember = `,"stream":${JSON.stringify(spec.stream)},"subject":`;
   }

@@ -10,10 +10,9 @@ import Database from 'better-sqlite3';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MacKey } from './chain-hash.js';
-import { createPostgresClient, type Sql } from '../stores/postgres-client.js';
 import { RangeChecker, type RangeResult } from './verify-range.js';
 import type { CloseTask, RangeSource, RangeTask, WorkerInit } from './verify-parallel-protocol.js';
-import { LeafHasher } from './v2.js';
+import { StoredLeafHasher } from './verify.js';
 
 const port = parentPort;
 if (port === null) throw new Error('verify-worker.js runs only as a worker thread of the parallel verifier');
@@ -25,7 +24,7 @@ const keys: ((kid: string) => MacKey | undefined) | null = (() => {
   for (const [id, ipad, opad] of init.keys) m.set(id, { ipad: Buffer.from(ipad), opad: Buffer.from(opad) });
   return (kid: string) => m.get(kid);
 })();
-const hasher = new LeafHasher();
+const hasher = new StoredLeafHasher();
 
 interface Reader {
   read(task: RangeTask, checker: RangeChecker): Promise<void> | void;
@@ -50,8 +49,10 @@ function sqliteReader(src: Extract<RangeSource, { kind: 'sqlite' }>): Reader {
   };
 }
 
-function postgresReader(src: Extract<RangeSource, { kind: 'postgres' }>): Reader {
-  const sql: Sql = createPostgresClient(src.config, src.configDir, { max: 1, ca: src.ca });
+async function postgresReader(src: Extract<RangeSource, { kind: 'postgres' }>): Promise<Reader> {
+  // Loaded only here: the client module (config, TLS) takes longer to load than a SQLite or export worker needs to start.
+  const { createPostgresClient } = await import('../stores/postgres-client.js');
+  const sql = createPostgresClient(src.config, src.configDir, { max: 1, ca: src.ca });
   const table = sql(`${src.config.schema}.audit_records`);
   return {
     async read(task, checker) {
@@ -99,19 +100,22 @@ function exportReader(src: Extract<RangeSource, { kind: 'export' }>): Reader {
   };
 }
 
-const reader: Reader = init.source.kind === 'sqlite' ? sqliteReader(init.source) : init.source.kind === 'postgres' ? postgresReader(init.source) : exportReader(init.source);
+const opened: Promise<Reader> = init.source.kind === 'sqlite' ? Promise.resolve().then(() => sqliteReader(init.source as Extract<RangeSource, { kind: 'sqlite' }>)) : init.source.kind === 'postgres' ? postgresReader(init.source) : Promise.resolve().then(() => exportReader(init.source as Extract<RangeSource, { kind: 'export' }>));
+// Opening failed (a missing file, a bad URL): every task says so, and the caller verifies sequentially.
+opened.catch(() => undefined);
 
 // Tasks run one after another (a PostgreSQL read awaits): a queue keeps their order.
 let chain: Promise<void> = Promise.resolve();
 port.on('message', (task: RangeTask | CloseTask) => {
   chain = chain.then(async () => {
     if ('close' in task) {
-      await reader.close();
+      await opened.then((r) => r.close()).catch(() => undefined);
       port.close();
       return;
     }
     let result: RangeResult;
     try {
+      const reader = await opened;
       const checker = new RangeChecker({ stream: task.stream, seqOffset: task.seqOffset, cpSeqs: task.cpSeqs }, keys, hasher);
       await reader.read(task, checker);
       result = checker.result();

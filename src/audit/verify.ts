@@ -27,14 +27,14 @@
  * leaves, links, seqs, batch boundaries and signed checkpoints are, which detects
  * rewriting and truncation up to the latest checkpoint.
  */
-import type { KeyObject } from 'node:crypto';
+import { hash, type KeyObject } from 'node:crypto';
 import { canonical, genesis, isHex32 } from './canonical.js';
 import { RecordHasher, type MacKey } from './chain-hash.js';
 import { verifyCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
 import { CANONICAL_FIELDS, type AuditBody, type ChainedRecord, type ChainFields } from './record.js';
-import { LeafHasher, parseStoredV2, rootOfLeaves, sealOf, V2 } from './v2.js';
+import { LeafHasher, rootOfLeaves, sealOf, V2 } from './v2.js';
 
 export type ProblemKind = 'modified' | 'inserted' | 'deleted' | 'reordered' | 'truncated' | 'wrong_key' | 'bad_checkpoint_signature' | 'gap' | 'malformed';
 
@@ -186,34 +186,105 @@ interface V2Links {
   readonly sealFirst: number;
 }
 
+const LEAF_MEMBER = ',"leaf":"';
+const SEAL_MEMBER = '","seal":"';
+const SEAL_FIRST_MEMBER = '","seal_first":';
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** A v2 record taken apart from its stored form; `kind`, `count` and `lost_to` (a restart's) are read only when asked for. */
+class StoredV2Fields implements V2Links {
+  readonly v = 2;
+  readonly consistent = true;
+  constructor(
+    private readonly data: string,
+    readonly seq: number,
+    readonly stream: string,
+    readonly kid: string,
+    readonly leaf: string,
+    readonly seal: string | null,
+    readonly sealFirst: number,
+  ) {}
+
+  get kind(): string {
+    return member(this.data, '","kind":"', '","latency_us":', 0)?.[0] ?? '';
+  }
+
+  get count(): number {
+    return int(member(this.data, ',"count":', ',"decision":', 0)?.[0]);
+  }
+
+  get lost_to(): number | null {
+    const t = member(this.data, ',"lost_to":', ',"method":', 0)?.[0];
+    return t === 'null' ? null : int(t);
+  }
+}
+
+/**
+ * The leaf of a record in its stored form whose canonical part ends at `end`: the whole
+ * text is encoded once into a reused buffer and its suffix (ASCII: one byte per character)
+ * replaced by "}" — no substring, no second copy.
+ */
+export class StoredLeafHasher {
+  private buf = Buffer.allocUnsafe(16384);
+
+  leaf(data: string, end: number): string {
+    const need = 1 + data.length * 3;
+    if (need > this.buf.length) this.buf = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+    const b = this.buf;
+    b[0] = 0;
+    const n = b.write(data, 1, 'utf8');
+    const cut = 1 + n - (data.length - end);
+    b[cut] = 0x7d; // "}"
+    return hash('sha256', b.subarray(0, cut + 1), 'hex');
+  }
+}
+
 /**
  * The fast path for a v2 record in its stored form, with or without the keyring: the leaf
  * is computed over the stored canonical bytes as they are (no JSON.parse, no canonical
  * form rebuilt) and the fields sequencing needs are read from the text. Returns null — and
- * the caller takes the full path, which decides — when the text is not exactly a v2 stored
- * record of `stream` whose content hashes to its leaf. Same verdicts as the full path for
- * whatever the writer stored: its canonical bytes are the ones the full path rebuilds. A
- * text that is not canonical but hashes to its own (rewritten) leaf is accepted here as
- * those bytes; its leaf then differs from the sealed one, which the batch's seal and the
- * checkpoints' Merkle roots catch.
+ * the caller takes the full path, which decides — when the text is not a v2 stored record
+ * of `stream` whose content hashes to its leaf. Same verdicts as the full path for whatever
+ * the writer stored: its canonical bytes are the ones the full path rebuilds. A text that
+ * is not canonical but hashes to its own (rewritten) leaf is taken as those bytes; its
+ * leaf then differs from the sealed one, which the batch's seal and the checkpoints'
+ * Merkle roots catch. (parseStoredV2 in v2.ts is the same reading; this one skips the
+ * hex test of the leaf — equal to a computed digest, it is hex — and every substring the
+ * common case does not need: it runs once per record on both verification paths.)
  */
-export function storedV2Links(data: string, stream: string, streamMember: string, hasher: LeafHasher): V2Links | null {
-  const p = parseStoredV2(data);
-  if (p === null || !data.startsWith(',"v":2', p.end - 6)) return null;
-  // In canonical order: count, kid, kind, lost_to, seq, stream (a `,"name":` is only ever a member).
-  const count = member(data, ',"count":', ',"decision":', 0);
-  if (count === null) return null;
-  const kid = member(data, ',"kid":"', '","kind":"', count[1]);
-  if (kid === null) return null;
-  const kind = member(data, '","kind":"', '","latency_us":', kid[1]);
-  if (kind === null) return null;
-  const lost = member(data, ',"lost_to":', ',"method":', kind[1]);
-  if (lost === null) return null;
-  const seq = member(data, ',"seq":', ',"site":', lost[1]);
-  if (seq === null || !data.startsWith(streamMember, data.indexOf(',"stream":', seq[1]))) return null;
-  const n = int(seq[0]);
-  if (!(n >= 1) || hasher.leafOfStored(data, p.end) !== p.leaf) return null;
-  return { v: 2, seq: n, stream, kid: kid[0], kind: kind[0], count: int(count[0]), lost_to: lost[0] === 'null' ? null : int(lost[0]), leaf: p.leaf, consistent: true, seal: p.seal, sealFirst: p.sealFirst };
+export function storedV2Links(data: string, stream: string, streamMember: string, hasher: StoredLeafHasher): V2Links | null {
+  const end = data.lastIndexOf(LEAF_MEMBER);
+  if (end < 7 || !data.startsWith(',"v":2', end - 6)) return null;
+  const after = end + LEAF_MEMBER.length + 64;
+  let seal: string | null = null;
+  let sealFirst = 0;
+  if (data.length === after + 2 && data.charCodeAt(after) === 0x22 /* " */ && data.charCodeAt(after + 1) === 0x7d /* } */) {
+    // Not the batch's last record.
+  } else {
+    if (!data.startsWith(SEAL_MEMBER, after) || !data.endsWith('}')) return null;
+    seal = data.slice(after + SEAL_MEMBER.length, after + SEAL_MEMBER.length + 64);
+    const f = after + SEAL_MEMBER.length + 64;
+    if (!HEX64.test(seal) || !data.startsWith(SEAL_FIRST_MEMBER, f)) return null;
+    const digits = data.slice(f + SEAL_FIRST_MEMBER.length, -1);
+    if (!/^[1-9][0-9]{0,15}$/.test(digits)) return null;
+    sealFirst = Number(digits);
+    if (!Number.isSafeInteger(sealFirst)) return null;
+  }
+  // In canonical order …kid, kind…seq, site…stream, subject…v: a `,"name":` is only ever a member.
+  const st = data.lastIndexOf(',"stream":', end);
+  if (st < 0 || !data.startsWith(streamMember, st)) return null;
+  const sq = data.lastIndexOf(',"seq":', st);
+  if (sq < 0) return null;
+  let i = sq + 7;
+  let seq = 0;
+  for (let c = data.charCodeAt(i); c >= 48 && c <= 57 && i - sq - 7 < 15; c = data.charCodeAt(++i)) seq = seq * 10 + (c - 48);
+  if (i === sq + 7 || !(seq >= 1) || !data.startsWith(',"site":', i)) return null;
+  const k = data.indexOf(',"kid":"');
+  const ke = k < 0 ? -1 : data.indexOf('","kind":"', k + 8);
+  if (ke < 0) return null;
+  const leaf = data.slice(end + LEAF_MEMBER.length, after);
+  if (hasher.leaf(data, end) !== leaf) return null;
+  return new StoredV2Fields(data, seq, stream, data.slice(k + 8, ke), leaf, seal, sealFirst);
 }
 
 function malformedV2(o: Record<string, unknown>): string | null {
@@ -296,6 +367,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<Verify
   }
   const hasher = new RecordHasher();
   const leafHasher = new LeafHasher();
+  const storedLeaves = new StoredLeafHasher();
   // Which seqs below `expected` have been seen, without a set of every seq (V8 caps a Set
   // at 2^24 entries, a busy gateway's day): all of them except those skipped (missing so
   // far), those a restart record declared lost and those beyond the skipped set's cap
@@ -411,7 +483,7 @@ export async function verifyStream(stream: string, records: AsyncIterable<Verify
     // The hash of a v1 record's content as computed here (the stored one when self-consistent).
     let hHex = '';
     if (typeof item === 'string') {
-      r2 = storedV2Links(item, stream, streamMember, leafHasher);
+      r2 = storedV2Links(item, stream, streamMember, storedLeaves);
       if (r2 === null && keyring !== null) r = authentic(item, streamMember, chain, keyring, hasher);
     }
     if (r !== null) {
