@@ -11,7 +11,7 @@
 //   policy  audit + a Cedar policy on the site (examples/policies/public.cedar, anonymous callers)
 // Runs are interleaved (edge, audit, policy, edge, ...). With --baseline DIR every variant is also
 // run from another built checkout, interleaved with this one (before/after on the same machine
-// state). With --node-options STR every variant is also run with NODE_OPTIONS=STR (V8 flags).
+// state). With --node-flags STR every variant is also run with those node/V8 flags ("+flags").
 //
 // Pinning (as bench/run.js): the gateway on core 0; upstream and wrk on core 1 (taskset -c).
 // Output: a Markdown report on stdout (progress on stderr). See bench/README.md.
@@ -35,15 +35,15 @@ const HELP = `usage: node bench/memory.js [options]
   --connections N     wrk connections (default 64)
   --idle N            seconds between the gateway accepting connections and the idle sample (default 3)
   --baseline DIR      another gatehouse checkout, built: every variant also runs from it ("@base")
-  --node-options STR  every variant also runs with NODE_OPTIONS=STR ("+opts"), e.g.
-                      "--max-semi-space-size=4"
+  --node-flags STR    every variant also runs as \`node STR bin/gatehouse.js ...\` ("+flags"),
+                      e.g. "--max-semi-space-size=4" (space-separated; V8 flags allowed)
   --no-pin            do not pin with taskset
   --keep-tmp          keep the temp dir (configs, logs, state)
   --help              this text
 `;
 
 function parseArgs(argv) {
-  const o = { variants: 'edge,audit,policy', runs: 3, duration: 20, connections: 64, idle: 3, baseline: null, nodeOptions: null, pin: true, keepTmp: false };
+  const o = { variants: 'edge,audit,policy', runs: 3, duration: 20, connections: 64, idle: 3, baseline: null, nodeFlags: null, pin: true, keepTmp: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -60,7 +60,7 @@ function parseArgs(argv) {
     else if (a === '--connections') o.connections = Number(val());
     else if (a === '--idle') o.idle = Number(val());
     else if (a === '--baseline') o.baseline = path.resolve(val());
-    else if (a === '--node-options') o.nodeOptions = val();
+    else if (a === '--node-flags') o.nodeFlags = val().split(/\s+/).filter(Boolean);
     else if (a === '--no-pin') o.pin = false;
     else if (a === '--keep-tmp') o.keepTmp = true;
     else throw new Error(`unknown option ${a}\n${HELP}`);
@@ -130,6 +130,30 @@ const rssMb = (pid) => {
   } catch {
     return NaN;
   }
+};
+/**
+ * Where the RSS is (/proc/PID/smaps), in MB: file-backed mappings (the node binary's pages and
+ * libraries), glibc malloc arenas of threads other than the main one (anonymous mappings starting
+ * on a 64 MiB boundary, the arenas' heap size: what worker and V8 background threads malloc), and
+ * the rest of the anonymous memory (the V8 heap, the main thread's malloc heap, stacks, JIT code).
+ * A heuristic, for orientation.
+ */
+const smapsBreakdown = (pid) => {
+  const out = { file: 0, arenas: 0, anon: 0 };
+  try {
+    let cur = null;
+    for (const l of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(l);
+      if (m) {
+        const start = BigInt(`0x${m[1]}`);
+        const size = Number(BigInt(`0x${m[2]}`) - start);
+        cur = m[3].startsWith('/') ? 'file' : m[3] === '' && start % (1n << 26n) === 0n && size <= 2 ** 26 ? 'arenas' : 'anon';
+      } else if (l.startsWith('Rss:') && cur) out[cur] += Number(l.split(/\s+/)[1]) / 1024;
+    }
+  } catch {
+    return { file: NaN, arenas: NaN, anon: NaN };
+  }
+  return out;
 };
 const cpuSeconds = (pid, mainThread = false) => {
   try {
@@ -263,8 +287,7 @@ async function oneRun(dir, job, upstreamPort) {
   const [port, adminPort] = [await freePort(), await freePort()];
   const file = config(dir, job.variant, { port, adminPort, upstreamPort });
   const bin = path.join(job.root, 'bin', 'gatehouse.js');
-  const env = job.nodeOptions ? { NODE_OPTIONS: job.nodeOptions } : {};
-  const gw = start(0, process.execPath, [bin, 'run', '--config', file], { logFile: path.join(dir, `gatehouse-${job.label}.log`), env });
+  const gw = start(0, process.execPath, [...job.nodeFlags, bin, 'run', '--config', file], { logFile: path.join(dir, `gatehouse-${job.label}.log`) });
   try {
     await waitForPort(gw, port, 30_000);
     const first = await get(`http://127.0.0.1:${port}/`);
@@ -282,8 +305,9 @@ async function oneRun(dir, job, upstreamPort) {
     const cpu = cpuSeconds(pid) - cpu0;
     const loop = cpuSeconds(pid, true) - loop0;
     const heap = await heapFromMetrics(adminPort);
+    const where = smapsBreakdown(pid);
     if (gw.exited) throw new Error(`${job.label}: the gateway exited during the run`);
-    return { idle, median: median(samples), max: Math.max(...samples), last: samples.at(-1), rps: w.rps, non2xx: w.non2xx, cpuUs: (cpu * 1e6) / w.requests, loopUs: (loop * 1e6) / w.requests, ...heap };
+    return { idle, median: median(samples), max: Math.max(...samples), last: samples.at(-1), rps: w.rps, non2xx: w.non2xx, cpuUs: (cpu * 1e6) / w.requests, loopUs: (loop * 1e6) / w.requests, ...heap, fileMb: where.file, arenasMb: where.arenas, anonMb: where.anon };
   } finally {
     await stop(gw);
   }
@@ -298,9 +322,9 @@ await waitForPort(upstream, upstreamPort, 10_000);
 
 const jobs = [];
 for (const variant of OPTS.variants) {
-  jobs.push({ variant, label: variant, root: ROOT, nodeOptions: null });
-  if (OPTS.nodeOptions) jobs.push({ variant, label: `${variant}+opts`, root: ROOT, nodeOptions: OPTS.nodeOptions });
-  if (OPTS.baseline) jobs.push({ variant, label: `${variant}@base`, root: OPTS.baseline, nodeOptions: null });
+  jobs.push({ variant, label: variant, root: ROOT, nodeFlags: [] });
+  if (OPTS.nodeFlags) jobs.push({ variant, label: `${variant}+flags`, root: ROOT, nodeFlags: OPTS.nodeFlags });
+  if (OPTS.baseline) jobs.push({ variant, label: `${variant}@base`, root: OPTS.baseline, nodeFlags: [] });
 }
 const results = new Map(jobs.map((j) => [j.label, []]));
 const startedAt = new Date();
@@ -324,15 +348,15 @@ const L = [];
 L.push(`# gatehouse memory (${startedAt.toISOString()})`, '');
 L.push(`- command: \`node bench/memory.js ${process.argv.slice(2).join(' ')}\``);
 L.push(`- ${OPTS.runs} runs per variant, interleaved; ${OPTS.duration} s of \`wrk -t1 -c${OPTS.connections}\` per run; a fresh gateway per run; idle = VmRSS ${OPTS.idle} s after it accepts connections`);
-L.push(`- node ${process.version}, ${os.cpus().length} cores, pinning: ${PIN ? 'gateway core 0, upstream + wrk core 1' : 'none'}${OPTS.nodeOptions ? `; +opts = NODE_OPTIONS=${JSON.stringify(OPTS.nodeOptions)}` : ''}${OPTS.baseline ? `; @base = ${OPTS.baseline}` : ''}`);
+L.push(`- node ${process.version}, ${os.cpus().length} cores, pinning: ${PIN ? 'gateway core 0, upstream + wrk core 1' : 'none'}${OPTS.nodeFlags ? `; +flags = \`node ${OPTS.nodeFlags.join(' ')}\`` : ''}${OPTS.baseline ? `; @base = ${OPTS.baseline}` : ''}`);
 L.push('');
-L.push('| variant | idle RSS MB | median RSS under load MB | max RSS MB | heap used at end MB | req/s | CPU µs/req | event loop µs/req | per-run idle / median / max |');
-L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+L.push('| variant | idle RSS MB | median RSS under load MB | max RSS MB | at end: V8 heap total / used MB | at end: files / thread arenas / other anon MB | req/s | CPU µs/req | event loop µs/req | per-run idle / median / max |');
+L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
 for (const [label, xs] of results) {
   const m = (k) => median(xs.map((x) => x[k]));
-  L.push(`| ${label} | ${f0(m('idle'))} | ${f0(m('median'))} | ${f0(m('max'))} | ${f0(m('heapUsed'))} | ${f0(m('rps'))} | ${f1(m('cpuUs'))} | ${f1(m('loopUs'))} | ${xs.map((x) => `${f0(x.idle)}/${f0(x.median)}/${f0(x.max)}`).join(', ')} |`);
+  L.push(`| ${label} | ${f0(m('idle'))} | ${f0(m('median'))} | ${f0(m('max'))} | ${f0(m('heapTotal'))} / ${f0(m('heapUsed'))} | ${f0(m('fileMb'))} / ${f0(m('arenasMb'))} / ${f0(m('anonMb'))} | ${f0(m('rps'))} | ${f1(m('cpuUs'))} | ${f1(m('loopUs'))} | ${xs.map((x) => `${f0(x.idle)}/${f0(x.median)}/${f0(x.max)}`).join(', ')} |`);
 }
 const bad = [...results].filter(([, xs]) => xs.some((x) => x.non2xx > 0)).map(([l]) => l);
 if (bad.length) L.push('', `Non-2xx responses in: ${bad.join(', ')} (those runs are suspect).`);
-L.push('', 'All figures are medians over the runs (max RSS: median of the per-run maxima).');
+L.push('', 'All figures are medians over the runs (max RSS: median of the per-run maxima). "At end": read right after the load, from /metrics (V8 heap) and /proc/PID/smaps (files: the node binary and libraries; thread arenas: glibc malloc arenas of threads other than the main one; other anon: the V8 heap, the main malloc heap, stacks, JIT code).');
 process.stdout.write(L.join('\n') + '\n');
