@@ -16,7 +16,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Chain } from './chain.js';
+import { Chain, v1StoreRecords } from './chain.js';
 import { MerkleAccumulator } from './merkle.js';
 import { emptyBody, type ChainedRecord } from './record.js';
 import { exportStore, verifyExport, verifyStore, type KnownStreams } from './sources.js';
@@ -66,10 +66,10 @@ function attacks(name: string, make: MakeStore): void {
 
     check('a checkpointed tail deleted and declared lost by a forged restart record is "truncated", not a crash gap', async (ts, dir) => {
       const { records, checkpoints } = buildChain(S, 20, K, signer, [10, 18]);
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       await ts.tamper.deleteSeqs(S, 16, 20);
       // The operator's key MACs a restart at seq 21 declaring 16..20 lost, linked to 15.
-      await ts.store.append([forgedRestart(records, 15, 21)], []);
+      await ts.store.append(v1StoreRecords([forgedRestart(records, 15, 21)]), []);
       const reps = await verdicts(ts, dir);
       assert.equal(reps.length, 4);
       for (const rep of reps) {
@@ -83,8 +83,8 @@ function attacks(name: string, make: MakeStore): void {
 
     check('a real crash (no checkpoint covers the declared range) is still a "gap"', async (ts, dir) => {
       const { records, checkpoints } = buildChain(S, 15, K, signer, [10]);
-      await ts.store.append(records, checkpoints);
-      await ts.store.append([forgedRestart(records, 15, 21)], []);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
+      await ts.store.append(v1StoreRecords([forgedRestart(records, 15, 21)]), []);
       for (const rep of await verdicts(ts, dir)) {
         assert.deepEqual(
           rep.problems.map((p) => [p.kind, p.seq]),
@@ -95,7 +95,7 @@ function attacks(name: string, make: MakeStore): void {
 
     check('a wiped store fails for the stream the state directory names; with its checkpoints left, "truncated"', async (ts, dir) => {
       const { records, checkpoints } = buildChain(S, 12, K, signer, [10]);
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       await ts.tamper.deleteSeqs(S, 1, 12);
       for (const rep of await verdicts(ts, dir)) {
         assert.equal(rep.problems[0]?.kind, 'truncated', JSON.stringify(rep.problems));
@@ -110,7 +110,7 @@ function attacks(name: string, make: MakeStore): void {
 
     check('a store wiped of records and checkpoints still fails for a stream its archive anchors name', async (ts) => {
       const { records, checkpoints } = buildChain(S, 12, K, signer, [10]);
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       const cp = checkpoints[0] as (typeof checkpoints)[number];
       await ts.store.addArchiveAnchor({
         stream: S,
@@ -133,7 +133,7 @@ function attacks(name: string, make: MakeStore): void {
 
     check('an async crash is a "gap" named by verification before any restart; not while the writer runs', async (ts) => {
       const { records, checkpoints } = buildChain(S, 30, K, signer, [10]);
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       const state = { stream: S, reserved: 30 + 4096, pid: 2 ** 22 + 17 };
       const dead = await verifyStore(ts.store, { keyring: K, publicKey: signer.publicKey }, { streams: [S], state, alive: () => false });
       assert.deepEqual(
@@ -151,8 +151,8 @@ function attacks(name: string, make: MakeStore): void {
     check('an export line that is not JSON is "malformed" with its line; the other streams still verify', async (ts, dir) => {
       const a = buildChain('gw-a', 6, K, signer, [6]);
       const b = buildChain('gw-b', 6, K, signer, [6]);
-      await ts.store.append(a.records, a.checkpoints);
-      await ts.store.append(b.records, b.checkpoints);
+      await ts.store.append(v1StoreRecords(a.records), a.checkpoints);
+      await ts.store.append(v1StoreRecords(b.records), b.checkpoints);
       const file = join(dir, 'export.jsonl');
       await exportStore(ts.store, file);
       const lines = readFileSync(file, 'utf8').split('\n');

@@ -8,6 +8,7 @@ import { RecordHasher } from './chain-hash.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
 import type { AuditBody, ChainedRecord } from './record.js';
+import type { StoreRecord } from './store/types.js';
 
 /**
  * The stored JSON of a record sealed in this process (saves a JSON.stringify per record).
@@ -20,6 +21,15 @@ type Sealed = ChainedRecord & { [DATA]?: string };
 /** The JSON a store keeps for a record: all canonical members plus prev_hash, mac, hash. */
 export function recordData(r: ChainedRecord): string {
   return (r as Sealed)[DATA] ?? JSON.stringify(r);
+}
+
+/** A v1 record as the store takes it. */
+export function v1StoreRecord(r: ChainedRecord): StoreRecord {
+  return { stream: r.stream, seq: r.seq, time: r.time, subject: r.subject, decision: r.decision, hash: r.hash, data: recordData(r) };
+}
+
+export function v1StoreRecords(rs: readonly ChainedRecord[]): StoreRecord[] {
+  return rs.map(v1StoreRecord);
 }
 
 export class Chain {

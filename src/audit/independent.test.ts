@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { genesis } from './canonical.js';
-import { Chain } from './chain.js';
+import { Chain, v1StoreRecords } from './chain.js';
 import { MerkleAccumulator } from './merkle.js';
 import { emptyBody, type ChainedRecord } from './record.js';
 import { exportStore, verifyExport } from './sources.js';
@@ -61,7 +61,7 @@ it('the Python verifier written from docs/audit.md agrees with gatehouse on an e
     records.push(chain.seal(restart, 36, K));
     for (let i = 37; i <= 40; i++) records.push(chain.seal(emptyBody('exchange', new Date(1_700_000_200_000 + i).toISOString()), i, K));
     cp();
-    await ts.store.append(records, checkpoints);
+    await ts.store.append(v1StoreRecords(records), checkpoints);
     const file = join(dir, 'export.jsonl');
     await exportStore(ts.store, file);
     const pub = join(dir, 'checkpoint.pub');

@@ -95,16 +95,18 @@ export class MerkleAccumulator {
 }
 
 // RFC 9162 §2.1.3–2.1.4: inclusion and consistency proofs over the same tree, on hex.
-// Proofs are built from the leaf entries (record hashes); sizes stay below 2^53, so the
-// bit arithmetic below uses division, not 32-bit shifts.
+// Proofs are built from, and verified against, leaf hashes: H(0x00 ‖ hash) of a v1 record,
+// a v2 record's `leaf` = H(0x00 ‖ canonical) (v2.ts) — so a stream that switched from v1 to
+// v2 is one tree. Sizes stay below 2^53, so the bit arithmetic below uses division, not
+// 32-bit shifts.
 
-/** MTH(D[lo:hi]) of entries (hex), recursive (O(hi − lo)). */
-function mthHex(entries: readonly string[], lo: number, hi: number): string {
+/** MTH(D[lo:hi]) over leaf hashes (hex), recursive (O(hi − lo)). */
+function mthHex(leaves: readonly string[], lo: number, hi: number): string {
   const n = hi - lo;
   if (n === 0) return EMPTY_ROOT;
-  if (n === 1) return leafHex(entries[lo] as string);
+  if (n === 1) return leaves[lo] as string;
   const k = split(n);
-  return nodeHex(mthHex(entries, lo, lo + k), mthHex(entries, lo + k, hi));
+  return nodeHex(mthHex(leaves, lo, lo + k), mthHex(leaves, lo + k, hi));
 }
 
 /** The largest power of two smaller than n (n > 1). */
@@ -114,8 +116,8 @@ function split(n: number): number {
   return k;
 }
 
-/** RFC 9162 §2.1.3.1 PATH(m, D[n]) for the tree over all of `entries` (n = entries.length). */
-export function inclusionPath(entries: readonly string[], m: number): string[] {
+/** RFC 9162 §2.1.3.1 PATH(m, D[n]) for the tree over all of `leaves` (leaf hashes, n = leaves.length). */
+export function inclusionPath(leaves: readonly string[], m: number): string[] {
   const out: string[] = [];
   const path = (lo: number, hi: number, i: number): void => {
     const n = hi - lo;
@@ -123,49 +125,49 @@ export function inclusionPath(entries: readonly string[], m: number): string[] {
     const k = split(n);
     if (i < k) {
       path(lo, lo + k, i);
-      out.push(mthHex(entries, lo + k, hi));
+      out.push(mthHex(leaves, lo + k, hi));
     } else {
       path(lo + k, hi, i - k);
-      out.push(mthHex(entries, lo, lo + k));
+      out.push(mthHex(leaves, lo, lo + k));
     }
   };
-  if (!(m >= 0 && m < entries.length)) throw new RangeError(`leaf index ${m} is not in a tree of ${entries.length}`);
-  path(0, entries.length, m);
+  if (!(m >= 0 && m < leaves.length)) throw new RangeError(`leaf index ${m} is not in a tree of ${leaves.length}`);
+  path(0, leaves.length, m);
   return out;
 }
 
-/** RFC 9162 §2.1.4.1 PROOF(m, D[n]) for the tree over all of `entries` (n = entries.length). */
-export function consistencyPath(entries: readonly string[], m: number): string[] {
+/** RFC 9162 §2.1.4.1 PROOF(m, D[n]) for the tree over all of `leaves` (leaf hashes, n = leaves.length). */
+export function consistencyPath(leaves: readonly string[], m: number): string[] {
   const out: string[] = [];
   const sub = (lo: number, hi: number, mm: number, b: boolean): void => {
     const n = hi - lo;
     if (mm === n) {
-      if (!b) out.push(mthHex(entries, lo, hi));
+      if (!b) out.push(mthHex(leaves, lo, hi));
       return;
     }
     const k = split(n);
     if (mm <= k) {
       sub(lo, lo + k, mm, b);
-      out.push(mthHex(entries, lo + k, hi));
+      out.push(mthHex(leaves, lo + k, hi));
     } else {
       sub(lo + k, hi, mm - k, false);
-      out.push(mthHex(entries, lo, lo + k));
+      out.push(mthHex(leaves, lo, lo + k));
     }
   };
-  if (!(m >= 1 && m <= entries.length)) throw new RangeError(`a consistency proof needs 1 ≤ ${m} ≤ ${entries.length}`);
-  sub(0, entries.length, m, true);
+  if (!(m >= 1 && m <= leaves.length)) throw new RangeError(`a consistency proof needs 1 ≤ ${m} ≤ ${leaves.length}`);
+  sub(0, leaves.length, m, true);
   return out;
 }
 
 const odd = (x: number) => x % 2 === 1;
 const half = (x: number) => Math.floor(x / 2);
 
-/** RFC 9162 §2.1.3.2: is entry (hex) leaf `index` of the tree of `size` leaves with root `root`? */
-export function verifyInclusion(entry: string, index: number, size: number, path: readonly string[], root: string): boolean {
+/** RFC 9162 §2.1.3.2: is `leaf` (a leaf hash, hex) leaf `index` of the tree of `size` leaves with root `root`? */
+export function verifyInclusion(leaf: string, index: number, size: number, path: readonly string[], root: string): boolean {
   if (!(index >= 0 && index < size)) return false;
   let fn = index;
   let sn = size - 1;
-  let r = leafHex(entry);
+  let r = leaf;
   for (const p of path) {
     if (sn === 0) return false;
     if (odd(fn) || fn === sn) {

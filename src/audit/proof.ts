@@ -1,32 +1,48 @@
 /**
  * Proofs against signed checkpoints (docs/audit.md, "Proofs"), RFC 9162 §2.1.3–2.1.4 over
- * the checkpoints' Merkle tree (leaf entries: the record hashes of the stream, in seq
- * order, of the records that exist):
+ * the checkpoints' Merkle tree. Its leaves, in seq order, are those of the stream's records
+ * that exist: H(0x00 ‖ hash) for a v1 record, H(0x00 ‖ canonical) — the record's `leaf` —
+ * for a v2 record (v2.ts), so a stream that switched from v1 to v2 is one tree.
  *
- * - inclusion: one record (its full stored form, so its content is checked too), its leaf
- *   index and the audit path to the root a signed checkpoint carries;
+ * - inclusion: one record (what it says, so its content is checked too), its leaf index
+ *   and the audit path to the root a signed checkpoint carries;
  * - consistency: two signed checkpoints of a stream and the path showing the newer tree
  *   extends the older one — an auditor who kept an old checkpoint detects a rewritten
  *   history (no consistency proof from its root exists).
  *
- * Verifying needs the proof file and the checkpoint public key only.
+ * Built from a store, an archive, or an archive followed by the store's newer records
+ * (archive/proof-source.ts); verifying needs the proof file and the checkpoint public key only.
  */
 import type { KeyObject } from 'node:crypto';
 import { canonical, isHex32 } from './canonical.js';
-import { RecordHasher } from './chain-hash.js';
+import { leafHex, RecordHasher } from './chain-hash.js';
 import { verifyCheckpoint, type Checkpoint } from './checkpoint.js';
 import { consistencyPath, inclusionPath, verifyConsistency, verifyInclusion } from './merkle.js';
-import type { ChainedRecord } from './record.js';
+import { CANONICAL_FIELDS, type AuditBody, type ChainedRecord, type ChainFields } from './record.js';
 import type { AuditStore } from './store/types.js';
+import { isStoredV2, LeafHasher, parseStoredV2, V2 } from './v2.js';
 
 export const PROOF_FORMAT = 'gatehouse-audit-proof';
+
+/**
+ * A v2 record in a proof: its canonical members and its `leaf`; at the checkpoint's seq
+ * also its batch's `seal` (the chain value the checkpoint signs as head_hash). The stored
+ * form's `seal_first`, and a seal anywhere else, are left out: without the HMAC key
+ * nothing can check them, and a proof carries nothing it does not check.
+ */
+export interface V2ProofRecord extends AuditBody, ChainFields {
+  leaf: string;
+  seal?: string;
+}
+
+export type ProofRecord = ChainedRecord | V2ProofRecord;
 
 export interface InclusionProof {
   readonly format: typeof PROOF_FORMAT;
   readonly v: 1;
   readonly type: 'inclusion';
-  /** The record as stored (every member, chain fields included). */
-  readonly record: ChainedRecord;
+  /** The record: v1 as stored (every member, chain fields included); v2 as V2ProofRecord says. */
+  readonly record: ProofRecord;
   /** Its position among the leaves (0-based). */
   readonly leaf_index: number;
   /** Leaves under the checkpoint's root: the records 1..checkpoint.seq that exist. */
@@ -48,27 +64,68 @@ export interface ConsistencyProof {
 
 export type Proof = InclusionProof | ConsistencyProof;
 
-/** The stream's leaf entries (record hashes) and seqs in seq order, from the store. */
-async function leaves(store: AuditStore, stream: string): Promise<{ seqs: number[]; hashes: string[]; data: Map<number, string> }> {
-  if ((await store.prunedTo(stream)) !== null) throw new Error(`stream ${stream}: records were pruned locally; prove from the archive's store before pruning`);
-  const seqs: number[] = [];
-  const hashes: string[] = [];
-  const data = new Map<number, string>();
-  let after = 0;
-  for (;;) {
-    const rows = await store.readRaw(stream, after, 10_000);
-    for (const r of rows) {
-      const rec = JSON.parse(r.data) as ChainedRecord;
-      seqs.push(rec.seq);
-      hashes.push(rec.hash);
-      data.set(rec.seq, r.data);
-    }
-    if (rows.length < 10_000) break;
-    after = (rows[rows.length - 1] as { id: number }).id;
+/** Where a proof's leaves and checkpoints come from: a store, an archive, or both. */
+export interface ProofSource {
+  /** The stream's signed checkpoints (any order; duplicates allowed). */
+  checkpoints(stream: string): Promise<Checkpoint[]>;
+  /** The stream's records in their stored form, in seq order, from seq 1. */
+  records(stream: string): AsyncIterable<string>;
+}
+
+/** The store's records of a stream (all of them: a stream pruned locally is proved from its archive). */
+export function storeProofSource(store: AuditStore): ProofSource {
+  return {
+    checkpoints: (stream) => store.checkpoints(stream),
+    async *records(stream) {
+      if ((await store.prunedTo(stream)) !== null) throw new Error(`stream ${stream}: records were pruned locally; prove from the archive (gatehouse audit prove --archive)`);
+      let after = 0;
+      for (;;) {
+        const rows = await store.readRaw(stream, after, 10_000);
+        for (const r of rows) yield r.data;
+        if (rows.length < 10_000) break;
+        after = (rows[rows.length - 1] as { id: number }).id;
+      }
+    },
+  };
+}
+
+const SEQ = /[{,]"seq":([0-9]{1,16})[,}]/;
+
+/**
+ * A stored record's seq and Merkle leaf. A v2 record's is its stored `leaf` (the verifier
+ * recomputes it from the content); a v1 record's is H(0x00 ‖ hash).
+ */
+export function leafOfStored(data: string): { seq: number; leaf: string } {
+  if (isStoredV2(data)) {
+    const p = parseStoredV2(data);
+    const m = SEQ.exec(data);
+    if (p === null || m === null) throw new Error('a v2 record is not in its stored form');
+    return { seq: Number(m[1]), leaf: p.leaf };
   }
-  // Storage order is seq order in an intact stream; a tampered one fails `verify` anyway.
-  for (let i = 1; i < seqs.length; i++) if ((seqs[i] as number) <= (seqs[i - 1] as number)) throw new Error(`stream ${stream} is not in seq order at seq ${seqs[i]}: run gatehouse audit verify`);
-  return { seqs, hashes, data };
+  const rec = JSON.parse(data) as ChainedRecord;
+  if (!isHex32(rec.hash) || !Number.isSafeInteger(rec.seq)) throw new Error(`a record lacks its seq or hash`);
+  return { seq: rec.seq, leaf: leafHex(rec.hash) };
+}
+
+/** The stream's leaves and seqs in seq order, and the stored text of the record `keep` (if any). */
+async function leaves(source: ProofSource, stream: string, keep: number | null): Promise<{ seqs: number[]; leaves: string[]; kept: string | undefined }> {
+  const seqs: number[] = [];
+  const out: string[] = [];
+  let kept: string | undefined;
+  for await (const data of source.records(stream)) {
+    let l: { seq: number; leaf: string };
+    try {
+      l = leafOfStored(data);
+    } catch (err) {
+      throw new Error(`stream ${stream}, after seq ${seqs[seqs.length - 1] ?? 0}: ${(err as Error).message}: run gatehouse audit verify`, { cause: err });
+    }
+    // Storage order is seq order in an intact stream; a tampered one fails `verify` anyway.
+    if (seqs.length > 0 && l.seq <= (seqs[seqs.length - 1] as number)) throw new Error(`stream ${stream} is not in seq order at seq ${l.seq}: run gatehouse audit verify`);
+    seqs.push(l.seq);
+    out.push(l.leaf);
+    if (l.seq === keep) kept = data;
+  }
+  return { seqs, leaves: out, kept };
 }
 
 function sizeAt(seqs: readonly number[], seq: number): number {
@@ -82,40 +139,48 @@ function sizeAt(seqs: readonly number[], seq: number): number {
   return lo;
 }
 
-async function checkpointAt(store: AuditStore, stream: string, seq: number | null, atLeast: number): Promise<Checkpoint> {
-  const cps = (await store.checkpoints(stream)).filter((c) => c.stream === stream).sort((a, b) => a.seq - b.seq);
+async function checkpointAt(source: ProofSource, stream: string, seq: number | null, atLeast: number): Promise<Checkpoint> {
+  const cps = (await source.checkpoints(stream)).filter((c) => c.stream === stream).sort((a, b) => a.seq - b.seq);
   const c = seq === null ? cps[cps.length - 1] : cps.find((x) => x.seq === seq);
   if (c === undefined) throw new Error(seq === null ? `stream ${stream} has no checkpoint` : `stream ${stream} has no checkpoint at seq ${seq}`);
   if (c.seq < atLeast) throw new Error(`the checkpoint at seq ${c.seq} does not cover seq ${atLeast} yet (wait for the next checkpoint)`);
   return c;
 }
 
+/** The record as an inclusion proof carries it (V2ProofRecord says why a v2 record is trimmed). */
+function proofRecord(data: string, atHead: boolean): ProofRecord {
+  const r = JSON.parse(data) as V2ProofRecord & { seal_first?: number };
+  if (r.v !== V2) return r as unknown as ChainedRecord;
+  delete r.seal_first;
+  if (!atHead) delete r.seal;
+  return r;
+}
+
 /** `audit prove --record stream:seq [--checkpoint SEQ]`: against the latest checkpoint by default. */
-export async function proveInclusion(store: AuditStore, stream: string, seq: number, checkpointSeq: number | null): Promise<InclusionProof> {
-  const cp = await checkpointAt(store, stream, checkpointSeq, seq);
-  const l = await leaves(store, stream);
-  const text = l.data.get(seq);
-  if (text === undefined) throw new Error(`stream ${stream} has no record with seq ${seq}`);
+export async function proveInclusion(source: ProofSource, stream: string, seq: number, checkpointSeq: number | null): Promise<InclusionProof> {
+  const cp = await checkpointAt(source, stream, checkpointSeq, seq);
+  const l = await leaves(source, stream, seq);
+  if (l.kept === undefined) throw new Error(`stream ${stream} has no record with seq ${seq}`);
   const n = sizeAt(l.seqs, cp.seq);
   const m = sizeAt(l.seqs, seq) - 1;
-  return { format: PROOF_FORMAT, v: 1, type: 'inclusion', record: JSON.parse(text) as ChainedRecord, leaf_index: m, tree_size: n, path: inclusionPath(l.hashes.slice(0, n), m), checkpoint: cp };
+  return { format: PROOF_FORMAT, v: 1, type: 'inclusion', record: proofRecord(l.kept, seq === cp.seq), leaf_index: m, tree_size: n, path: inclusionPath(l.leaves.slice(0, n), m), checkpoint: cp };
 }
 
 /**
  * `audit prove --consistency --stream S --from SEQ|FILE [--to SEQ]`: from an older
- * checkpoint (one the auditor holds, or the store's at that seq) to a newer one (latest by
- * default). The path is computed from the records the store holds now, so it verifies
+ * checkpoint (one the auditor holds, or the source's at that seq) to a newer one (latest by
+ * default). The path is computed from the records the source holds now, so it verifies
  * against the older root only if the history up to it is unchanged.
  */
-export async function proveConsistency(store: AuditStore, stream: string, first: Checkpoint | number, toSeq: number | null): Promise<ConsistencyProof> {
-  const older = typeof first === 'number' ? await checkpointAt(store, stream, first, first) : first;
+export async function proveConsistency(source: ProofSource, stream: string, first: Checkpoint | number, toSeq: number | null): Promise<ConsistencyProof> {
+  const older = typeof first === 'number' ? await checkpointAt(source, stream, first, first) : first;
   if (older.stream !== stream) throw new Error(`the first checkpoint is of stream ${older.stream}, not ${stream}`);
-  const newer = await checkpointAt(store, stream, toSeq, older.seq);
-  const l = await leaves(store, stream);
+  const newer = await checkpointAt(source, stream, toSeq, older.seq);
+  const l = await leaves(source, stream, null);
   const m = sizeAt(l.seqs, older.seq);
   const n = sizeAt(l.seqs, newer.seq);
   if (m < 1) throw new Error('the first checkpoint covers no record');
-  return { format: PROOF_FORMAT, v: 1, type: 'consistency', first: older, first_size: m, second: newer, second_size: n, path: consistencyPath(l.hashes.slice(0, n), m) };
+  return { format: PROOF_FORMAT, v: 1, type: 'consistency', first: older, first_size: m, second: newer, second_size: n, path: consistencyPath(l.leaves.slice(0, n), m) };
 }
 
 const ints = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
@@ -133,6 +198,49 @@ function checkCheckpoint(c: unknown, name: string, pub: KeyObject, problems: str
   return true;
 }
 
+const V2_MEMBERS: ReadonlySet<string> = new Set<string>([...CANONICAL_FIELDS, 'llm', 'leaf', 'seal']);
+
+/** The chain value after a record: v1 its hash, v2 its batch's seal (carried at a checkpoint's seq only). */
+function chainValue(r: ProofRecord): string | undefined {
+  return r.v === V2 ? (r as V2ProofRecord).seal : (r as ChainedRecord).hash;
+}
+
+/**
+ * The record's Merkle leaf, recomputed from what it says (so the proof covers its content),
+ * or null with the problems. v1: its hash from prev_hash, canonical form and mac, leaf
+ * H(0x00 ‖ hash). v2: H(0x00 ‖ canonical), which must be its `leaf`; a member the proof
+ * cannot check (V2ProofRecord) is refused.
+ */
+function recordLeaf(r: ProofRecord, checkpointSeq: number, problems: string[]): string | null {
+  const v2 = r.v === V2;
+  if (v2) {
+    const x = r as V2ProofRecord;
+    const extra = Object.keys(x).filter((k) => !V2_MEMBERS.has(k));
+    if (extra.length > 0) return (problems.push(`the record has members the proof does not cover: ${extra.join(', ')}`), null);
+    if (!isHex32(x.leaf) || (x.seal !== undefined && !isHex32(x.seal))) return (problems.push('the record lacks its chain fields'), null);
+    if (x.seal !== undefined && x.seq !== checkpointSeq) return (problems.push(`record ${x.seq} carries a seal, which a proof covers only at the checkpoint's seq ${checkpointSeq}`), null);
+  } else {
+    const x = r as ChainedRecord;
+    if (!isHex32(x.prev_hash) || !isHex32(x.mac) || !isHex32(x.hash)) return (problems.push('the record lacks its chain fields'), null);
+  }
+  let canon: string;
+  try {
+    canon = canonical(r as ChainedRecord);
+  } catch (err) {
+    return (problems.push(`the record: ${(err as Error).message}`), null);
+  }
+  if (v2) {
+    const leaf = new LeafHasher().leaf(canon);
+    if (leaf !== (r as V2ProofRecord).leaf) problems.push(`record ${r.seq}: its content does not match its leaf`);
+    return leaf;
+  }
+  const x = r as ChainedRecord;
+  const h = new RecordHasher();
+  h.load(x.prev_hash, canon);
+  if (h.hash(x.mac) !== x.hash) problems.push(`record ${x.seq}: its content does not match its hash`);
+  return leafHex(x.hash);
+}
+
 /**
  * `audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]`: every problem
  * found, none when the proof holds. `held`: a checkpoint the auditor kept; a consistency
@@ -148,22 +256,15 @@ export function verifyProof(proof: unknown, pub: KeyObject, held: Checkpoint | n
   if (p.type === 'inclusion') {
     if (!checkCheckpoint(p.checkpoint, 'the checkpoint', pub, problems)) return problems;
     const r = p.record;
-    if (r === null || typeof r !== 'object' || !isHex32(r.prev_hash) || !isHex32(r.mac) || !isHex32(r.hash)) return ['the record lacks its chain fields'];
-    let canon: string;
-    try {
-      canon = canonical(r);
-    } catch (err) {
-      return [`the record: ${(err as Error).message}`];
-    }
-    const h = new RecordHasher();
-    h.load(r.prev_hash, canon);
-    if (h.hash(r.mac) !== r.hash) problems.push(`record ${r.seq}: its content does not match its hash`);
+    if (r === null || typeof r !== 'object') return ['the proof has no record'];
+    const leaf = recordLeaf(r, p.checkpoint.seq, problems);
+    if (leaf === null) return problems;
     if (r.stream !== p.checkpoint.stream) problems.push(`the record is of stream ${JSON.stringify(r.stream)}, the checkpoint of ${JSON.stringify(p.checkpoint.stream)}`);
     if (!(r.seq <= p.checkpoint.seq)) problems.push(`record ${r.seq} is after the checkpoint's seq ${p.checkpoint.seq}`);
-    if (r.seq === p.checkpoint.seq && r.hash !== p.checkpoint.head_hash) problems.push(`record ${r.seq} is not the checkpoint's head`);
+    if (r.seq === p.checkpoint.seq && chainValue(r) !== p.checkpoint.head_hash) problems.push(`record ${r.seq} is not the checkpoint's head: its ${r.v === V2 ? 'seal' : 'hash'} is not the checkpoint's head_hash`);
     if (held !== null && (held.stream !== p.checkpoint.stream || held.seq !== p.checkpoint.seq || held.merkle_root !== p.checkpoint.merkle_root)) problems.push('the proof is not against the held checkpoint');
     if (!ints(p.leaf_index) || !ints(p.tree_size) || p.tree_size > p.checkpoint.seq || p.leaf_index >= p.tree_size || p.leaf_index > r.seq - 1) problems.push('leaf_index / tree_size are out of range');
-    else if (!verifyInclusion(r.hash, p.leaf_index, p.tree_size, p.path, p.checkpoint.merkle_root)) problems.push(`record ${r.seq} is not in the tree under the checkpoint at seq ${p.checkpoint.seq}: the inclusion path does not lead to its Merkle root`);
+    else if (!verifyInclusion(leaf, p.leaf_index, p.tree_size, p.path, p.checkpoint.merkle_root)) problems.push(`record ${r.seq} is not in the tree under the checkpoint at seq ${p.checkpoint.seq}: the inclusion path does not lead to its Merkle root`);
     return problems;
   }
   if (p.type === 'consistency') {

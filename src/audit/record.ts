@@ -78,11 +78,21 @@ export interface ChainFields {
   kid: string;
 }
 
-/** A chained record as stored and exported: body + chain fields + prev_hash, mac, hash (hex). */
+/** A v1 chained record as stored and exported: body + chain fields + prev_hash, mac, hash (hex). */
 export interface ChainedRecord extends AuditBody, ChainFields {
   prev_hash: string;
   mac: string;
   hash: string;
+}
+
+/**
+ * A v2 record as stored and exported (v2.ts): body + chain fields + its leaf hash; the last
+ * record of a batch also carries the batch's seal and first seq.
+ */
+export interface SealedRecord extends AuditBody, ChainFields {
+  leaf: string;
+  seal?: string;
+  seal_first?: number;
 }
 
 /** The canonical field list, in canonical (code-point) order. */
@@ -123,15 +133,12 @@ export const CANONICAL_FIELDS = [
 
 export function emptyBody(kind: RecordKind, time: string): AuditBody {
   // The chain members are declared up front (the writer fills them in), so every record
-  // object has one hidden class from birth instead of growing seven properties later.
-  const r: AuditBody & Omit<ChainedRecord, keyof AuditBody> = {
-    v: 1,
+  // object has one hidden class from birth instead of growing four properties later.
+  const r: AuditBody & ChainFields = {
+    v: 2,
     stream: '',
     seq: 0,
     kid: '',
-    prev_hash: '',
-    mac: '',
-    hash: '',
     kind,
     time,
     first_time: null,

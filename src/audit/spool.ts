@@ -6,13 +6,19 @@
  * receives a stream in seq order.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, statSync, truncateSync, writeSync } from 'node:fs';
-import { recordData } from './chain.js';
 import type { ChainedRecord } from './record.js';
-import type { StoredCheckpoint } from './store/types.js';
+import type { StoreRecord, StoredCheckpoint } from './store/types.js';
+import { isStoredV2 } from './v2.js';
 
 export interface SpoolBatch {
-  records: ChainedRecord[];
+  records: StoreRecord[];
   checkpoints: StoredCheckpoint[];
+}
+
+/** The store record of a stored form: the columns read out of it, `data` kept as it is. */
+export function storeRecordOf(data: string): StoreRecord {
+  const o = JSON.parse(data) as ChainedRecord & { leaf?: string };
+  return { stream: o.stream, seq: o.seq, time: o.time, subject: o.subject, decision: o.decision, hash: isStoredV2(data) ? (o.leaf as string) : o.hash, data };
 }
 
 export class Spool {
@@ -33,10 +39,9 @@ export class Spool {
   }
 
   append(batch: SpoolBatch): void {
-    // Each record as its stored JSON (recordData): parsed back at replay, it has the same
-    // members in the same order, so the store receives the very text it would have stored
-    // (and the verifier's fast path applies to it), not a re-serialization in another order.
-    const line = `{"records":[${batch.records.map(recordData).join(',')}],"checkpoints":${JSON.stringify(batch.checkpoints)}}\n`;
+    // Each record's stored form as a JSON string: the store receives at replay the very
+    // text it would have stored (the text that is hashed), not a re-serialization.
+    const line = `{"records":${JSON.stringify(batch.records.map((r) => r.data))},"checkpoints":${JSON.stringify(batch.checkpoints)}}\n`;
     const fd = openSync(this.file, 'a', 0o600);
     try {
       writeSync(fd, line);
@@ -53,11 +58,14 @@ export class Spool {
     const out: SpoolBatch[] = [];
     for (const line of readFileSync(this.file, 'utf8').split('\n')) {
       if (line === '') continue;
+      let b: { records: Array<string | ChainedRecord>; checkpoints: StoredCheckpoint[] };
       try {
-        out.push(JSON.parse(line) as SpoolBatch);
+        b = JSON.parse(line) as typeof b;
       } catch {
         break;
       }
+      // A spool an older gatehouse wrote holds v1 records as objects, in their stored member order.
+      out.push({ records: b.records.map((r) => storeRecordOf(typeof r === 'string' ? r : JSON.stringify(r))), checkpoints: b.checkpoints });
     }
     return out;
   }

@@ -10,13 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { canonical } from './canonical.js';
+import { parseStoredV2, rootOfLeaves, sealOf } from './v2.js';
 import type { ChainedRecord } from './record.js';
-import { verifyStore } from './sources.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
-import { HMAC_K1, HMAC_K2, keyring, testSigner, testBody as body } from './test-support.js';
-import type { StreamReport } from './verify.js';
-import { AuditWriter, type WriterOptions } from './writer.js';
+import { buildChain, HMAC_K1, HMAC_K2, keyring, testSigner, testBody as body } from './test-support.js';
+import { checkStream, type V2CheckReport } from './test-v2.js';
+import { auditSealWorker, AuditWriter, type WriterOptions } from './writer.js';
+import { v1StoreRecords } from './chain.js';
+import { saveStreamState } from './stream-state.js';
 
 /** A store that fails while `down` is set (an outage). */
 function flaky(inner: AuditStore): AuditStore & { down: boolean } {
@@ -27,7 +29,8 @@ function flaky(inner: AuditStore): AuditStore & { down: boolean } {
     append: (r, c) => (s.down ? Promise.reject(new Error('connection refused')) : inner.append(r, c)),
     head: (x) => (s.down ? Promise.reject(new Error('connection refused')) : inner.head(x)),
     lastCheckpoint: (x) => (s.down ? Promise.reject(new Error('connection refused')) : inner.lastCheckpoint(x)),
-    hashesAfter: (x, a) => inner.hashesAfter(x, a),
+    migrate: () => inner.migrate(),
+    leavesAfter: (x, a) => inner.leavesAfter(x, a),
     streams: () => inner.streams(),
     readRaw: (x, a, l) => inner.readRaw(x, a, l),
     checkpoints: (x) => inner.checkpoints(x),
@@ -74,10 +77,10 @@ function setup(t: TestContext) {
   return { dir, open, opts };
 }
 
-async function verifyOne(store: AuditStore, keys = K1): Promise<StreamReport> {
-  const reps = await verifyStore(store, { keyring: keys, publicKey: signer.publicKey });
-  assert.equal(reps.length, 1);
-  return reps[0] as StreamReport;
+async function verifyOne(store: AuditStore, keys = K1): Promise<V2CheckReport> {
+  const streams = await store.streams();
+  assert.equal(streams.length, 1);
+  return checkStream(store, streams[0] as string, keys, signer.publicKey);
 }
 
 test('a restart continues the stream from the stored head: one stream, one chain', async (t) => {
@@ -163,12 +166,14 @@ test('store outage: batches spool locally (durable), replay in order on recovery
   assert.equal(rep.records, 32);
   const seqs = (await s.query({ limit: 1000 })).map((r) => r.seq);
   assert.deepEqual(seqs, Array.from({ length: 32 }, (_, i) => i + 1));
-  // Replayed records are stored as the text they were sealed as (canonical order, then
-  // prev_hash, mac, hash), like every other record, not re-serialized in another order.
+  // Replayed records are stored as the text they were sealed as (the canonical form, then
+  // leaf and, at a batch's end, the seal), like every other record, not re-serialized.
   for (const row of await s.readRaw(w.status().stream, 0, 100)) {
-    const r = JSON.parse(row.data) as ChainedRecord;
-    assert.equal(row.data, `${canonical(r).slice(0, -1)},"prev_hash":"${r.prev_hash}","mac":"${r.mac}","hash":"${r.hash}"}`, `seq ${r.seq}`);
+    const p = parseStoredV2(row.data);
+    assert.ok(p !== null, row.data);
+    assert.equal(`${row.data.slice(0, p.end)}}`, canonical(JSON.parse(row.data) as ChainedRecord), row.data);
   }
+  assert.ok(rep.batches > 1);
 });
 
 test('the spool limit stops admission until the store is back', async (t) => {
@@ -239,4 +244,94 @@ test('a quiet stream still gets its checkpoint once checkpoint_interval has pass
   const cps = await s.checkpoints(w.stream);
   assert.deepEqual(cps.map((c) => c.seq), [2]);
   await w.close();
+});
+
+test('the writer writes v2: one leaf per record, one seal per batch, checkpoints at batch ends over the seal and the leaves', async (t) => {
+  const { open, opts } = setup(t);
+  const s = open();
+  const w = await AuditWriter.open(opts(s, { checkpointRecords: 7 }));
+  for (let round = 0; round < 4; round++) {
+    for (let i = 0; i < 5; i++) void w.append(body(round * 10 + i));
+    await w.flush();
+  }
+  await w.close();
+  const rep = await verifyOne(s);
+  assert.deepEqual(rep.problems, []);
+  assert.equal(rep.records, 21);
+  assert.equal(rep.v2, 21);
+  assert.equal(rep.batches, 4);
+  // Every checkpoint ends a batch: its head_hash is that batch's seal.
+  const rows = await s.readRaw(w.stream, 0, 100);
+  const cps = await s.checkpoints(w.stream);
+  // checkpoint_records 7: the first batch end at or past 7 records since the last one.
+  assert.deepEqual(cps.map((c) => c.seq), [11, 21]);
+  for (const c of cps) {
+    const at = parseStoredV2((rows[c.seq - 1] as { data: string }).data);
+    assert.equal(c.head_hash, at?.seal, `checkpoint at ${c.seq}`);
+  }
+  assert.equal(rep.latestCheckpointSeq, 21);
+  assert.deepEqual(await s.head(w.stream), { seq: 21, hash: w.status().head_hash });
+});
+
+test('a v1 stream (an older gatehouse) is continued in v2: the first batch\'s seal links to the last v1 hash', async (t) => {
+  const { dir, open, opts } = setup(t);
+  const s = open();
+  const S = 'gw-v1-then-v2';
+  const { records, checkpoints } = buildChain(S, 12, K1, signer, [10]);
+  await s.append(v1StoreRecords(records), checkpoints);
+  saveStreamState(dir, { stream: S, reserved: 12 });
+  const w = await AuditWriter.open(opts(s, { stream: S }));
+  for (let i = 0; i < 6; i++) void w.append(body(i));
+  await w.close();
+  const rep = await verifyOne(s);
+  assert.deepEqual(rep.problems, []);
+  assert.equal(rep.records, 19);
+  assert.equal(rep.v2, 7);
+  assert.equal(rep.latestCheckpointSeq, 19);
+  // The first v2 batch was sealed over the last v1 record's hash.
+  const rows = (await s.readRaw(S, 0, 100)).map((r) => r.data);
+  assert.equal(parseStoredV2(rows[11] as string), null);
+  const batch: string[] = [];
+  let end = 12;
+  for (; parseStoredV2(rows[end] as string)?.seal == null; end++) batch.push(parseStoredV2(rows[end] as string)?.leaf as string);
+  const last = parseStoredV2(rows[end] as string);
+  batch.push(last?.leaf as string);
+  assert.equal(last?.sealFirst, 13);
+  assert.equal(last?.seal, sealOf(K1.active, (records[11] as ChainedRecord).hash, 13, end + 1, rootOfLeaves(batch)));
+});
+
+test('a seal worker that dies fails the writer closed: unavailable, the dependency down, nothing acknowledged that is not stored', async (t) => {
+  const { open, opts } = setup(t);
+  const s = open();
+  const health = { downs: 0, ups: 0, up() { this.ups++; }, down() { this.downs++; } };
+  const lines: unknown[] = [];
+  const log = { error: (o: unknown) => lines.push(o), warn: () => undefined, info: () => undefined } as unknown as WriterOptions['log'];
+  const w = await AuditWriter.open(opts(s, { mode: 'sync', health, log }));
+  const acked: number[] = [];
+  const refused: number[] = [];
+  const track = (i: number) => w.append(body(i)).then(() => acked.push(i), () => refused.push(i));
+  await Promise.all(Array.from({ length: 20 }, (_, i) => track(i)));
+  assert.equal(acked.length, 20);
+  // Records in flight while the thread is ended: each is acknowledged only if stored.
+  const inflight = Array.from({ length: 50 }, (_, i) => track(100 + i));
+  const worker = auditSealWorker(w);
+  assert.ok(worker !== undefined);
+  await worker.terminate();
+  await Promise.all(inflight);
+  assert.equal(w.unavailable, 'seal_failed');
+  assert.equal(w.available, false);
+  assert.ok(health.downs >= 1);
+  assert.ok(lines.some((l) => (l as { event?: string }).event === 'audit_seal_failed'));
+  await assert.rejects(w.append(body(999)), /seal worker/);
+  assert.equal(acked.length + refused.length, 70);
+  await w.close();
+  const stored = new Set((await s.query({ limit: 1000 })).map((r) => r.request_id));
+  for (const i of acked) assert.ok(stored.has(`r${i}`), `acknowledged record r${i} is stored`);
+  // What is stored verifies (the restart record and every batch sealed before the end).
+  assert.deepEqual((await verifyOne(s)).problems, []);
+  // A restart continues from the stored head.
+  const w2 = await AuditWriter.open(opts(open(), { mode: 'sync' }));
+  await w2.append(body(1000));
+  await w2.close();
+  assert.deepEqual((await verifyOne(s)).problems, []);
 });

@@ -1,32 +1,47 @@
 /**
- * The audit writer: one per gateway instance, writing its own stream. Off the request
- * path by batching (group commit): the request path only builds the record body and
- * takes the next seq; sealing (canonical form, HMAC, hash, Merkle) and the store write
- * happen once per flush for the whole batch, on a timer (`flush_interval`, async mode)
- * or on the next turn of the event loop (sync mode, where the response waits for it).
+ * The audit writer: one per gateway instance, writing its own stream in chain format v2
+ * (v2.ts). Off the request path by batching (group commit) and by threads: the request
+ * path only builds the record body (and, in async mode, takes the next seq); once per
+ * flush, for the whole batch, the gateway's thread gives each record its chain members
+ * (v, stream, seq, kid), builds its canonical form and hands the batch to the seal worker
+ * (seal-worker.ts, through sealer.ts), which owns the chain state and does every hash —
+ * leaves, the batch's Merkle root, the seal, the stream's Merkle frontier — and returns
+ * the stored forms. The store write follows (SQLite: in its own worker thread). A flush
+ * runs on a timer (`flush_interval`, async mode) or on the next turn of the event loop
+ * (sync mode, where the response waits for it).
  *
  * Durability and failure:
  * - a batch is one store transaction; when the store refuses it, the sealed batch goes
  *   to the spool (spool.ts) and is replayed in order later: the chain never restarts;
- * - the writer never starts a new genesis: on open it reads the stream head from the
- *   store (open fails when the store cannot answer), after replaying any spool;
+ * - the writer never starts a new genesis: on open it reads the stream head (its chain
+ *   value) from the store (open fails when the store cannot answer), after replaying any
+ *   spool; a stream an older gatehouse wrote in v1 continues in v2 from its last hash;
  * - async mode: seqs are reserved in the state file before they are handed out
  *   (stream-state.ts), so a crash's loss is named by the restart record the next start
  *   writes (and by `audit verify` before that);
- * - sync mode: a seq is given to a record only when it is sealed, and sealed records are
- *   stored (or spooled) before any answer waits on them: a crash loses no seq and the
- *   restart record declares nothing lost (docs/audit.md, "Streams, restarts and crashes").
+ * - sync mode: a seq is given to a record only when its batch goes to be sealed, and
+ *   sealed records are stored (or spooled) before any answer waits on them: a crash loses
+ *   no seq and the restart record declares nothing lost (docs/audit.md, "Streams, restarts
+ *   and crashes");
+ * - a seal worker that fails (throws, exits) fails the writer closed for good: every
+ *   record waiting and every later one is refused (`unavailable` = seal_failed; the gate
+ *   answers 503 audit_unavailable unless `on_failure: allow`), nothing is acknowledged that
+ *   was not stored, and the dependency state goes down. The chain state lived in the worker;
+ *   guessing it back could fork the chain, so only a restart (which reads the stored head)
+ *   writes again.
  */
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../observability/logger.js';
-import { genesis } from './canonical.js';
-import { Chain } from './chain.js';
+import { canonical, genesis } from './canonical.js';
 import type { CheckpointSigner } from './checkpoint.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
-import { emptyBody, type AuditBody, type ChainedRecord } from './record.js';
+import { emptyBody, type AuditBody, type ChainFields } from './record.js';
+import type { SealReply } from './seal-protocol.js';
+import { Sealer } from './sealer.js';
 import { Spool, type SpoolBatch } from './spool.js';
-import type { AuditStore, StoredCheckpoint } from './store/types.js';
+import type { AuditStore, StoreRecord, StoredCheckpoint } from './store/types.js';
 import { loadStreamState, saveStreamState, type StreamState } from './stream-state.js';
 
 export interface WriterMetrics {
@@ -100,17 +115,40 @@ export interface WriterStatus {
 /** How many seqs one reservation covers (one fsync of the state file per block). */
 const RESERVE_BLOCK = 4096;
 
+type Item = { body: AuditBody; seq: number };
+/** A body once the writer gave it its chain members. */
+type Chained = AuditBody & ChainFields;
+
+const sealWorkers = new WeakMap<AuditWriter, Worker>();
+
+/** The seal worker thread of a writer (tests end it to check that the writer fails closed). */
+export function auditSealWorker(w: AuditWriter): Worker | undefined {
+  return sealWorkers.get(w);
+}
+
+/** A rejected promise nobody has to handle (a caller in async mode drops it). */
+function refused(err: Error): Promise<void> {
+  const p = Promise.reject(err);
+  p.catch(() => undefined);
+  return p;
+}
+
 export class AuditWriter {
   readonly stream: string;
   private readonly o: WriterOptions;
   private keyring: Keyring;
-  private readonly chain: Chain;
+  private readonly sealer: Sealer;
   private readonly spool: Spool;
   private readonly state: StreamState;
   private readonly now: () => number;
   private nextSeq: number;
+  /** The last seq handed to the seal worker. */
+  private postedSeq: number;
+  /** The last sealed seq and the chain value there (the head once the store has it). */
+  private sealedSeq: number;
+  private chainValue: string;
   /** Records waiting to be sealed; seq 0: sync mode, given at sealing. */
-  private queue: Array<{ body: AuditBody; seq: number }> = [];
+  private queue: Item[] = [];
   private waiter: Deferred | null = null;
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
@@ -118,6 +156,8 @@ export class AuditWriter {
   /** A flush sealed while the previous one's store write runs, waiting to write next (at most one). */
   private sealedNext: Promise<void> | null = null;
   private storeOk = true;
+  /** Set once the seal worker failed: nothing is sealed any more. */
+  private sealFailure: Error | null = null;
   private lastRetry = 0;
   private lastCpSeq: number;
   private lastCpTime: number;
@@ -125,19 +165,24 @@ export class AuditWriter {
   private closed = false;
   private cpTimer: NodeJS.Timeout | null = null;
 
-  private constructor(o: WriterOptions, state: StreamState, chain: Chain, spool: Spool, lastCp: StoredCheckpoint | null) {
+  private constructor(o: WriterOptions, state: StreamState, head: { seq: number; chain: string; merkle: MerkleAccumulator }, spool: Spool, lastCp: StoredCheckpoint | null) {
     this.o = o;
     this.keyring = o.keyring;
     this.stream = state.stream;
     this.state = state;
-    this.chain = chain;
     this.spool = spool;
     this.now = o.now ?? Date.now;
-    this.nextSeq = chain.seq + 1;
+    this.nextSeq = head.seq + 1;
+    this.postedSeq = head.seq;
+    this.sealedSeq = head.seq;
+    this.chainValue = head.chain;
     this.lastCpSeq = lastCp?.checkpoint.seq ?? 0;
     this.lastCpIso = lastCp?.checkpoint.time ?? null;
     this.lastCpTime = lastCp ? Date.parse(lastCp.checkpoint.time) : this.now();
     if (lastCp) o.metrics?.checkpoint(this.lastCpTime / 1000);
+    this.sealer = new Sealer({ seq: head.seq, prev: head.chain, frontier: head.merkle.state() }, (err) => this.sealFailed(err));
+    this.sealer.setKey(this.keyring.activeId, this.keyring.active);
+    sealWorkers.set(this, this.sealer.worker);
     if (o.signer !== null && o.checkpointIntervalMs > 0) {
       // A quiet stream still gets its checkpoint on time: the tail a third party cannot
       // check is never older than checkpoint_interval.
@@ -157,18 +202,11 @@ export class AuditWriter {
     }
     const head = await o.store.head(state.stream);
     const lastCp = await o.store.lastCheckpoint(state.stream);
-    let merkle: MerkleAccumulator;
-    if (lastCp !== null) {
-      merkle = MerkleAccumulator.from(lastCp.frontier);
-      for (const h of await o.store.hashesAfter(state.stream, lastCp.checkpoint.seq)) merkle.push(h);
-    } else {
-      merkle = new MerkleAccumulator();
-      for (const h of await o.store.hashesAfter(state.stream, 0)) merkle.push(h);
-    }
-    const chain = new Chain(state.stream, head?.seq ?? 0, head ? head.hash : genesis(state.stream).toString('hex'), merkle);
-    const w = new AuditWriter(o, state, chain, spool, lastCp);
+    const merkle = lastCp !== null ? MerkleAccumulator.from(lastCp.frontier) : new MerkleAccumulator();
+    for (const l of await o.store.leavesAfter(state.stream, lastCp?.checkpoint.seq ?? 0)) merkle.pushLeaf(l);
+    const headSeq = head?.seq ?? 0;
+    const w = new AuditWriter(o, state, { seq: headSeq, chain: head ? head.hash : genesis(state.stream).toString('hex'), merkle }, spool, lastCp);
     // Every start is recorded; one after a crash names the seqs that may have been lost.
-    const headSeq = chain.seq;
     const restart = emptyBody('restart', new Date(w.now()).toISOString());
     restart.instance = o.instance;
     restart.count = 0;
@@ -188,11 +226,12 @@ export class AuditWriter {
   }
 
   /**
-   * Takes the next seq for a record body and queues it. Returns a promise that resolves
+   * Queues a record body (async mode: takes its seq now). Returns a promise that resolves
    * once the record is durable (store or spool) — awaited in sync mode only.
    */
   append(body: AuditBody): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('audit writer closed'));
+    if (this.closed) return refused(new Error('audit writer closed'));
+    if (this.sealFailure !== null) return refused(this.sealFailure);
     let seq = 0;
     if (this.o.mode === 'async') {
       // The record is acknowledged before it is durable: its seq is taken (and reserved)
@@ -211,18 +250,21 @@ export class AuditWriter {
     return p;
   }
 
-  /** Rotation: records sealed from now on use the new active key. */
+  /** Rotation: batches sealed from now on use the new active key. */
   setKeyring(k: Keyring): void {
     this.keyring = k;
+    // Handed to the worker before any batch that names it (messages are handled in order).
+    this.sealer.setKey(k.activeId, k.active);
   }
 
-  /** False when records cannot be kept (spool or queue full): new traffic is refused unless `on_failure: allow`. */
+  /** False when records cannot be kept (seal worker failed, spool or queue full): new traffic is refused unless `on_failure: allow`. */
   get available(): boolean {
     return this.unavailable === null;
   }
 
   /** Why records cannot be kept now, or null. */
-  get unavailable(): 'spool_full' | 'queue_full' | null {
+  get unavailable(): 'seal_failed' | 'spool_full' | 'queue_full' | null {
+    if (this.sealFailure !== null) return 'seal_failed';
     if (this.spool.bytes >= this.o.spoolLimitBytes) return 'spool_full';
     if (this.queue.length >= (this.o.queueLimit ?? Infinity)) return 'queue_full';
     return null;
@@ -236,9 +278,9 @@ export class AuditWriter {
     return {
       stream: this.stream,
       mode: this.o.mode,
-      head_seq: this.chain.seq,
-      head_hash: this.chain.prev,
-      next_seq: this.nextSeq,
+      head_seq: this.sealedSeq,
+      head_hash: this.chainValue,
+      next_seq: this.o.mode === 'async' ? this.nextSeq : this.postedSeq + 1,
       queued: this.queue.length,
       store_ok: this.storeOk,
       spool_bytes: this.spool.bytes,
@@ -288,7 +330,7 @@ export class AuditWriter {
     this.flushing = p;
     if (prev !== null) this.sealedNext = p;
     // More than one batch was queued: the caller asked for all of it.
-    return this.queue.length > 0 ? p.then(() => this.flush()) : p;
+    return this.queue.length > 0 && this.sealFailure === null ? p.then(() => this.flush()) : p;
   }
 
   private async doFlush(prev: Promise<void> | null): Promise<void> {
@@ -298,8 +340,8 @@ export class AuditWriter {
     }
     let items = this.queue;
     const waiter = this.waiter;
-    // One batch is at most batch_max records: its sealing holds the event loop and its
-    // records are held in memory until written, so neither grows with a backlog.
+    // One batch is at most batch_max records: its records are held in memory until
+    // written, and its sealing holds the seal worker, so neither grows with a backlog.
     let rest: Deferred | null = null;
     if (items.length > this.o.batchMax) {
       this.queue = items.slice(this.o.batchMax);
@@ -313,15 +355,18 @@ export class AuditWriter {
       this.queue = [];
       this.waiter = null;
     }
-    const records: ChainedRecord[] = new Array<ChainedRecord>(items.length);
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i] as { body: AuditBody; seq: number };
-      records[i] = this.chain.seal(it.body, it.seq === 0 ? this.nextSeq++ : it.seq, this.keyring);
+    let batch: SpoolBatch;
+    try {
+      batch = await this.seal(items);
+    } catch (err) {
+      // Not sealed, so not stored: every waiter of these records is refused.
+      waiter?.reject(err as Error);
+      rest?.reject(err as Error);
+      return;
     }
-    const cps = this.maybeCheckpoint(false);
     if (prev !== null) await prev.catch(() => undefined);
     try {
-      await this.persist({ records, checkpoints: cps });
+      await this.persist(batch);
       if (rest !== null) rest.promise.then(() => waiter?.resolve(), (err: Error) => waiter?.reject(err));
       else waiter?.resolve();
     } catch (err) {
@@ -337,24 +382,71 @@ export class AuditWriter {
     }
   }
 
-  private checkpointDue(): boolean {
-    return this.o.signer !== null && this.o.checkpointIntervalMs > 0 && this.chain.seq > this.lastCpSeq && this.now() - this.lastCpTime >= this.o.checkpointIntervalMs;
+  /**
+   * The event-loop part of sealing a batch: the chain members and the canonical form of
+   * each record, then one message to the seal worker; the reply's stored forms become the
+   * store records. A checkpoint due at the batch's end is decided here (its seq is the
+   * batch's last) and signed when the worker has answered with the seal and the Merkle root.
+   */
+  private async seal(items: readonly Item[]): Promise<SpoolBatch> {
+    if (this.sealFailure !== null) throw this.sealFailure;
+    const n = items.length;
+    const kid = this.keyring.activeId;
+    const canons = new Array<string>(n);
+    let first = this.postedSeq + 1;
+    for (let i = 0; i < n; i++) {
+      const it = items[i] as Item;
+      const b = it.body as Chained;
+      b.v = 2;
+      b.stream = this.stream;
+      b.seq = it.seq === 0 ? this.nextSeq++ : it.seq;
+      b.kid = kid;
+      canons[i] = canonical(b);
+      if (i === 0) first = b.seq;
+      this.postedSeq = b.seq;
+    }
+    const cpTime = this.checkpointAt(this.postedSeq, false);
+    if (n === 0 && cpTime === null) return { records: [], checkpoints: [] };
+    const reply = await this.sealer.seal(first, kid, canons, cpTime !== null);
+    this.sealedSeq = reply.seq;
+    this.chainValue = reply.chain;
+    return { records: storeRecords(items, reply), checkpoints: cpTime === null ? [] : [this.signCheckpoint(reply, cpTime)] };
   }
 
-  private maybeCheckpoint(force: boolean): StoredCheckpoint[] {
-    const signer = this.o.signer;
-    if (signer === null || this.chain.seq === this.lastCpSeq) return [];
+  private checkpointDue(): boolean {
+    return this.o.signer !== null && this.o.checkpointIntervalMs > 0 && this.postedSeq > this.lastCpSeq && this.now() - this.lastCpTime >= this.o.checkpointIntervalMs;
+  }
+
+  /** Whether a checkpoint ends at `seq` (a batch's end); when it does, its time, and it counts as taken. */
+  private checkpointAt(seq: number, force: boolean): string | null {
+    if (this.o.signer === null || seq === this.lastCpSeq) return null;
     const now = this.now();
-    const byCount = this.o.checkpointRecords > 0 && this.chain.seq - this.lastCpSeq >= this.o.checkpointRecords;
+    const byCount = this.o.checkpointRecords > 0 && seq - this.lastCpSeq >= this.o.checkpointRecords;
     const byTime = this.o.checkpointIntervalMs > 0 && now - this.lastCpTime >= this.o.checkpointIntervalMs;
-    if (!force && !byCount && !byTime) return [];
+    if (!force && !byCount && !byTime) return null;
     const time = new Date(now).toISOString();
-    const checkpoint = signer.sign({ stream: this.stream, seq: this.chain.seq, head_hash: this.chain.prev, merkle_root: this.chain.merkle.root().toString('hex'), time });
-    this.lastCpSeq = this.chain.seq;
+    this.lastCpSeq = seq;
     this.lastCpTime = now;
     this.lastCpIso = time;
-    this.o.metrics?.checkpoint(now / 1000);
-    return [{ checkpoint, frontier: this.chain.merkle.state() }];
+    return time;
+  }
+
+  private signCheckpoint(reply: SealReply, time: string): StoredCheckpoint {
+    const checkpoint = (this.o.signer as CheckpointSigner).sign({ stream: this.stream, seq: reply.seq, head_hash: reply.chain, merkle_root: reply.root as string, time });
+    this.o.metrics?.checkpoint(Date.parse(time) / 1000);
+    return { checkpoint, frontier: reply.frontier as StoredCheckpoint['frontier'] };
+  }
+
+  private sealFailed(err: Error): void {
+    this.sealFailure = err;
+    this.o.log?.error({ event: 'audit_seal_failed', stream: this.stream, err: err.message }, 'audit seal worker failed; records are refused until a restart');
+    this.o.health?.down(err);
+    this.o.metrics?.writeFailed();
+    // Queued records will never be sealed: their waiters are refused now.
+    const w = this.waiter;
+    this.queue = [];
+    this.waiter = null;
+    w?.reject(err);
   }
 
   private async persist(batch: SpoolBatch): Promise<void> {
@@ -366,8 +458,7 @@ export class AuditWriter {
         this.lastRetry = this.now();
         try {
           await replay(this.o.store, this.stream, this.spool);
-          this.storeOk = true;
-          this.o.health?.up();
+          this.storeUp();
           this.o.metrics?.spoolBytes(0);
           this.o.log?.info({ event: 'audit_spool_replayed', stream: this.stream }, 'audit store reachable again; spool replayed');
         } catch (err) {
@@ -383,8 +474,7 @@ export class AuditWriter {
     if (batch.records.length === 0 && batch.checkpoints.length === 0) return;
     try {
       await this.o.store.append(batch.records, batch.checkpoints);
-      this.storeOk = true;
-      this.o.health?.up();
+      this.storeUp();
       this.o.metrics?.written(batch.records.length, (performance.now() - t0) / 1000);
     } catch (err) {
       this.storeDown(err);
@@ -393,6 +483,12 @@ export class AuditWriter {
       this.spool.append(batch);
       this.o.metrics?.spoolBytes(this.spool.bytes);
     }
+  }
+
+  private storeUp(): void {
+    this.storeOk = true;
+    // A failed seal worker keeps the dependency down, whatever the store does.
+    if (this.sealFailure === null) this.o.health?.up();
   }
 
   private storeDown(err: unknown): void {
@@ -408,21 +504,41 @@ export class AuditWriter {
     if (this.closed) return;
     await this.flush();
     this.closed = true;
-    const cps = this.maybeCheckpoint(true);
-    try {
-      await this.persist({ records: [], checkpoints: cps });
-    } catch (err) {
-      this.o.log?.error({ event: 'audit_close_failed', err: String(err) }, 'audit: final checkpoint not stored');
+    if (this.sealFailure === null) {
+      try {
+        const time = this.checkpointAt(this.postedSeq, true);
+        const cps = time === null ? [] : [this.signCheckpoint(await this.sealer.seal(this.postedSeq + 1, this.keyring.activeId, [], true), time)];
+        await this.persist({ records: [], checkpoints: cps });
+      } catch (err) {
+        this.o.log?.error({ event: 'audit_close_failed', err: String(err) }, 'audit: final checkpoint not stored');
+      }
     }
+    await this.sealer.close();
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.immediate !== null) clearImmediate(this.immediate);
     if (this.cpTimer !== null) clearInterval(this.cpTimer);
     // A clean stop hands back the unused reservation (everything handed out is sealed and in
-    // the store or the spool): the next start declares no gap.
-    this.state.reserved = this.chain.seq;
+    // the store or the spool): the next start declares no gap. After a seal worker failure
+    // records handed out may be lost: the reservation stays, and the next start names them.
+    if (this.sealFailure === null) this.state.reserved = this.sealedSeq;
     delete this.state.pid;
     saveStreamState(this.o.stateDir, this.state);
   }
+}
+
+/** The store records of a sealed batch: the worker's stored forms and leaves, the columns from the bodies. */
+function storeRecords(items: readonly Item[], reply: SealReply): StoreRecord[] {
+  const n = items.length;
+  const out = new Array<StoreRecord>(n);
+  const { text, lens, leaves } = reply;
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    const b = (items[i] as Item).body as Chained;
+    const len = lens[i] as number;
+    out[i] = { stream: b.stream, seq: b.seq, time: b.time, subject: b.subject, decision: b.decision, hash: leaves.slice(i * 64, i * 64 + 64), data: text.slice(pos, pos + len) };
+    pos += len;
+  }
+  return out;
 }
 
 /** Replays a spool into the store in order; records the store already has (a replay cut short) are skipped. */
@@ -436,7 +552,7 @@ async function replay(store: AuditStore, stream: string, spool: Spool): Promise<
     const cps = b.checkpoints.filter((c) => c.checkpoint.seq > cpSeq);
     if (records.length === 0 && cps.length === 0) continue;
     await store.append(records, cps);
-    if (records.length > 0) headSeq = (records[records.length - 1] as ChainedRecord).seq;
+    if (records.length > 0) headSeq = (records[records.length - 1] as StoreRecord).seq;
     if (cps.length > 0) cpSeq = (cps[cps.length - 1] as StoredCheckpoint).checkpoint.seq;
   }
   spool.clear();

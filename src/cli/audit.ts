@@ -14,6 +14,9 @@
  *                                                   an inclusion proof against a signed checkpoint
  *   audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]
  *                                                   a consistency proof between two checkpoints
+ *   audit prove --archive s3://BUCKET/PREFIX|DIR [--config FILE] [S3 flags as for verify] ...
+ *                                                   either proof from an archive (records pruned
+ *                                                   locally), followed by the store's newer records
  *   audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
  *                                                   checks a proof offline
  *   audit export --config FILE --out FILE [--stream ID]
@@ -31,7 +34,7 @@ import { loadAuditKeys, openAuditStore } from '../audit/service.js';
 import { exportStore, verifyExport, verifyStore } from '../audit/sources.js';
 import { formatReport, type StreamReport } from '../audit/verify.js';
 import type { Keyring } from '../audit/keyring.js';
-import { ConfigError, formatProblems, loadConfig, type LoadedConfig } from '../config/load.js';
+import { ConfigError, formatProblems, loadConfig, loadConfigSections, type LoadedConfig } from '../config/load.js';
 import { createDirectoryTarget } from '../audit/archive/directory-target.js';
 import { openArchiveTarget, parseArchiveLocation, s3Connection, s3Target, type S3Connection } from '../audit/archive/open.js';
 import type { ArchiveTarget } from '../audit/archive/target.js';
@@ -39,7 +42,8 @@ import { formatArchiveReport, verifyArchive, type ArchiveStreamReport } from '..
 import type { AuditStore } from '../audit/store/types.js';
 import { AUDIT_SCHEMA_VERSION } from '../audit/store/postgres.js';
 import { readStreamState } from '../audit/stream-state.js';
-import { proveConsistency, proveInclusion, verifyProof, type Proof } from '../audit/proof.js';
+import { proveConsistency, proveInclusion, storeProofSource, verifyProof, type Proof, type ProofSource } from '../audit/proof.js';
+import { archiveProofSource } from '../audit/archive/proof-source.js';
 import type { Checkpoint } from '../audit/checkpoint.js';
 import { stateDir } from '../stores/postgres-client.js';
 
@@ -71,15 +75,23 @@ export const SPEC: CommandSpec = {
     },
     migrate: {
       usage: 'gatehouse audit migrate --config FILE',
-      summary: "create or upgrade the audit store's schema (PostgreSQL: run as the schema owner; the gateway never runs DDL)",
+      summary: "create or upgrade the audit store's schema (PostgreSQL: run as the schema owner; the gateway never runs DDL); reads only state, audit and ca from the config",
       options: { config: CONFIG_REQUIRED },
     },
     prove: {
       usage: `gatehouse audit prove --config FILE --record STREAM:SEQ [--checkpoint SEQ] [--out FILE]
-       gatehouse audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]`,
-      summary: 'an RFC 9162 inclusion proof for a record, or a consistency proof between two checkpoints',
+       gatehouse audit prove --config FILE --consistency --stream ID --from SEQ|CHECKPOINT.json [--to SEQ] [--out FILE]
+       gatehouse audit prove --archive s3://BUCKET/PREFIX|DIR [--config FILE] (--record ... | --consistency ...)
+           [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]`,
+      summary: 'an RFC 9162 inclusion proof for a record, or a consistency proof between two checkpoints (from the store, an archive, or both)',
       options: {
-        config: CONFIG_REQUIRED,
+        config: CONFIG,
+        archive: { type: 'string', value: 's3://BUCKET/PREFIX|DIR', description: 'prove from this archive (then the store\'s newer records, with --config)' },
+        endpoint: { type: 'string', value: 'URL', description: 'S3 endpoint' },
+        region: { type: 'string', value: 'R', description: 'S3 region' },
+        'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
+        'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
+        'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
         record: { type: 'string', value: 'STREAM:SEQ', description: 'the record to prove' },
         checkpoint: { type: 'string', value: 'SEQ', description: 'the checkpoint to prove against (default: the latest)' },
         consistency: { type: 'boolean', description: 'a consistency proof instead' },
@@ -195,7 +207,8 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
  */
 async function migrateCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
   if (typeof v.config !== 'string') return usage('--config FILE is required');
-  const loaded = load(v.config);
+  // Only the store's settings: the owner's config need not hold the gateway's sites and secrets.
+  const loaded = loadConfigSections(v.config, ['state', 'audit', 'ca']);
   const store = openAuditStore(loaded.config, loaded.dir);
   try {
     await store.migrate();
@@ -359,30 +372,48 @@ function readJson(file: string): unknown {
   }
 }
 
-/** `audit prove`: an inclusion or a consistency proof, as JSON (stdout or --out). */
+/**
+ * `audit prove`: an inclusion or a consistency proof, as JSON (stdout or --out). From the
+ * store; with --archive from the archive's segments, followed (with --config) by the
+ * store's records after them — a stream pruned locally is proved that way.
+ */
 async function proveCmd(v: Record<string, string | boolean | undefined>): Promise<number> {
-  if (typeof v.config !== 'string') return usage('--config FILE is required');
+  if (typeof v.config !== 'string' && typeof v.archive !== 'string') return usage('--config FILE (or --archive s3://BUCKET/PREFIX|DIR) is required');
   const seqArg = (x: string | boolean | undefined, name: string): number | null => {
     if (x === undefined) return null;
     if (typeof x !== 'string' || !/^[1-9][0-9]{0,15}$/.test(x)) throw new Error(`${name} must be a seq (a positive integer)`);
     return Number(x);
   };
+  const m = typeof v.record === 'string' ? /^(.+):([1-9][0-9]{0,15})$/.exec(v.record) : null;
+  if (v.consistency === true ? typeof v.stream !== 'string' || typeof v.from !== 'string' : m === null) {
+    return usage(v.consistency === true ? '--consistency needs --stream ID and --from SEQ|CHECKPOINT.json' : '--record STREAM:SEQ is required (or --consistency)');
+  }
+  const loaded = typeof v.config === 'string' ? load(v.config) : null;
+  let store: AuditStore | null = null;
+  let target: ArchiveTarget | null = null;
   let proof: Proof;
-  const loaded = load(v.config);
-  const store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
   try {
-    await store.init();
+    if (loaded !== null) {
+      store = openAuditStore(loaded.config, loaded.dir, { readOnly: true });
+      await store.init();
+    }
+    let source: ProofSource;
+    if (typeof v.archive === 'string') {
+      const t = await archiveTarget(v, v.archive, loaded);
+      if (typeof t === 'string') return usage(t);
+      target = t;
+      source = archiveProofSource(t, store);
+    } else source = storeProofSource(store as AuditStore);
     if (v.consistency === true) {
-      if (typeof v.stream !== 'string' || typeof v.from !== 'string') return usage('--consistency needs --stream ID and --from SEQ|CHECKPOINT.json');
-      const from = /^[0-9]+$/.test(v.from) ? (seqArg(v.from, '--from') as number) : (readJson(v.from) as Checkpoint);
-      proof = await proveConsistency(store, v.stream, from, seqArg(v.to, '--to'));
+      const from = /^[0-9]+$/.test(v.from as string) ? (seqArg(v.from, '--from') as number) : (readJson(v.from as string) as Checkpoint);
+      proof = await proveConsistency(source, v.stream as string, from, seqArg(v.to, '--to'));
     } else {
-      const m = typeof v.record === 'string' ? /^(.+):([1-9][0-9]{0,15})$/.exec(v.record) : null;
-      if (m === null) return usage('--record STREAM:SEQ is required (or --consistency)');
-      proof = await proveInclusion(store, m[1] as string, Number(m[2]), seqArg(v.checkpoint, '--checkpoint'));
+      const [, stream, seq] = m as RegExpExecArray;
+      proof = await proveInclusion(source, stream as string, Number(seq), seqArg(v.checkpoint, '--checkpoint'));
     }
   } finally {
-    await store.close();
+    await target?.close();
+    await store?.close();
   }
   const text = JSON.stringify(proof, null, 2) + '\n';
   if (typeof v.out === 'string') {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { configSchema, siteSchema, type Config, type SiteConfig } from './schema.js';
 import { CREDENTIAL_PREFIX, isSecretKeyName, resolveCredential, urlHasInlinePassword } from './secrets.js';
 import { validateConfig } from './validate.js';
@@ -206,6 +206,40 @@ function dedupe(problems: Problem[]): Problem[] {
     seen.add(k);
     return true;
   });
+}
+
+/**
+ * A config for a command that uses only some top-level sections (`gatehouse audit
+ * migrate`: `state`, `audit`, `ca`): those sections are validated as `parseConfig` does,
+ * every other one may be absent (default; `sites` none) and is not checked. So the
+ * PostgreSQL schema owner's config holds the store settings only — not the gateway's
+ * sites, keys and secrets (deploy/kubernetes/audit-migrate-job.yaml) — while the
+ * gateway's own config works as well.
+ */
+export function loadConfigSections(file: string, sections: ReadonlyArray<keyof Config>): LoadedConfig {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(abs, [{ path: '(file)', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, severity: 'error' }]);
+  }
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) return parseConfig(text, file); // names the YAML errors
+  const raw = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown>;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return parseConfig(text, file);
+  const problems: Problem[] = [];
+  const picked: Record<string, unknown> = {};
+  for (const k of sections) if (raw[k] !== undefined) picked[k] = raw[k];
+  const flagged = new Set<string>();
+  scanInlineSecrets(picked, [], problems, flagged);
+  resolveCredentialRefs(picked, [], problems);
+  const parsed = configSchema.extend({ sites: z.array(siteSchema) }).safeParse({ ...picked, sites: [] });
+  if (!parsed.success) throw new ConfigError(abs, [...problems, ...schemaProblems(parsed.error, flagged)]);
+  const inSection = (p: Problem) => sections.some((k) => p.path === k || p.path.startsWith(`${k}.`) || p.path.startsWith(`${k}[`));
+  problems.push(...validateConfig(parsed.data, dirname(abs), abs).filter(inSection));
+  if (problems.some((p) => p.severity === 'error')) throw new ConfigError(abs, problems);
+  return { config: deepFreeze(parsed.data), file: abs, dir: dirname(abs), warnings: problems };
 }
 
 /**

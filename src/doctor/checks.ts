@@ -8,10 +8,11 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { loadAuditKeys, openAuditStore } from '../audit/service.js';
 import { verifyStore } from '../audit/sources.js';
+import { readStreamState } from '../audit/stream-state.js';
 import type { Config } from '../config/schema.js';
 import { checkSecretFile, urlHasInlinePassword, withSecretReader } from '../config/secrets.js';
 import { fileRefs, secretReaderFor } from '../config/validate-process.js';
@@ -21,6 +22,7 @@ import { CA_FILES, caPaths } from '../pki/ca.js';
 import { isLoopbackHost, isWildcardHost, parseListenAddress } from '../server/address.js';
 import { currentIdentity, procIds } from '../server/privileges.js';
 import { compileHeaderPolicy, DEFAULT_SECURITY_HEADERS } from '../stages/headers/index.js';
+import { stateDir } from '../stores/postgres-client.js';
 import { storeHost, unencryptedStores } from '../stores/store-tls.js';
 
 export type Status = 'PASS' | 'WARN' | 'FAIL' | 'SKIP';
@@ -443,9 +445,17 @@ async function checkAudit(c: Ctx): Promise<CheckResult> {
   let store;
   try {
     const keys = loadAuditKeys(a, c.dir);
-    store = openAuditStore(c.config, c.dir);
+    const state = readStreamState(stateDir(c.config.state.dir, c.dir));
+    if (a.store !== 'postgres' && !existsSync(join(stateDir(c.config.state.dir, c.dir), 'audit.sqlite'))) {
+      // Never started (nothing to verify yet), or the file is gone while the stream it held is still named.
+      if (state !== null) return fail(id, `the audit store (SQLite in state.dir) is missing, but stream ${state.stream} was started: a wiped store`, 'restore the audit store from backup; gatehouse audit verify --config FILE names what is lost');
+      return pass(id, 'enabled with a checkpoint key; no audit store yet (the gateway creates it at its first start)');
+    }
+    // Read-only, as audit verify opens it: doctor may run while the gateway writes, or as
+    // another user, and must never create or change a store file.
+    store = openAuditStore(c.config, c.dir, { readOnly: true });
     await store.init();
-    const reports = await verifyStore(store, { keyring: keys.keyring, publicKey: keys.signer?.publicKey ?? null });
+    const reports = await verifyStore(store, { keyring: keys.keyring, publicKey: keys.signer?.publicKey ?? null }, { streams: state === null ? [] : [state.stream] });
     const bad = reports.filter((r) => r.problems.length > 0);
     if (bad.length > 0) return fail(id, `chain verification failed: ${bad.map((r) => `${r.stream}: ${r.problems.length} problem(s), first ${JSON.stringify(r.problems[0])}`).join('; ')}`, 'investigate with gatehouse audit verify --config FILE; keep the export for evidence');
     const records = reports.reduce((n, r) => n + r.records, 0);

@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +17,13 @@ import { describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DockerfileParser } from 'dockerfile-ast';
 import { validate as lintDockerfile, ValidationSeverity } from 'dockerfile-utils';
-import { parseAllDocuments } from 'yaml';
+import postgres from 'postgres';
+import { parseAllDocuments, stringify } from 'yaml';
 import { configSchema } from '../config/schema.js';
 import { createMetrics } from '../observability/metrics.js';
 import { checkPolicyFiles } from '../stages/policy/policy-set.js';
+import { BIN } from '../testing/harness.js';
+import { needPostgres, POSTGRES_URL } from '../testing/services.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
@@ -206,6 +210,75 @@ describe('Kubernetes manifests', () => {
       return join(dir, name);
     });
     assert.equal(checkPolicyFiles(files), null);
+  });
+});
+
+describe('Kubernetes: the audit migrate Job', () => {
+  const docs = () => manifests().filter((d) => (d.metadata as { labels?: Record<string, string> }).labels?.['app.kubernetes.io/name'] === 'gatehouse-audit-migrate' || (d.metadata as { name: string }).name === 'gatehouse-audit-migrate');
+  const ownerConfig = () => (docs().find((d) => d.kind === 'ConfigMap') as { data: Record<string, string> }).data['gatehouse.yaml'] as string;
+
+  it('runs `audit migrate` locked down like the gateway, with the owner\'s secret and the CA root only — none of the gateway\'s secrets', () => {
+    const job = docs().find((d) => d.kind === 'Job') as { spec: { backoffLimit: number; template: { spec: Record<string, unknown> } } };
+    assert.ok(job, 'a Job named gatehouse-audit-migrate');
+    const pod = job.spec.template.spec as { securityContext: Record<string, unknown>; containers: Array<Record<string, unknown>>; volumes: Array<Record<string, unknown>>; automountServiceAccountToken: boolean; restartPolicy: string };
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.securityContext.runAsUser, 65532);
+    assert.deepEqual(pod.securityContext.seccompProfile, { type: 'RuntimeDefault' });
+    assert.equal(pod.automountServiceAccountToken, false);
+    assert.equal(pod.restartPolicy, 'Never');
+    const c = pod.containers[0] as { args: string[]; securityContext: Record<string, unknown>; env?: unknown; envFrom?: unknown; volumeMounts: Array<{ name: string; mountPath: string }> };
+    assert.deepEqual(c.args.slice(0, 3), ['audit', 'migrate', '--config']);
+    const configMount = c.volumeMounts.find((m) => m.name === 'config') as { mountPath: string };
+    assert.equal(c.args[3], `${configMount.mountPath}/gatehouse.yaml`);
+    assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] });
+    assert.equal(c.env, undefined, 'no secrets in the environment');
+    assert.equal(c.envFrom, undefined);
+    const secrets = pod.volumes.filter((v) => v.secret !== undefined).map((v) => v.secret as { secretName: string; items?: Array<{ key: string }> });
+    assert.deepEqual(secrets.map((x) => x.secretName).sort(), ['gatehouse-audit-owner', 'gatehouse-ca']);
+    assert.deepEqual((secrets.find((x) => x.secretName === 'gatehouse-ca') as { items: Array<{ key: string }> }).items.map((i) => i.key), ['root.crt'], 'the CA root certificate only, never a key');
+    assert.ok(pod.volumes.some((v) => (v.configMap as { name?: string } | undefined)?.name === 'gatehouse-audit-migrate-config'));
+    const np = docs().find((d) => d.kind === 'NetworkPolicy') as { spec: { ingress: unknown[]; policyTypes: string[] } };
+    assert.deepEqual(np.spec.ingress, []);
+    assert.deepEqual(np.spec.policyTypes, ['Ingress', 'Egress']);
+    // Its config holds the store settings and nothing of the gateway's.
+    const cfg = parseAllDocuments(ownerConfig())[0]?.toJS() as Record<string, unknown>;
+    assert.deepEqual(Object.keys(cfg).sort(), ['audit', 'state']);
+    assert.deepEqual(cfg.audit, { store: 'postgres' });
+    assert.doesNotMatch(ownerConfig(), /password:|secret:|token:|BEGIN .*PRIVATE KEY/i);
+  });
+
+  it('its config, pointed at the test PostgreSQL, migrates a fresh schema through the CLI (no sites, keys or other secrets needed)', async (t) => {
+    if (!(await needPostgres(t))) return;
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-k8s-migrate-'));
+    writeFileSync(join(dir, 'postgres-owner-password'), 'unused-with-trust-auth\n', { mode: 0o600 });
+    const schema = `audit_job_${randomBytes(5).toString('hex')}`;
+    const cfg = parseAllDocuments(ownerConfig())[0]?.toJS() as { state: { dir: string; postgres: Record<string, unknown> }; audit: unknown };
+    // The test server: plain TCP on loopback, so no TLS block; the rest as shipped.
+    cfg.state.dir = join(dir, 'state');
+    cfg.state.postgres = { url: POSTGRES_URL, password_file: join(dir, 'postgres-owner-password'), schema };
+    const file = join(dir, 'gatehouse.yaml');
+    writeFileSync(file, stringify(cfg));
+    const sql = postgres(POSTGRES_URL, { max: 1, onnotice: () => undefined });
+    try {
+      const r = spawnSync(process.execPath, [BIN, 'audit', 'migrate', '--config', file], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`audit store migrated \\(PostgreSQL schema ${schema}, schema version \\d+\\)`));
+      const roles = await sql<Array<{ rolname: string }>>`SELECT rolname FROM pg_roles WHERE rolname LIKE ${`${schema}_audit_%`} ORDER BY rolname`;
+      assert.deepEqual(roles.map((x) => x.rolname), [`${schema}_audit_pruner`, `${schema}_audit_reader`, `${schema}_audit_writer`]);
+      // Idempotent: the Job's retries (and the next upgrade's run) do no harm.
+      assert.equal(spawnSync(process.execPath, [BIN, 'audit', 'migrate', '--config', file], { encoding: 'utf8' }).status, 0);
+      // A section it reads is still validated.
+      writeFileSync(file, stringify({ ...cfg, audit: { store: 'mysql' } }));
+      const bad = spawnSync(process.execPath, [BIN, 'audit', 'migrate', '--config', file], { encoding: 'utf8' });
+      assert.equal(bad.status, 1);
+      assert.match(bad.stderr, /audit\.store/);
+    } finally {
+      await sql.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      for (const role of ['writer', 'reader', 'pruner']) await sql.unsafe(`DROP ROLE IF EXISTS ${schema}_audit_${role}`);
+      await sql.end({ timeout: 2 });
+    }
   });
 });
 

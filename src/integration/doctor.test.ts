@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, cpSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -98,6 +98,7 @@ after(() => upstream.close());
 describe('gatehouse doctor', { concurrency: false }, () => {
   it('a good deployment, stopped and running: no FAIL; the audit chain it wrote verifies', async () => {
     const stopped = await doctor(goodConfig());
+    assert.match(status(stopped, 'audit').message, /no audit store yet/);
     assert.deepEqual(stopped.filter((r) => r.status === 'FAIL'), [], JSON.stringify(stopped, null, 1));
     for (const id of ['config', 'secret_files', 'secrets_inline_env', 'admin_listener', 'tls', 'certificates', 'ca_key', 'login_rate_limit', 'security_headers', 'trusted_proxies', 'store_tls', 'audit', 'revocation_store', 'policy']) {
       assert.equal(status(stopped, id).status, 'PASS', `${id}: ${JSON.stringify(status(stopped, id))}`);
@@ -234,6 +235,22 @@ describe('gatehouse doctor', { concurrency: false }, () => {
     assert.equal(db.prepare(`UPDATE audit_records SET data = replace(data, '"instance":"', '"instance":"x') WHERE id = (SELECT min(id) FROM audit_records)`).run().changes, 1);
     db.close();
     assertFails(await doctor({ ...c, state: { dir: join(dir, 'state') } }), 'audit', /chain verification failed/);
+  });
+
+  it('audit: the store is opened read-only — a deployment never started gets no store file from doctor; a wiped one fails', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'gatehouse-doctor-fresh-'));
+    const r = status(await doctor({ ...goodConfig(), state: { dir: fresh } }), 'audit');
+    assert.equal(r.status, 'PASS', JSON.stringify(r));
+    assert.match(r.message, /no audit store yet/);
+    // A writable open would have created the SQLite file (and the gateway, started later
+    // as another user, could not have opened it).
+    assert.equal(existsSync(join(fresh, 'audit.sqlite')), false);
+    // The stream the state directory names has no store: a wiped store, not a new deployment.
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-doctor-state-'));
+    cpSync(join(base, 'state'), join(dir, 'state'), { recursive: true });
+    for (const f of readdirSync(join(dir, 'state'))) if (f.startsWith('audit.sqlite')) rmSync(join(dir, 'state', f));
+    assertFails(await doctor({ ...goodConfig(), state: { dir: join(dir, 'state') } }), 'audit', /audit store \(SQLite in state\.dir\) is missing, but stream gw-[0-9a-f]+ was started/);
+    assert.equal(existsSync(join(dir, 'state', 'audit.sqlite')), false);
   });
 
   it('revocation_store: an unreachable Redis fails', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../../observability/logger.js';
 import { genesis } from '../canonical.js';
-import { Chain } from '../chain.js';
+import { Chain, v1StoreRecords } from '../chain.js';
 import type { CheckpointSigner } from '../checkpoint.js';
 import type { Keyring } from '../keyring.js';
 import { MerkleAccumulator } from '../merkle.js';
@@ -60,7 +60,7 @@ export function growingStream(store: AuditStore, stream: string, keys: Keyring, 
         records.push(chain.seal(r, opts.gapTo + 1, keys));
       }
       all.push(...records);
-      await store.append(records, cps);
+      await store.append(v1StoreRecords(records), cps);
     },
     /** Signs a checkpoint over the current head and stores it. */
     async checkpoint(time = new Date().toISOString()): Promise<void> {

@@ -48,14 +48,14 @@ export interface ArchiveVerifyOptions extends VerifyOptions {
   readonly anchors?: (stream: string) => Promise<readonly ArchiveAnchor[]>;
 }
 
-interface Slot {
+/** The objects found under one segment index. */
+export interface Slot {
   manifestKey?: string;
   dataKeys: string[];
 }
 
-async function verifyArchiveStream(target: ArchiveTarget, stream: string, opts: ArchiveVerifyOptions): Promise<ArchiveStreamReport> {
-  const problems: ArchiveProblem[] = [];
-  const problem = (segment: number, kind: ArchiveProblemKind, detail: string) => problems.push({ segment, kind, detail });
+/** A stream's objects under the target's prefix, by segment index (other names are ignored). */
+export async function segmentSlots(target: ArchiveTarget, stream: string): Promise<Map<number, Slot>> {
   const base = streamPrefix(target.prefix, stream);
   const slots = new Map<number, Slot>();
   for (const key of await target.list(base)) {
@@ -66,6 +66,13 @@ async function verifyArchiveStream(target: ArchiveTarget, stream: string, opts: 
     if (p.kind === 'manifest') s.manifestKey = key;
     else s.dataKeys.push(key);
   }
+  return slots;
+}
+
+async function verifyArchiveStream(target: ArchiveTarget, stream: string, opts: ArchiveVerifyOptions): Promise<ArchiveStreamReport> {
+  const problems: ArchiveProblem[] = [];
+  const problem = (segment: number, kind: ArchiveProblemKind, detail: string) => problems.push({ segment, kind, detail });
+  const slots = await segmentSlots(target, stream);
   const anchors = opts.anchors !== undefined ? await opts.anchors(stream) : [];
   let last = -1;
   for (const i of slots.keys()) last = Math.max(last, i);

@@ -18,7 +18,8 @@
  * its progress) and SELECT on the prunes; neither it nor anyone but the owner can insert a
  * prune row or DELETE. Pruning is the SECURITY DEFINER function `audit_prune(stream, seq)`,
  * executable only by the NOLOGIN role `<schema>_audit_pruner` (and the owner): it deletes
- * nothing without an anchor at exactly that seq whose hash is the stored record's.
+ * nothing without an anchor at exactly that seq whose hash is the chain value there (a v1
+ * record's hash, the seal of a v2 batch ending there).
  */
 
 export const SQLITE_ARCHIVE_SCHEMA = `
@@ -112,7 +113,11 @@ BEGIN
   IF a IS NULL THEN
     RAISE EXCEPTION 'no archive anchor for stream % at seq %: nothing is pruned that was not archived', p_stream, p_seq;
   END IF;
-  SELECT hash INTO h FROM ${s}.audit_records WHERE stream = p_stream AND seq = p_seq ORDER BY id LIMIT 1;
+  -- The chain value at p_seq: a v1 record's hash; a v2 record's seal ('' when it does not end a batch).
+  SELECT CASE WHEN strpos(data, ',"v":2,"leaf":"') > 0
+      THEN coalesce(substring(data from '"seal":"([0-9a-f]{64})","seal_first":[0-9]+[}]$'), '')
+      ELSE hash END
+    INTO h FROM ${s}.audit_records WHERE stream = p_stream AND seq = p_seq ORDER BY id LIMIT 1;
   IF h IS NOT NULL AND h <> (a::json ->> 'hash') THEN
     RAISE EXCEPTION 'the archive anchor at seq % does not match the stored record', p_seq;
   END IF;

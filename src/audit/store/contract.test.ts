@@ -6,9 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { genesis } from '../canonical.js';
-import { Chain } from '../chain.js';
+import { leafHex } from '../chain-hash.js';
+import { Chain, v1StoreRecords } from '../chain.js';
 import { MerkleAccumulator } from '../merkle.js';
 import { verifyStore } from '../sources.js';
+import { buildV2Batch } from '../test-v2.js';
 import { buildChain, HMAC_K1, HMAC_K2, keyring, makePostgres, makeSqlite, testSigner, type MakeStore, type TestStore } from '../test-support.js';
 import { emptyBody, type ChainedRecord } from '../record.js';
 import type { StreamReport } from '../verify.js';
@@ -32,8 +34,8 @@ function contract(name: string, make: MakeStore): void {
     const signer = testSigner();
     const seed = async (ts: TestStore) => {
       const { records, checkpoints } = buildChain(S, 20, K, signer, [10, 20]);
-      await ts.store.append(records.slice(0, 10), checkpoints.slice(0, 1));
-      await ts.store.append(records.slice(10), checkpoints.slice(1));
+      await ts.store.append(v1StoreRecords(records.slice(0, 10)), checkpoints.slice(0, 1));
+      await ts.store.append(v1StoreRecords(records.slice(10)), checkpoints.slice(1));
       return records;
     };
     const verify = async (ts: TestStore, keys = K): Promise<StreamReport> => {
@@ -56,21 +58,40 @@ function contract(name: string, make: MakeStore): void {
         return chain.seal(b, i + 1, K);
       });
       const checkpoints = [{ checkpoint: signer.sign({ stream: S, seq: 3, head_hash: chain.prev, merkle_root: chain.merkle.rootHex(), time: new Date().toISOString() }), frontier: chain.merkle.state() }];
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       assert.equal((await ts.store.head(S))?.seq, 3);
       assert.deepEqual((await verify(ts)).problems, []);
       assert.deepEqual((await ts.store.query({ subject: 'alice', limit: 10 })).map((r) => r.seq), [1]);
       assert.equal((await ts.store.query({ limit: 10 })).find((r) => r.seq === 2)?.subject, 'agent \ud800 x');
     });
 
+    check('v2 batches continuing a v1 stream: head is the last seal, leavesAfter gives v1 and v2 leaves, the columns come from the stored form', async (ts) => {
+      const { records } = buildChain(S, 10, K, signer, []);
+      await ts.store.append(v1StoreRecords(records), []);
+      const b1 = buildV2Batch(S, 11, 5, (records[9] as ChainedRecord).hash, K);
+      const b2 = buildV2Batch(S, 16, 3, b1.seal, K);
+      await ts.store.append(b1.records, []);
+      assert.deepEqual(await ts.store.head(S), { seq: 15, hash: b1.seal });
+      await ts.store.append(b2.records, []);
+      assert.deepEqual(await ts.store.head(S), { seq: 18, hash: b2.seal });
+      assert.deepEqual(await ts.store.leavesAfter(S, 8), [...records.slice(8).map((r) => leafHex(r.hash)), ...b1.leaves, ...b2.leaves]);
+      assert.deepEqual(await ts.store.leavesAfter(S, 15), b2.leaves);
+      // Stored byte for byte, in order.
+      const rows = await ts.store.readRaw(S, 0, 100);
+      assert.deepEqual(rows.slice(10).map((r) => r.data), [...b1.data, ...b2.data]);
+      // The indexed columns were read out of the v2 stored form.
+      assert.deepEqual((await ts.store.query({ subject: 'alice', from: new Date(1_700_000_011_000).toISOString(), limit: 100 })).map((r) => r.seq), [12, 14, 16, 18]);
+      assert.deepEqual((await ts.store.query({ decision: 'refused', from: new Date(1_700_000_011_000).toISOString(), limit: 100 })).map((r) => r.seq), [12, 15, 18]);
+    });
+
     check('a page read ahead is not served after an append: a reader sees its own writes', async (ts) => {
       const { records } = buildChain(S, 10, K, signer, []);
-      await ts.store.append(records.slice(0, 7), []);
+      await ts.store.append(v1StoreRecords(records.slice(0, 7)), []);
       const page = await ts.store.readRaw(S, 0, 5);
       assert.equal(page.length, 5);
       // The page after it (2 rows then) may have been read ahead by now.
       await ts.store.head(S);
-      await ts.store.append(records.slice(7), []);
+      await ts.store.append(v1StoreRecords(records.slice(7)), []);
       const next = await ts.store.readRaw(S, (page[4] as { id: number }).id, 5);
       assert.deepEqual(next.map((r) => (JSON.parse(r.data) as ChainedRecord).seq), [6, 7, 8, 9, 10]);
       // And with nothing appended in between, the page read ahead is the right one.
@@ -88,7 +109,7 @@ function contract(name: string, make: MakeStore): void {
       const cp = await ts.store.lastCheckpoint(S);
       assert.equal(cp?.checkpoint.seq, 20);
       assert.equal(MerkleAccumulator.from(cp!.frontier).rootHex(), cp!.checkpoint.merkle_root);
-      assert.equal((await ts.store.hashesAfter(S, 15)).length, 5);
+      assert.deepEqual(await ts.store.leavesAfter(S, 15), records.slice(15).map((r) => leafHex(r.hash)));
       assert.deepEqual(await ts.store.streams(), [S]);
       const rep = await verify(ts);
       assert.deepEqual(rep.problems, []);
@@ -227,7 +248,7 @@ describe('audit store: PostgreSQL writer role', () => {
     try {
       const schema = ts.schema as string;
       const { records } = buildChain(S, 2, K, testSigner(), []);
-      await ts.store.append(records, []);
+      await ts.store.append(v1StoreRecords(records), []);
       const asWriter = (stmt: string) =>
         sql.begin(async (tx) => {
           await tx.unsafe(`SET LOCAL ROLE ${schema}_audit_writer`);
@@ -255,7 +276,7 @@ describe('audit store: large batches', () => {
       try {
         const signer = testSigner();
         const { records, checkpoints } = buildChain(S, 300, K, signer, [300]);
-        await ts.store.append(records, checkpoints);
+        await ts.store.append(v1StoreRecords(records), checkpoints);
         const rows = await ts.store.readRaw(S, 0, 1000);
         assert.deepEqual(
           rows.map((r) => (JSON.parse(r.data) as ChainedRecord).seq),

@@ -12,11 +12,12 @@
  * message when a migration is needed, so the gateway never needs the owner's credentials.
  */
 import type { Sql } from '../../stores/postgres-client.js';
-import { recordData } from '../chain.js';
+import { leafHex } from '../chain-hash.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
 import { postgresArchiveSchema } from './archive-schema.js';
-import type { ArchiveAnchor, AuditStore, RecordQuery, StoredCheckpoint } from './types.js';
+import { isStoredV2, parseStoredV2 } from '../v2.js';
+import type { ArchiveAnchor, AuditStore, RecordQuery, StoreRecord, StoredCheckpoint } from './types.js';
 
 /**
  * A string PostgreSQL's json parser accepts: JSON.stringify writes a lone surrogate (a
@@ -30,7 +31,7 @@ function wellFormed(s: string): string {
 }
 
 /** The schema version `gatehouse audit migrate` sets up and the gateway requires. */
-export const AUDIT_SCHEMA_VERSION = 1;
+export const AUDIT_SCHEMA_VERSION = 2;
 
 /** The schema is missing, older or newer than this build: an operator must run `gatehouse audit migrate`. */
 export class AuditSchemaError extends Error {
@@ -167,8 +168,8 @@ export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
             // WITH ORDINALITY … ORDER BY keeps the batch's order in the ids (storage order).
             const rows = new Array<{ stream: string; seq: number; time: string; subject: string | null; decision: string | null; hash: string; data: string }>(records.length);
             for (let i = 0; i < records.length; i++) {
-              const r = records[i] as ChainedRecord;
-              rows[i] = { stream: r.stream, seq: r.seq, time: r.time, subject: r.subject === null ? null : wellFormed(r.subject), decision: r.decision, hash: r.hash, data: recordData(r) };
+              const r = records[i] as StoreRecord;
+              rows[i] = { stream: r.stream, seq: r.seq, time: r.time, subject: r.subject === null ? null : wellFormed(r.subject), decision: r.decision, hash: r.hash, data: r.data };
             }
             await tx`INSERT INTO ${t('audit_records')} (stream, seq, time, subject, decision, hash, data)
               SELECT x.stream, x.seq, x.time, x.subject, x.decision, x.hash, x.data
@@ -189,9 +190,17 @@ export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
       }
     },
     async head(stream) {
-      let rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_records')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
+      const recs = await sql<Array<{ seq: string; hash: string; data: string }>>`SELECT seq, hash, data FROM ${t('audit_records')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
+      const rec = recs[0];
+      if (rec !== undefined) {
+        if (!isStoredV2(rec.data)) return { seq: Number(rec.seq), hash: rec.hash };
+        // A v2 stream's last record ends its batch (a batch is one transaction): without a seal the store was altered.
+        const seal = parseStoredV2(rec.data)?.seal ?? null;
+        if (seal === null) throw new Error(`audit store (postgres): the head record of stream ${stream} (seq ${rec.seq}) carries no seal`);
+        return { seq: Number(rec.seq), hash: seal };
+      }
       // A stream whose every record was pruned continues from the latest prune (never a new genesis).
-      if (rows.length === 0) rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_prunes')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
+      const rows = await sql<Array<{ seq: string; hash: string }>>`SELECT seq, hash FROM ${t('audit_prunes')} WHERE stream = ${stream} ORDER BY seq DESC, id DESC LIMIT 1`;
       const r = rows[0];
       return r ? { seq: Number(r.seq), hash: r.hash } : null;
     },
@@ -200,9 +209,10 @@ export function createPostgresAuditStore(sql: Sql, schema: string): AuditStore {
       const r = rows[0];
       return r ? { checkpoint: JSON.parse(r.data) as Checkpoint, frontier: JSON.parse(r.frontier) as StoredCheckpoint['frontier'] } : null;
     },
-    async hashesAfter(stream, after) {
-      const rows = await sql<Array<{ hash: string }>>`SELECT hash FROM ${t('audit_records')} WHERE stream = ${stream} AND seq > ${after} ORDER BY seq, id`;
-      return rows.map((r) => Buffer.from(r.hash, 'hex'));
+    async leavesAfter(stream, after) {
+      // v2: the `leaf` member follows `"v":2` (the last canonical member) and the hash column is the leaf already.
+      const rows = await sql<Array<{ hash: string; v2: boolean }>>`SELECT hash, strpos(data, ${',"v":2,"leaf":"'}) > 0 AS v2 FROM ${t('audit_records')} WHERE stream = ${stream} AND seq > ${after} ORDER BY seq, id`;
+      return rows.map((r) => (r.v2 ? r.hash : leafHex(r.hash)));
     },
     async streams() {
       const rows = await sql<Array<{ stream: string }>>`SELECT DISTINCT stream FROM ${t('audit_records')} UNION SELECT DISTINCT stream FROM ${t('audit_checkpoints')} UNION SELECT DISTINCT stream FROM ${t('audit_archive_anchors')} ORDER BY 1`;

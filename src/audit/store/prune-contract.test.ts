@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { v1StoreRecords } from '../chain.js';
 import { verifyStore } from '../sources.js';
+import { buildV2Batch } from '../test-v2.js';
 import { buildChain, HMAC_K1, keyring, makePostgres, makeSqlite, testSigner, type MakeStore, type TestStore } from '../test-support.js';
 import type { ChainedRecord } from '../record.js';
 import type { ArchiveAnchor, StoredCheckpoint } from './types.js';
@@ -45,7 +47,7 @@ function contract(name: string, make: MakeStore): void {
     const signer = testSigner();
     const seed = async (ts: TestStore) => {
       const { records, checkpoints } = buildChain(S, 30, K, signer, [10, 20, 30]);
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       const rows = await ts.store.readRaw(S, 0, 100);
       const rowOf = (seq: number) => (rows[seq - 1] as { id: number }).id;
       return { records, checkpoints, rowOf };
@@ -140,6 +142,30 @@ function contract(name: string, make: MakeStore): void {
       assert.equal((await ts.store.readRaw(S, 0, 100)).length, 20);
     });
 
+    check('a v2 stream prunes at a batch end anchored on its seal; an anchor inside a batch or naming the leaf is refused', async (ts) => {
+      const { records, checkpoints } = buildChain(S, 10, K, testSigner(), [10]);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
+      const b1 = buildV2Batch(S, 11, 5, (records[9] as ChainedRecord).hash, K);
+      const b2 = buildV2Batch(S, 16, 5, b1.seal, K);
+      await ts.store.append(b1.records, []);
+      await ts.store.append(b2.records, []);
+      const rows = await ts.store.readRaw(S, 0, 100);
+      const cp = checkpoints[0] as StoredCheckpoint;
+      const at = (seq: number, hash: string): ArchiveAnchor => ({ ...anchorAt(records, cp, (rows[seq - 1] as { id: number }).id, 0), seq, hash });
+      await ts.store.addArchiveAnchor(at(13, b1.seal));
+      await assert.rejects(ts.store.prune(S, 13), /does not match the stored record/);
+      await ts.store.addArchiveAnchor(at(15, b1.leaves[4] as string));
+      await assert.rejects(ts.store.prune(S, 15), /does not match the stored record/);
+      assert.equal((await ts.store.readRaw(S, 0, 100)).length, 20);
+      await ts.store.addArchiveAnchor(at(15, b1.seal));
+      assert.equal(await ts.store.prune(S, 15), 15);
+      assert.deepEqual(await ts.store.head(S), { seq: 20, hash: b2.seal });
+      await ts.store.addArchiveAnchor(at(20, b2.seal));
+      assert.equal(await ts.store.prune(S, 20), 5);
+      // Every record pruned: the head is the chain value the prune recorded.
+      assert.deepEqual(await ts.store.head(S), { seq: 20, hash: b2.seal });
+    });
+
     check('pruned to the head: the head is the anchor, so a restart continues the chain (no new genesis)', async (ts) => {
       const { records, checkpoints, rowOf } = await seed(ts);
       await ts.store.addArchiveAnchor(anchorAt(records, checkpoints[2] as StoredCheckpoint, rowOf(30), 2));
@@ -170,7 +196,7 @@ describe('audit store: PostgreSQL pruner role', () => {
       const schema = ts.schema as string;
       const signer = testSigner();
       const { records, checkpoints } = buildChain(S, 10, K, signer, [10]);
-      await ts.store.append(records, checkpoints);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
       const rows = await ts.store.readRaw(S, 0, 100);
       const a = anchorAt(records, checkpoints[0] as StoredCheckpoint, (rows[9] as { id: number }).id, 0);
       const as = (role: string, stmt: string, params: unknown[] = []) =>

@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import postgres from 'postgres';
 import { needPostgres, POSTGRES_URL } from '../../testing/services.js';
+import { v1StoreRecords } from '../chain.js';
 import { verifyStore } from '../sources.js';
 import { buildChain, HMAC_K1, keyring, testBody, testSigner } from '../test-support.js';
 import { AuditWriter } from '../writer.js';
@@ -85,7 +86,7 @@ describe('audit store: PostgreSQL roles (owner migrates, writer runs, reader ver
       assert.equal(reps.length, 1);
       assert.deepEqual(reps[0]?.problems, []);
       assert.equal(reps[0]?.records, 13); // the restart record and 12 exchanges
-      await assert.rejects(rs.append(buildChain('x', 1, K, signer, []).records, []), /permission denied/);
+      await assert.rejects(rs.append(v1StoreRecords(buildChain('x', 1, K, signer, []).records), []), /permission denied/);
       await assert.rejects(rs.migrate(), /permission denied|must be owner/);
       await rs.close();
     } finally {

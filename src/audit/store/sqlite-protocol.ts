@@ -20,8 +20,9 @@ export interface PackedStrings {
  * One append (one transaction), written by the store into two shared buffers it reuses
  * (sqlite.ts: a fresh megabyte-sized buffer per batch costs page faults on both threads).
  * Per record, `RECORD_NUMS` numbers in `nums`: the seq and the byte length of the record's
- * JSON (its `data`), UTF-8, as the records follow one another in `text`. The indexed
- * columns (stream, time, subject, decision, hash) are read out of that JSON by the worker:
+ * stored form (its `data`), UTF-8, as the records follow one another in `text`. The indexed
+ * columns (stream, time, subject, decision, and hash: a v1 record's `hash`, a v2 record's
+ * `leaf`) are read out of that JSON by the worker:
  * one string to copy per record instead of six on the caller's thread, and the columns
  * cannot disagree with the record. The store does not touch either buffer again before
  * the reply.
@@ -43,7 +44,7 @@ export type Request =
   | { readonly id: number; readonly op: 'append'; readonly batch: AppendPayload }
   | { readonly id: number; readonly op: 'head'; readonly stream: string }
   | { readonly id: number; readonly op: 'lastCheckpoint'; readonly stream: string }
-  | { readonly id: number; readonly op: 'hashesAfter'; readonly stream: string; readonly after: number }
+  | { readonly id: number; readonly op: 'leavesAfter'; readonly stream: string; readonly after: number }
   | { readonly id: number; readonly op: 'streams' }
   | { readonly id: number; readonly op: 'readRaw'; readonly stream: string; readonly afterId: number; readonly limit: number }
   | { readonly id: number; readonly op: 'checkpoints'; readonly stream: string }
@@ -64,8 +65,8 @@ export interface Results {
   append: null;
   head: { seq: number; hash: string } | null;
   lastCheckpoint: { data: string; frontier: string } | null;
-  /** The hex hashes, packed. */
-  hashesAfter: PackedStrings;
+  /** The Merkle leaf hashes (hex), packed. */
+  leavesAfter: PackedStrings;
   streams: string[];
   /** The record JSON, packed; `ids` the matching row ids. */
   readRaw: PackedStrings & { readonly ids: Float64Array<ArrayBuffer> };

@@ -16,6 +16,8 @@ import { parentPort, workerData, type TransferListItem } from 'node:worker_threa
 import { packStrings, RECORD_NUMS, type AppendPayload, type PackedStrings, type Reply, type Request, type Results } from './sqlite-protocol.js';
 import type { RecordQuery } from './types.js';
 import { SQLITE_ARCHIVE_SCHEMA } from './archive-schema.js';
+import { leafHex } from '../chain-hash.js';
+import { isStoredV2, parseStoredV2 } from '../v2.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -142,6 +144,21 @@ function member(rec: Buffer, key: string, nearEnd: boolean): Buffer | string | n
   return rec.subarray(v + 1, q);
 }
 
+const LEAF_NEEDLE = Buffer.from(',"leaf":"');
+
+/**
+ * The `hash` column: a v2 record's leaf (its stored form ends with the `leaf` member, and
+ * the seal after it on a batch's last record), a v1 record's hash. `,"leaf":"` marks only
+ * the member (quotes inside strings are escaped), and v1 records have none.
+ */
+function chainColumn(rec: Buffer): Buffer | string | null {
+  const at = rec.lastIndexOf(LEAF_NEEDLE);
+  if (at < 0) return member(rec, 'hash', true);
+  const v = at + LEAF_NEEDLE.length;
+  if (rec[v + 64] !== QUOTE) throw new Error('malformed append payload: a leaf that is not 64 hex digits');
+  return rec.subarray(v, v + 64);
+}
+
 /** Record i of the batch into out[o..o+6], in the INSERT's column order. */
 function record(nums: Float64Array, i: number, out: unknown[], o: number): void {
   const n = i * RECORD_NUMS;
@@ -154,7 +171,7 @@ function record(nums: Float64Array, i: number, out: unknown[], o: number): void 
   out[o + 2] = member(rec, 'time', true);
   out[o + 3] = member(rec, 'subject', true);
   out[o + 4] = member(rec, 'decision', false);
-  out[o + 5] = member(rec, 'hash', true);
+  out[o + 5] = chainColumn(rec);
   out[o + 6] = rec;
 }
 
@@ -186,13 +203,22 @@ const appendTx = db.transaction((b: AppendPayload) => {
   for (let k = 0; k < cps.length; k += 4) insCp.run(cps[k], cps[k + 1], cps[k + 2], cps[k + 3]);
 });
 
-const headQ = db.prepare('SELECT seq, hash FROM audit_records WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
+const headQ = db.prepare('SELECT seq, hash, data FROM audit_records WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
 // A stream whose every record was pruned continues from the latest prune (never a new genesis).
 const prunedHeadQ = db.prepare('SELECT seq, hash FROM audit_prunes WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
 const insAnchor = db.prepare('INSERT INTO audit_archive_anchors (stream, seq, data) VALUES (?, ?, ?)');
 const anchorsQ = db.prepare('SELECT data FROM audit_archive_anchors WHERE stream = ? ORDER BY seq, id').pluck();
 const anchorAtQ = db.prepare('SELECT data FROM audit_archive_anchors WHERE stream = ? AND seq = ? ORDER BY id DESC LIMIT 1').pluck();
-const recordHashAtQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq = ? ORDER BY id LIMIT 1').pluck();
+const recordAtQ = db.prepare('SELECT hash, data FROM audit_records WHERE stream = ? AND seq = ? ORDER BY id LIMIT 1');
+
+/**
+ * The chain value after a stored record: a v1 record's hash; for a v2 record the seal it
+ * carries as its batch's last record, '' when it is not one (no chain value ends there).
+ */
+function chainValue(row: { hash: string; data: string }): string {
+  if (!isStoredV2(row.data)) return row.hash;
+  return parseStoredV2(row.data)?.seal ?? '';
+}
 const insPrune = db.prepare('INSERT INTO audit_prunes (stream, seq, hash, time) VALUES (?, ?, ?, ?)');
 const delRecords = db.prepare('DELETE FROM audit_records WHERE stream = ? AND seq <= ?');
 const delCheckpoints = db.prepare('DELETE FROM audit_checkpoints WHERE stream = ? AND seq < ?');
@@ -201,8 +227,8 @@ const pruneTx = db.transaction((stream: string, seq: number): number => {
   const a = anchorAtQ.get(stream, seq) as string | undefined;
   if (a === undefined) throw new Error(`no archive anchor for stream ${stream} at seq ${seq}: nothing is pruned that was not archived`);
   const hash = (JSON.parse(a) as { hash: string }).hash;
-  const stored = recordHashAtQ.get(stream, seq) as string | undefined;
-  if (stored !== undefined && stored !== hash) throw new Error(`the archive anchor at seq ${seq} does not match the stored record`);
+  const row = recordAtQ.get(stream, seq) as { hash: string; data: string } | undefined;
+  if (row !== undefined && chainValue(row) !== hash) throw new Error(`the archive anchor at seq ${seq} does not match the stored record`);
   const last = prunedHeadQ.get(stream) as { seq: number } | undefined;
   if (last !== undefined && last.seq >= seq) return 0;
   insPrune.run(stream, seq, hash, new Date().toISOString());
@@ -211,7 +237,8 @@ const pruneTx = db.transaction((stream: string, seq: number): number => {
   return n;
 });
 const lastCpQ = db.prepare('SELECT data, frontier FROM audit_checkpoints WHERE stream = ? ORDER BY seq DESC, id DESC LIMIT 1');
-const hashesQ = db.prepare('SELECT hash FROM audit_records WHERE stream = ? AND seq > ? ORDER BY seq, id').pluck();
+// The flag: a v2 record (the `leaf` member follows `"v":2`, the last canonical member), whose hash column is its leaf already.
+const leavesQ = db.prepare(`SELECT hash, instr(data, ',"v":2,"leaf":"') > 0 FROM audit_records WHERE stream = ? AND seq > ? ORDER BY seq, id`).raw();
 // A stream the archive anchors is one that must exist: listed even when its records and
 // checkpoints are gone (a wiped store then fails verification instead of showing nothing).
 const streamsQ = db.prepare('SELECT DISTINCT stream FROM audit_records UNION SELECT DISTINCT stream FROM audit_checkpoints UNION SELECT DISTINCT stream FROM audit_archive_anchors ORDER BY 1').pluck();
@@ -264,15 +291,28 @@ function handle(m: Request): [Results[Request['op']], TransferListItem[]] {
       appendTx(m.batch);
       return [null, []];
     case 'head': {
-      const row = (headQ.get(m.stream) ?? prunedHeadQ.get(m.stream)) as { seq: number; hash: string } | undefined;
-      return [row ? { seq: row.seq, hash: row.hash } : null, []];
+      const rec = headQ.get(m.stream) as { seq: number; hash: string; data: string } | undefined;
+      if (rec !== undefined) {
+        const hash = chainValue(rec);
+        // A v2 stream's last record ends its batch (a batch is one transaction): without a seal the store was altered.
+        if (hash === '') throw new Error(`the head record of stream ${m.stream} (seq ${rec.seq}) carries no seal`);
+        return [{ seq: rec.seq, hash }, []];
+      }
+      const pruned = prunedHeadQ.get(m.stream) as { seq: number; hash: string } | undefined;
+      return [pruned ? { seq: pruned.seq, hash: pruned.hash } : null, []];
     }
     case 'lastCheckpoint': {
       const row = lastCpQ.get(m.stream) as { data: string; frontier: string } | undefined;
       return [row ? { data: row.data, frontier: row.frontier } : null, []];
     }
-    case 'hashesAfter': {
-      const p = packStrings(hashesQ.all(m.stream, m.after) as string[]);
+    case 'leavesAfter': {
+      const rows = leavesQ.all(m.stream, m.after) as Array<[string, number]>;
+      const leaves = new Array<string>(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i] as [string, number];
+        leaves[i] = r[1] === 1 ? r[0] : leafHex(r[0]);
+      }
+      const p = packStrings(leaves);
       return [p, [p.lens.buffer]];
     }
     case 'streams':

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { ChainedRecord } from '../record.js';
 import { genesis } from '../canonical.js';
-import { Chain } from '../chain.js';
+import { Chain, v1StoreRecords } from '../chain.js';
 import { MerkleAccumulator } from '../merkle.js';
 import { emptyBody } from '../record.js';
 import { buildChain, HMAC_K1, keyring, testSigner } from '../test-support.js';
@@ -58,7 +58,7 @@ describe('audit store: SQLite worker thread', () => {
     await store.init();
     const { records, checkpoints } = buildChain(S, 10_000, K, testSigner(), [10_000]);
     const t0 = performance.now();
-    const p = store.append(records, checkpoints);
+    const p = store.append(v1StoreRecords(records), checkpoints);
     // What the caller's thread pays: packing the strings and handing them over.
     const held = performance.now() - t0;
     const { ticks, result } = await ticksDuring(p);
@@ -75,13 +75,13 @@ describe('audit store: SQLite worker thread', () => {
     const store = open(t, file);
     await store.init();
     const { records } = buildChain(S, 4, K, testSigner(), []);
-    await store.append(records.slice(0, 2), []);
+    await store.append(v1StoreRecords(records.slice(0, 2)), []);
     // Another process holds the write lock longer than busy_timeout (5 s).
     const other = new Database(file);
     other.exec('BEGIN IMMEDIATE');
     let released = false;
     try {
-      const { ticks, result } = await ticksDuring(store.append(records.slice(2), []));
+      const { ticks, result } = await ticksDuring(store.append(v1StoreRecords(records.slice(2)), []));
       assert.equal(result.status, 'rejected');
       const err = (result as PromiseRejectedResult).reason as SqliteStoreError;
       assert.ok(err instanceof SqliteStoreError);
@@ -97,7 +97,7 @@ describe('audit store: SQLite worker thread', () => {
     }
     // All or nothing: none of the refused batch is stored, and the same batch goes in now.
     assert.equal((await store.head(S))?.seq, 2);
-    await store.append(records.slice(2), []);
+    await store.append(v1StoreRecords(records.slice(2)), []);
     assert.equal((await store.head(S))?.seq, 4);
   });
 
@@ -106,13 +106,13 @@ describe('audit store: SQLite worker thread', () => {
     const store = open(t, file);
     await store.init();
     const { records } = buildChain(S, 5_000, K, testSigner(), []);
-    const p = store.append(records, []);
+    const p = store.append(v1StoreRecords(records), []);
     const worker = sqliteStoreWorker(store);
     assert.ok(worker !== undefined);
     void worker.terminate();
     await assert.rejects(p, /audit store \(sqlite\): the worker thread exited unexpectedly/);
     await assert.rejects(store.head(S), /exited unexpectedly/);
-    await assert.rejects(store.append(records.slice(0, 1), []), /exited unexpectedly/);
+    await assert.rejects(store.append(v1StoreRecords(records.slice(0, 1)), []), /exited unexpectedly/);
     await store.close();
     // One transaction per append: the batch is in whole or not at all.
     const again = open(t, file);
@@ -145,7 +145,7 @@ describe('audit store: SQLite worker thread', () => {
   it('close() lets queued requests finish first; calls after close() reject', async (t) => {
     const store = open(t, tempFile(t));
     const { records } = buildChain(S, 300, K, testSigner(), []);
-    const appended = store.append(records, []);
+    const appended = store.append(v1StoreRecords(records), []);
     const closed = store.close();
     await appended;
     await closed;
@@ -168,7 +168,7 @@ describe('audit store: SQLite worker thread', () => {
       return chain.seal(b, i + 1, K);
     });
     const checkpoints = [{ checkpoint: testSigner().sign({ stream: S, seq: 5, head_hash: chain.prev, merkle_root: chain.merkle.rootHex(), time: new Date().toISOString() }), frontier: chain.merkle.state() }];
-    await store.append(records, checkpoints);
+    await store.append(v1StoreRecords(records), checkpoints);
     await store.close();
     const db = new Database(file, { readonly: true });
     try {

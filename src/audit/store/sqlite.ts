@@ -20,11 +20,10 @@
  * and ends the thread.
  */
 import { Worker } from 'node:worker_threads';
-import { recordData } from '../chain.js';
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
 import { RECORD_NUMS, unpackStrings, type Reply, type RequestBody, type Results } from './sqlite-protocol.js';
-import type { ArchiveAnchor, AuditStore, RecordQuery, StoredCheckpoint, StreamHead } from './types.js';
+import type { ArchiveAnchor, AuditStore, RecordQuery, StoreRecord, StoredCheckpoint, StreamHead } from './types.js';
 
 /** Compiled next to this file: dist/audit/store/sqlite-worker.js. */
 const WORKER_URL = new URL('./sqlite-worker.js', import.meta.url);
@@ -156,8 +155,8 @@ export function createSqliteAuditStore(file: string, opts: SqliteStoreOptions = 
       await call({ op: 'ping' });
     },
     async append(records, cps) {
-      // Only what the INSERTs need, written into shared buffers: cloning the record objects
-      // (35 members each) would cost more than the copy.
+      // Only the stored form and the seq, written into shared buffers (the worker reads the
+      // other columns out of the stored form): one string to copy per record.
       const n = records.length;
       const slot = slots.pop() ?? newSlot();
       if (slot.nums.length < n * RECORD_NUMS) slot.nums = new Float64Array(new SharedArrayBuffer(8 * RECORD_NUMS * capacity(n, 64)));
@@ -165,10 +164,10 @@ export function createSqliteAuditStore(file: string, opts: SqliteStoreOptions = 
       let used = 0;
       try {
         for (let i = 0; i < n; i++) {
-          const r = records[i] as ChainedRecord;
+          const r = records[i] as StoreRecord;
           // JSON (JSON.stringify and the canonical form escape lone surrogates): always
           // well-formed, so UTF-8 carries it unchanged.
-          const data = recordData(r);
+          const data = r.data;
           // Room for the worst case (3 bytes per UTF-16 unit) before writing: never a partial string.
           if (used + 3 * data.length > slot.text.length) {
             const bigger = Buffer.from(new SharedArrayBuffer(capacity(used + 3 * data.length, 1 << 16)));
@@ -205,8 +204,8 @@ export function createSqliteAuditStore(file: string, opts: SqliteStoreOptions = 
       const row = await call({ op: 'lastCheckpoint', stream });
       return row ? { checkpoint: JSON.parse(row.data) as Checkpoint, frontier: JSON.parse(row.frontier) as StoredCheckpoint['frontier'] } : null;
     },
-    async hashesAfter(stream, after) {
-      return unpackStrings(await call({ op: 'hashesAfter', stream, after })).map((h) => Buffer.from(h as string, 'hex'));
+    async leavesAfter(stream, after) {
+      return unpackStrings(await call({ op: 'leavesAfter', stream, after })) as string[];
     },
     async streams() {
       return call({ op: 'streams' });

@@ -1,11 +1,33 @@
 /**
  * The audit store: append-only records and checkpoints, several streams. SQLite
  * (embedded) and PostgreSQL implement it; one contract suite (contract.test.ts) runs
- * against both. Records are kept whole (`data`, the JSON of the chained record) next to a
- * few indexed columns for queries; `id` is the storage order the verifier reads in.
+ * against both. Records are kept whole (`data`, the record's stored form) next to a few
+ * indexed columns for queries; `id` is the storage order the verifier reads in.
+ *
+ * A stream may hold v1 records (older gatehouse versions, one hash chain link per record)
+ * followed by v2 records (v2.ts: one leaf per record, one seal per batch); the store tells
+ * them apart by their stored form and answers in chain terms either way: `head` gives the
+ * chain value, `leavesAfter` the Merkle leaves.
  */
 import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord, Decision } from '../record.js';
+
+/**
+ * One record to append: the indexed columns and the stored form. The store keeps `data`
+ * byte for byte (it is what the verifier hashes); the columns only serve queries and
+ * `leavesAfter`, and must agree with `data` (the SQLite store reads them out of it).
+ */
+export interface StoreRecord {
+  readonly stream: string;
+  readonly seq: number;
+  readonly time: string;
+  readonly subject: string | null;
+  readonly decision: Decision | null;
+  /** v1: the record hash; v2: the record's leaf hash. Lowercase hex. */
+  readonly hash: string;
+  /** v1: recordData(r) (chain.ts); v2: storedV2(...) (v2.ts). */
+  readonly data: string;
+}
 
 export interface StoredCheckpoint {
   readonly checkpoint: Checkpoint;
@@ -15,6 +37,10 @@ export interface StoredCheckpoint {
 
 export interface StreamHead {
   readonly seq: number;
+  /**
+   * The chain value at `seq`: a v1 record's hash, a v2 batch's seal, or the chain value a
+   * prune recorded (a stream whose records were all pruned).
+   */
   readonly hash: string;
 }
 
@@ -34,7 +60,7 @@ export interface RecordQuery {
 export interface ArchiveAnchor {
   readonly stream: string;
   readonly seq: number;
-  /** The record hash at `seq`. */
+  /** The chain value at `seq` (v1: the record hash; v2: the seal of the batch ending there). */
   readonly hash: string;
   /** The Merkle frontier over records 1..seq. */
   readonly frontier: { size: number; stack: Array<string | null> };
@@ -69,12 +95,15 @@ export interface AuditStore {
   /** Creates or upgrades the schema (PostgreSQL: as its owner; docs/audit.md "Roles"). */
   migrate(): Promise<void>;
   /** Appends records and checkpoints in one transaction (all or nothing). */
-  append(records: readonly ChainedRecord[], checkpoints: readonly StoredCheckpoint[]): Promise<void>;
-  /** The highest-seq record of a stream, or null for an empty stream. */
+  append(records: readonly StoreRecord[], checkpoints: readonly StoredCheckpoint[]): Promise<void>;
+  /** The highest seq of a stream and the chain value there, or null for an empty stream. */
   head(stream: string): Promise<StreamHead | null>;
   lastCheckpoint(stream: string): Promise<StoredCheckpoint | null>;
-  /** Record hashes with seq > after, in seq order (Merkle frontier rebuild). */
-  hashesAfter(stream: string, after: number): Promise<Buffer[]>;
+  /**
+   * The Merkle leaf hashes (hex) of the records with seq > after, in seq order (frontier
+   * rebuild): H(0x00 ‖ hash) for a v1 record, its `leaf` for a v2 record.
+   */
+  leavesAfter(stream: string, after: number): Promise<string[]>;
   streams(): Promise<string[]>;
   /** Raw record JSON of one stream in storage order, id > afterId. */
   readRaw(stream: string, afterId: number, limit: number): Promise<Array<{ id: number; data: string }>>;
@@ -86,8 +115,8 @@ export interface AuditStore {
   archiveAnchors(stream: string): Promise<ArchiveAnchor[]>;
   /**
    * Deletes the stream's records up to and including `seq` and its checkpoints before it,
-   * after recording the prune; refused without an anchor at exactly `seq` (PostgreSQL: only
-   * the pruner role or the owner may). Returns the number of records deleted (0 when
+   * after recording the prune; refused without an anchor at exactly `seq` whose hash is the
+   * chain value there (PostgreSQL: only the pruner role or the owner may). Returns the number of records deleted (0 when
    * already pruned that far).
    */
   prune(stream: string, seq: number): Promise<number>;
