@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import type { ChainedRecord } from './record.js';
+import { verifyStore } from './sources.js';
 import { checkStream } from './test-v2.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
@@ -98,6 +99,7 @@ test('one batch is sealed while the previous one is written; later records wait 
   const rep = await checkStream(inner, w.stream, K, signer.publicKey);
   assert.deepEqual(rep.problems, []);
   assert.equal(rep.batches, 3);
+  assert.deepEqual((await verifyStore(inner, { keyring: K, publicKey: signer.publicKey }))[0]?.problems, []);
   assert.deepEqual((await inner.query({ limit: 100 })).map((r: ChainedRecord) => r.seq), Array.from({ length: 12 }, (_, i) => i + 1));
 });
 
@@ -126,4 +128,5 @@ test('a backlog is written in batches of at most batch_max; every waiter is rele
   const rep = await checkStream(inner, w.stream, K);
   assert.deepEqual(rep.problems, []);
   assert.equal(rep.lastSeq, 10);
+  assert.deepEqual((await verifyStore(inner, { keyring: K }))[0]?.problems, []);
 });

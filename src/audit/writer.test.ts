@@ -15,6 +15,7 @@ import type { ChainedRecord } from './record.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore } from './store/types.js';
 import { buildChain, HMAC_K1, HMAC_K2, keyring, testSigner, testBody as body } from './test-support.js';
+import { verifyStore } from './sources.js';
 import { checkStream, type V2CheckReport } from './test-v2.js';
 import { auditSealWorker, AuditWriter, type WriterOptions } from './writer.js';
 import { v1StoreRecords } from './chain.js';
@@ -77,10 +78,22 @@ function setup(t: TestContext) {
   return { dir, open, opts };
 }
 
+/**
+ * The stream checked twice: by the verifier (verify.ts) and by the tests' own check
+ * straight from the chain arithmetic (test-v2.ts); both must name the same problems.
+ */
 async function verifyOne(store: AuditStore, keys = K1): Promise<V2CheckReport> {
   const streams = await store.streams();
   assert.equal(streams.length, 1);
-  return checkStream(store, streams[0] as string, keys, signer.publicKey);
+  const own = await checkStream(store, streams[0] as string, keys, signer.publicKey);
+  const [rep] = await verifyStore(store, { keyring: keys, publicKey: signer.publicKey });
+  assert.deepEqual(
+    rep?.problems.map((p) => [p.seq, p.kind]),
+    own.problems.map((p) => [p.seq, p.kind]),
+  );
+  assert.equal(rep?.records, own.records);
+  assert.equal(rep?.lastSeq, own.lastSeq);
+  return own;
 }
 
 test('a restart continues the stream from the stored head: one stream, one chain', async (t) => {
