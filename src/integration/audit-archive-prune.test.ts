@@ -20,7 +20,9 @@ describe('audit archive: directory target and audit prune', () => {
     const up = await startUpstream();
     const files = auditFiles();
     const archiveDir = join(files.dir, 'archive');
-    const block = (extra: Record<string, unknown>) => files.block({ checkpoint_records: 10, archive: { directory: archiveDir, interval: '1s', segment_records: 10, ...extra } });
+    // Checkpoints fall at batch ends: a 1 ms flush keeps batches to a record or two, so
+    // the 35 requests below cross three checkpoints (segment ends) whatever the machine's speed.
+    const block = (extra: Record<string, unknown>) => files.block({ checkpoint_records: 10, flush_interval: '1ms', archive: { directory: archiveDir, interval: '1s', segment_records: 10, ...extra } });
     const gw = await startGateway(baseConfig(up.url, {}, { state: { dir: files.stateDir }, audit: block({}) }));
     try {
       for (let i = 0; i < 35; i++) assert.equal((await request(`${gw.url}/d/${i}`)).status, 200);
