@@ -14,7 +14,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import type { Issued } from '../pki/ca.js';
 import { createTestCa, type TestCa } from '../testing/tls.js';
-import { checkClientCertificate, compileAllowList, type ClientCertPolicy } from './client-cert.js';
+import { checkClientCertificate, compileAllowList, prepareClientCertificates, type ClientCertPolicy } from './client-cert.js';
 
 /** What checkClientCertificate reads from a TLSSocket, and nothing else. */
 function tlsSocket(opts: { cert?: X509Certificate; authorized?: boolean; error?: string }): TLSSocket {
@@ -37,6 +37,7 @@ describe('checkClientCertificate', () => {
   const policy: ClientCertPolicy = { allow: compileAllowList(['cn:ops-alice', 'dns:Ops.Internal']), trustedNow: () => trusted };
   const now = Date.now();
   before(async () => {
+    await prepareClientCertificates();
     ca = await createTestCa();
     alice = await ca.issue({ name: 'ops-alice', client: true, server: false, lifetimeMs: 3_600_000 });
     mallory = await ca.issue({ name: 'ops-mallory', client: true, server: false, lifetimeMs: 3_600_000 });

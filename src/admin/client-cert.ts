@@ -22,7 +22,19 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { peerIdentity, type PeerIdentity } from '../pki/peer-identity.js';
+import type { PeerIdentity, peerIdentity } from '../pki/peer-identity.js';
+
+let identify: typeof peerIdentity | null = null;
+
+/**
+ * Loads the certificate parser the check needs (pki/peer-identity.ts: @peculiar/x509, ~15 MB
+ * of memory). The gateway awaits it at start-up when admin.client_certificates is
+ * configured (turning that on takes a restart), so a gateway without it never loads the
+ * library and no request waits for it.
+ */
+export async function prepareClientCertificates(): Promise<void> {
+  identify ??= (await import('../pki/peer-identity.js')).peerIdentity;
+}
 
 export interface ClientCertPolicy {
   /** Allowed identities as compiled by compileAllowList. */
@@ -57,9 +69,10 @@ export function checkClientCertificate(socket: Socket, policy: ClientCertPolicy,
   const notBefore = Date.parse(cert.validFrom);
   const notAfter = Date.parse(cert.validTo);
   if (!(now >= notBefore && now < notAfter)) return { kind: 'rejected', cause: 'certificate_expired' };
+  if (identify === null) throw new Error('checkClientCertificate before prepareClientCertificates()');
   let id: PeerIdentity;
   try {
-    id = peerIdentity(cert.raw);
+    id = identify(cert.raw);
   } catch {
     return { kind: 'rejected', cause: 'certificate_unreadable' };
   }

@@ -18,16 +18,31 @@ import { createPrivateKey, randomBytes, webcrypto, X509Certificate as NodeX509 }
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-// @peculiar/x509 resolves its algorithm providers through tsyringe, which needs the Reflect metadata API.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { encryptPkcs8, keyEncryption } from './encrypted-key.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
-// @peculiar/x509 uses whatever WebCrypto it is given; Node's is complete for ECDSA P-256.
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+let x509Module: Promise<typeof X509> | null = null;
+
+/**
+ * @peculiar/x509, imported by the first function that issues or loads a certificate (a
+ * gateway with an internal CA: at start-up), not with this module: the file layout below
+ * is read by config validation and the store clients of every gateway, and the library
+ * costs ~15 MB of memory (docs/operations.md#memory).
+ */
+function loadX509(): Promise<typeof X509> {
+  x509Module ??= (async () => {
+    // @peculiar/x509 resolves its algorithm providers through tsyringe, which needs the Reflect metadata API.
+    await import('reflect-metadata');
+    const x509 = await import('@peculiar/x509');
+    // @peculiar/x509 uses whatever WebCrypto it is given; Node's is complete for ECDSA P-256.
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    return x509;
+  })();
+  return x509Module;
+}
 
 const ALG: webcrypto.EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
 const SIGN: webcrypto.EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
@@ -156,6 +171,7 @@ function writePrivate(path: string, pem: string): void {
 }
 
 export async function initCa(opts: InitOptions): Promise<CaPaths> {
+  const x509 = await loadX509();
   const p = caPaths(opts.dir);
   if (!opts.force && (existsSync(p.rootCert) || existsSync(p.intermediateKey))) {
     throw new CaError(`a CA already exists in ${opts.dir} (use --force to replace it, which orphans every certificate it issued)`);
@@ -210,11 +226,12 @@ export async function initCa(opts: InitOptions): Promise<CaPaths> {
 export interface Ca {
   readonly rootPem: string;
   readonly intermediatePem: string;
-  readonly intermediate: x509.X509Certificate;
+  readonly intermediate: X509.X509Certificate;
   readonly intermediateKey: CryptoKey;
 }
 
 export async function loadCa(dir: string, password: string): Promise<Ca> {
+  const x509 = await loadX509();
   const p = caPaths(dir);
   let rootPem: string;
   let intermediatePem: string;
@@ -276,6 +293,7 @@ const URI = /^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/i;
 const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export async function issueCertificate(ca: Ca, opts: IssueOptions): Promise<Issued> {
+  const x509 = await loadX509();
   const server = opts.server ?? !opts.client;
   const client = opts.client ?? false;
   const lifetime = opts.lifetimeMs ?? DEFAULT_LEAF_LIFETIME_MS;
@@ -283,7 +301,7 @@ export async function issueCertificate(ca: Ca, opts: IssueOptions): Promise<Issu
   const now = opts.now ?? new Date();
   const notAfter = new Date(now.getTime() + lifetime);
   if (notAfter.getTime() > ca.intermediate.notAfter.getTime()) throw new CaError('the certificate would outlive the intermediate CA');
-  const names: x509.JsonGeneralName[] = [];
+  const names: X509.JsonGeneralName[] = [];
   const seen = new Set<string>();
   const add = (v: string) => {
     const ipv = isIP(v.replace(/^\[|\]$/g, ''));

@@ -17,7 +17,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
-import { compileAllowList } from '../admin/client-cert.js';
+import { compileAllowList, prepareClientCertificates } from '../admin/client-cert.js';
 import { createAdminServer, type AdminAuth, type AdminRoute } from '../admin/server.js';
 import { ConfigError, loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -37,8 +37,7 @@ import type { RateLimitStore } from '../stores/rate-limit/types.js';
 import { createMemoryTokenBudgetStore, createRedisTokenBudgetStore } from '../stores/token-budget/index.js';
 import type { TokenBudgetStore } from '../stores/token-budget/types.js';
 import { AuditGate, AuditService } from '../audit/service.js';
-import { acmeAuditBody } from '../acme/server/audit.js';
-import { openAcmeServer, type AcmeServer } from '../acme/server/index.js';
+import type { AcmeServer } from '../acme/server/index.js';
 import { VERSION } from '../version.js';
 import { IdentityServices } from '../identity/services.js';
 import { identityAdminRoutes } from '../identity/admin-routes.js';
@@ -208,6 +207,8 @@ export class Gateway {
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(opts);
     try {
+      // Turning admin.client_certificates on takes a restart: its certificate parser is loaded here or never.
+      if (gw.adminAllow !== null) await prepareClientCertificates();
       await gw.tls.start();
       if (opts.loaded.config.audit.enabled) {
         gw.audit = await AuditService.open(opts.loaded, gw.ctx);
@@ -217,6 +218,8 @@ export class Gateway {
       await gw.identity?.start();
       const acme = opts.loaded.config.acme_server;
       if (acme) {
+        // The ACME server (and @peculiar/x509, its stores' clients) only for a gateway that runs one; acme_server changes only on restart.
+        const [{ openAcmeServer }, { acmeAuditBody }] = await Promise.all([import('../acme/server/index.js'), import('../acme/server/audit.js')]);
         gw.acme = await openAcmeServer(opts.loaded.config, opts.loaded.dir, {
           log: gw.log,
           metrics: gw.metrics,

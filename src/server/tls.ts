@@ -28,7 +28,8 @@ import type { Server as HttpsServer } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket, type TlsOptions } from 'node:tls';
-import { acmeConfigOf, AcmeManager } from '../acme/client/manager.js';
+import { acmeConfigOf } from '../acme/client/identifiers.js';
+import type { AcmeManager } from '../acme/client/manager.js';
 import type { Config, ListenerConfig, UpstreamConfig } from '../config/schema.js';
 import { readSecretFile } from '../config/secrets.js';
 import { normalizeHost } from '../config/validate.js';
@@ -209,8 +210,13 @@ export class TlsManager implements UpstreamTlsProvider {
   private readonly attached: Attached[] = [];
   private tick: NodeJS.Timeout | null = null;
   private closed = false;
-  /** Certificates from an ACME CA for listeners with tls.acme (src/acme/client). */
-  readonly acme: AcmeManager | null;
+  /**
+   * Certificates from an ACME CA for listeners with tls.acme (src/acme/client); made by
+   * start(), which imports the client only when the config uses it (listeners, and so
+   * tls.acme, change only on restart).
+   */
+  acme: AcmeManager | null = null;
+  private readonly now: (() => number) | undefined;
 
   constructor(opts: TlsManagerOptions) {
     this.config = opts.config;
@@ -219,14 +225,17 @@ export class TlsManager implements UpstreamTlsProvider {
     this.log = opts.log;
     this.issue = opts.issue ?? issueCertificate;
     this.deps = opts.dependencies;
-    this.acme = acmeConfigOf(opts.config)
-      ? new AcmeManager({ config: opts.config, dir: opts.dir, metrics: opts.metrics, log: opts.log, now: opts.now, onChange: () => this.attached.forEach((a) => this.refreshDefault(a)) })
-      : null;
+    this.now = opts.now;
   }
   private readonly deps: DependencyStates | undefined;
 
   /** Loads the CA and every certificate the config needs; throws when one cannot be had. */
   async start(): Promise<void> {
+    if (acmeConfigOf(this.config)) {
+      // acme-client and @peculiar/x509 (~18 MB of memory) only for a gateway that uses ACME.
+      const { AcmeManager } = await import('../acme/client/manager.js');
+      this.acme = new AcmeManager({ config: this.config, dir: this.dir, metrics: this.metrics, log: this.log, now: this.now, onChange: () => this.attached.forEach((a) => this.refreshDefault(a)) });
+    }
     await this.loadCaIfChanged();
     for (const [certFile, keyFile] of this.certFiles()) this.loadFileCert(certFile, keyFile, true);
     await this.syncInternal(true);

@@ -41,7 +41,7 @@ import { createPostgresClient, stateDir } from '../../stores/postgres-client.js'
 import { ariCertId, ariRetryAfter, parseRenewalInfo, pickRenewalTime } from './ari.js';
 import { createFileAcmeStore } from './file-store.js';
 import { Http01Responder } from './http-01.js';
-import { acmeHostnames } from './identifiers.js';
+import { acmeConfigOf, acmeHostnames } from './identifiers.js';
 import { generateKey, orderCertificate, renewalInfoUrl, type OrderContext } from './order.js';
 import { createPostgresAcmeStore } from './postgres-store.js';
 import type { AcmeStore, StoredCertificate } from './store.js';
@@ -115,11 +115,6 @@ export function lifetimeRenewalTime(notBefore: number, notAfter: number): number
   return notBefore + ((notAfter - notBefore) * 2) / 3;
 }
 
-/** The ACME block in force: validation makes every listener's identical. */
-export function acmeConfigOf(config: Config): AcmeClientConfig | null {
-  for (const l of config.listen) if (l.tls?.acme) return l.tls.acme;
-  return null;
-}
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');

@@ -11,7 +11,8 @@
  *   context    ip (ipaddr), path (normalized), method, hour (0-23 UTC), weekday (0-6, UTC,
  *              0 = Sunday), body (record of the configured body fields)
  */
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import type * as Cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { cedar } from './cedar.js';
 import type { Identity } from '../../pipeline/identity.js';
 import type { ContextUse, LoadedPolicySet } from './policy-set.js';
 
@@ -60,9 +61,9 @@ export function decisionKey(i: DecisionInput, uses: ContextUse): string {
   return k;
 }
 
-function principalOf(id: Identity | null): { uid: { type: string; id: string }; attrs: Record<string, cedar.CedarValueJson> } {
+function principalOf(id: Identity | null): { uid: { type: string; id: string }; attrs: Record<string, Cedar.CedarValueJson> } {
   if (id === null) return { uid: { type: 'Anonymous', id: 'anonymous' }, attrs: {} };
-  const attrs: Record<string, cedar.CedarValueJson> = { subject: id.subject, type: id.type };
+  const attrs: Record<string, Cedar.CedarValueJson> = { subject: id.subject, type: id.type };
   if (id.role !== null) attrs.role = id.role;
   if (id.domain !== null) attrs.domain = id.domain;
   if (id.agent !== null) attrs.agent = id.agent;
@@ -74,16 +75,16 @@ export function evaluate(set: LoadedPolicySet, res: ResourceFacts, i: DecisionIn
   const resource = { type: 'Site', id: res.site };
   // Only what the policies read (policy-set.ts contextUse), so the cache key covers it all.
   const u = set.uses;
-  const context: Record<string, cedar.CedarValueJson> = {};
+  const context: Record<string, Cedar.CedarValueJson> = {};
   if (u.ip) context.ip = { __extn: { fn: 'ip', arg: i.clientIp } };
   if (u.path) context.path = i.path;
   if (u.method) context.method = i.method;
   if (u.hour) context.hour = i.hour;
   if (u.weekday) context.weekday = i.weekday;
   if (u.body && i.body !== null) context.body = i.body;
-  let answer: cedar.AuthorizationAnswer;
+  let answer: Cedar.AuthorizationAnswer;
   try {
-    answer = cedar.statefulIsAuthorized({
+    answer = cedar().statefulIsAuthorized({
       principal: p.uid,
       action: { type: 'Action', id: i.method },
       resource,

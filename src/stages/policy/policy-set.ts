@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import type * as Cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { cedar } from './cedar.js';
 import { formatPolicyProblem, gatehouseSchema, validatePolicies, type PolicyProblem, type PolicySource, type SchemaSite } from './schema.js';
 
 export class PolicyLoadError extends Error {
@@ -90,9 +91,9 @@ export function readPolicyFiles(files: readonly string[]): ReadFiles {
       throw new PolicyLoadError(file, `cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
     hash.update(file).update('\0').update(text).update('\0');
-    let parts: cedar.PolicySetTextToPartsAnswer;
+    let parts: Cedar.PolicySetTextToPartsAnswer;
     try {
-      parts = cedar.policySetTextToParts(text);
+      parts = cedar().policySetTextToParts(text);
     } catch (err) {
       throw new PolicyLoadError(file, String(err));
     }
@@ -126,9 +127,9 @@ export function loadPolicySet(files: readonly string[], site?: SchemaSite): Load
   const read = readPolicyFiles(files);
   validateRead(read, files, site);
   const pid = `gatehouse-${++loads}`;
-  let answer: cedar.CheckParseAnswer;
+  let answer: Cedar.CheckParseAnswer;
   try {
-    answer = cedar.preparsePolicySet(pid, { staticPolicies: read.policies });
+    answer = cedar().preparsePolicySet(pid, { staticPolicies: read.policies });
   } catch (err) {
     throw new PolicyLoadError(files.join(', '), String(err));
   }
@@ -141,7 +142,7 @@ export function loadPolicySet(files: readonly string[], site?: SchemaSite): Load
 export function checkPolicyFiles(files: readonly string[], site?: SchemaSite): PolicyLoadError | null {
   try {
     const read = readPolicyFiles(files);
-    const answer = cedar.checkParsePolicySet({ staticPolicies: read.policies });
+    const answer = cedar().checkParsePolicySet({ staticPolicies: read.policies });
     if (answer.type === 'failure') return new PolicyLoadError(files.join(', '), firstError(answer.errors));
     validateRead(read, files, site);
     return null;

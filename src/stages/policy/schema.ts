@@ -9,7 +9,7 @@
  * `gatehouse policy schema`) for editors and `cedar validate`; a site's own schema adds its
  * `body_fields` to `context.body`.
  */
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { cedar } from './cedar.js';
 import type { BodyFieldType } from './body.js';
 
 /** The methods that get an action. A policy naming another is a validation error; a request with another method is still decided (no policy names its action). */
@@ -134,7 +134,7 @@ function hasProblems(id: string, text: string, site: SchemaSite | undefined): Ar
 
 /** Strict validation of the policies against the schema; every problem with its place in its file. */
 export function validatePolicies(policies: Readonly<Record<string, string>>, sources: ReadonlyMap<string, PolicySource>, schema: string, site?: SchemaSite): PolicyProblem[] {
-  const answer = cedar.validate({ validationSettings: { mode: 'strict' }, schema, policies: { staticPolicies: { ...policies } } });
+  const answer = cedar().validate({ validationSettings: { mode: 'strict' }, schema, policies: { staticPolicies: { ...policies } } });
   if (answer.type === 'failure') {
     // The schema is ours: failing to read it is a bug, reported rather than passed.
     return [{ file: '(schema)', line: 1, column: 1, policy: '-', message: answer.errors.map((e) => e.message).join('; ') }];

@@ -17,8 +17,24 @@
  * The password is passed to ioredis as an option and never logged here; errors from
  * ioredis (ECONNREFUSED host:port, timeouts) do not contain it.
  */
+import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
-import { Redis } from 'ioredis';
+import type * as IORedis from 'ioredis';
+import type { Redis } from 'ioredis';
+
+let ioredis: typeof IORedis | null = null;
+
+/**
+ * ioredis, loaded when the first Redis client is made (a config with a Redis store: at
+ * start-up or reload, never per request), not with this module: ~10 MB of memory that a
+ * gateway on the embedded stores does not need (docs/operations.md#memory). `require`, not
+ * `import()`: clients are made synchronously, and ioredis is CommonJS only, so this is
+ * the module instance an import would give.
+ */
+export function redisModule(): typeof IORedis {
+  if (ioredis === null) ioredis = createRequire(import.meta.url)('ioredis') as typeof IORedis;
+  return ioredis;
+}
 
 export interface RedisClientOptions {
   /** redis://[user[:password]@]host:port[/db] (or rediss:// for TLS). */
@@ -39,7 +55,7 @@ export function reconnectDelay(attempt: number): number {
 }
 
 export function createRedisClient(opts: RedisClientOptions): Redis {
-  const client = new Redis(opts.url, {
+  const client = new (redisModule().Redis)(opts.url, {
     ...(opts.password !== undefined ? { password: opts.password } : {}),
     ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
     enableOfflineQueue: false,

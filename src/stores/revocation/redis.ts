@@ -20,8 +20,8 @@
  * Writer and reader share this module and `keys()`, so their key layout cannot differ.
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { reconnectDelay } from '../rate-limit/redis-client.js';
+import type { Redis } from 'ioredis';
+import { reconnectDelay, redisModule } from '../rate-limit/redis-client.js';
 import { RevocationSet } from './set.js';
 import { isEntry, type RevocationEntry, type RevocationStore } from './types.js';
 
@@ -108,7 +108,7 @@ export function createRedisRevocationStore(opts: RedisRevocationStoreOptions): R
   let closed = false;
   const pollMs = opts.pollIntervalMs ?? Math.max(100, Math.min(1000, Math.floor(opts.maxStalenessMs / 4)));
 
-  const sub = new Redis(opts.subscriber.url, {
+  const sub = new (redisModule().Redis)(opts.subscriber.url, {
     ...(opts.subscriber.password !== undefined ? { password: opts.subscriber.password } : {}),
     ...(opts.subscriber.tls !== undefined ? { tls: opts.subscriber.tls } : {}),
     connectTimeout: opts.subscriber.connectTimeoutMs ?? 2000,
