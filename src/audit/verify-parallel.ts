@@ -62,6 +62,7 @@ export class ParallelVerifier {
   private readonly waiting = new Map<number, (r: RangeResult) => void>();
   private nextId = 1;
   private failure: Error | null = null;
+  private readonly exited = new Set<Worker>();
 
   constructor(
     readonly source: RangeSource,
@@ -85,7 +86,10 @@ export class ParallelVerifier {
         done?.(m.result);
       });
       w.on('error', (err) => this.fail(err));
-      w.on('exit', () => this.fail(new Error('a verifier worker exited')));
+      w.on('exit', () => {
+        this.exited.add(w);
+        this.fail(new Error('a verifier worker exited'));
+      });
       this.workers.push(w);
     }
   }
@@ -240,14 +244,15 @@ export class ParallelVerifier {
 
   /** Ends the workers (their connections and files closed). */
   async close(): Promise<void> {
+    this.fail(new Error('the parallel verifier is closed'));
     await Promise.all(
-      this.workers.map(
-        (w) =>
-          new Promise<void>((resolve) => {
-            w.removeAllListeners('exit');
-            w.once('exit', () => resolve());
-            w.postMessage({ close: true });
-          }),
+      this.workers.map((w) =>
+        this.exited.has(w)
+          ? undefined
+          : new Promise<void>((resolve) => {
+              w.once('exit', () => resolve());
+              w.postMessage({ close: true });
+            }),
       ),
     );
   }
