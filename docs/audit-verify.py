@@ -6,19 +6,24 @@ only; checkpoint signatures are checked when the `cryptography` package is insta
     python3 docs/audit-verify.py EXPORT.jsonl [--key KID=HEX ...] [--public-key PEM]
 
 Prints one line per stream and exits 0 when every stream holds, 1 otherwise. It checks
-what a third party can: every record's hash over its canonical form, the links, the MACs
-(with --key), the seqs (a gap only when a restart record declares it), and every
-checkpoint's head hash, Merkle root and signature. src/audit/independent.test.ts runs it
-against exports the gateway's own code wrote and tampered.
+what a third party can: chain v1 records (every record's hash over its canonical form,
+the links, the MACs with --key) and chain v2 records (every record's leaf over its
+canonical form, the batches' seal_first, their seals with --key, chained over the value
+before each batch), streams that switch from v1 to v2, the seqs (a gap only when a
+restart record declares it), and every checkpoint's head (the chain value at its seq),
+Merkle root and signature. src/audit/independent.test.ts runs it against exports the
+gateway's own code wrote and tampered.
 """
 import hashlib
 import hmac
 import json
 import re
+import struct
 import sys
 
 SURROGATE = re.compile('[\ud800-\udfff]')
-CHAIN = ('prev_hash', 'mac', 'hash')
+CHAIN = ('prev_hash', 'mac', 'hash', 'leaf', 'seal', 'seal_first')
+SEAL_LABEL = b'gatehouse-audit-v2:seal'
 
 
 def canonical(record):
@@ -44,7 +49,10 @@ class Merkle:
         self.size = 0
 
     def push(self, entry):
-        node = (0, sha(b'\x00', entry))
+        self.push_leaf(sha(b'\x00', entry))
+
+    def push_leaf(self, leaf):
+        node = (0, leaf)
         while self.stack and self.stack[-1][0] == node[0]:
             level, left = self.stack.pop()
             node = (level + 1, sha(b'\x01', left, node[1]))
@@ -84,6 +92,16 @@ def signature_ok(pub, c):
         return False
 
 
+def batch_root(leaves):
+    """RFC 9162 MTH over leaf hashes: the tree split at the largest power of two below n."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return sha(b'\x01', batch_root(leaves[:k]), batch_root(leaves[k:]))
+
+
 def verify_stream(stream, records, checkpoints, keys, pub):
     problems = []
     cps = {}
@@ -92,35 +110,77 @@ def verify_stream(stream, records, checkpoints, keys, pub):
             problems.append((c['seq'], 'checkpoint signature does not verify'))
             continue
         cps.setdefault(c['seq'], []).append(c)
-    prev = sha(('gatehouse-audit-v1:genesis:' + stream).encode('utf-8'))
+    # The chain value: genesis, then a v1 record's hash or a v2 batch's seal.
+    chain = sha(('gatehouse-audit-v1:genesis:' + stream).encode('utf-8'))
     expected = 1
     merkle = Merkle()
+    # A v2 batch being read: [first seq, chain value before it, leaves, intact]. Not intact
+    # when records are missing in or before it: its seal cannot be checked (the missing
+    # records are the problem named).
+    batch = None
     for r in records:
         seq = r['seq']
         canon = canonical(r)
-        prev_hash, mac, h = (bytes.fromhex(r[k]) for k in CHAIN)
-        if sha(prev_hash, canon, mac) != h:
-            problems.append((seq, 'content does not match its hash'))
-        if keys:
-            key = keys.get(r['kid'])
-            if key is None or not hmac.compare_digest(hmac.new(key, prev_hash + canon, hashlib.sha256).digest(), mac):
-                problems.append((seq, 'MAC does not verify'))
+        v2 = r.get('v') == 2
+        skipped = False
         if seq > expected:
             declared = r['kind'] == 'restart' and r['lost_to'] == seq - 1 and r['count'] == seq - expected
             problems.append((expected, 'gap declared by a restart record' if declared else 'records missing'))
             if declared and any(expected <= s < seq for s in cps):
                 problems.append((expected, 'a declared gap covers a signed checkpoint (truncated)'))
+            if declared and batch is not None:
+                if batch[3]:
+                    problems.append((batch[0], 'records not covered by a seal'))
+                batch = None
+            skipped = not declared
         elif seq < expected:
             problems.append((seq, 'out of order or duplicated'))
             continue
-        elif prev_hash != prev:
-            problems.append((seq, 'does not link to the previous record'))
-        merkle.push(h)
-        prev = h
+        if batch is not None and not v2:
+            if batch[3]:
+                problems.append((batch[0], 'records not covered by a seal'))
+            batch = None
+        if v2:
+            leaf = sha(b'\x00', canon)
+            if leaf != bytes.fromhex(r['leaf']):
+                problems.append((seq, 'content does not match its leaf'))
+            if batch is None:
+                batch = [seq, chain, [], not skipped]
+            elif skipped:
+                batch[3] = False
+            batch[2].append(bytes.fromhex(r['leaf']))
+            merkle.push_leaf(bytes.fromhex(r['leaf']))
+            head = None
+            if 'seal' in r:
+                first, prev, leaves, intact = batch
+                batch = None
+                seal = bytes.fromhex(r['seal'])
+                if intact and r['seal_first'] != first:
+                    problems.append((first, 'seal_first is not where the batch begins'))
+                elif intact and keys:
+                    key = keys.get(r['kid'])
+                    msg = SEAL_LABEL + prev + struct.pack('>QQ', first, seq) + batch_root(leaves)
+                    if key is None or not hmac.compare_digest(hmac.new(key, msg, hashlib.sha256).digest(), seal):
+                        problems.append((first, 'seal does not verify'))
+                chain = head = seal
+        else:
+            prev_hash, mac, h = (bytes.fromhex(r[k]) for k in ('prev_hash', 'mac', 'hash'))
+            if sha(prev_hash, canon, mac) != h:
+                problems.append((seq, 'content does not match its hash'))
+            if keys:
+                key = keys.get(r['kid'])
+                if key is None or not hmac.compare_digest(hmac.new(key, prev_hash + canon, hashlib.sha256).digest(), mac):
+                    problems.append((seq, 'MAC does not verify'))
+            if seq == expected and prev_hash != chain:
+                problems.append((seq, 'does not link to the previous record'))
+            merkle.push(h)
+            chain = head = h
         expected = seq + 1
         for c in cps.get(seq, []):
-            if bytes.fromhex(c['head_hash']) != h or bytes.fromhex(c['merkle_root']) != merkle.root():
+            if head is None or bytes.fromhex(c['head_hash']) != head or bytes.fromhex(c['merkle_root']) != merkle.root():
                 problems.append((seq, 'does not match the signed checkpoint'))
+    if batch is not None:
+        problems.append((batch[0], 'records not covered by a seal (the stream ends inside a batch)'))
     last = max(cps) if cps else 0
     if last >= expected:
         problems.append((expected, 'truncated before the checkpoint at seq %d' % last))

@@ -4,7 +4,9 @@
  * Export format (JSON Lines, docs/audit.md): the first line is
  * `{"format":"gatehouse-audit-export","v":1,"exported_at":…}`; then, stream by stream,
  * `{"record":{…}}` lines in storage order followed by that stream's `{"checkpoint":{…}}`
- * lines. Records carry every chain field (stream, seq, kid, prev_hash, mac, hash).
+ * lines. A record line holds the record's stored form as the store keeps it (v2: the
+ * canonical members, leaf, and seal/seal_first on a batch's last record; v1: every chain
+ * field, prev_hash, mac, hash).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';

@@ -258,9 +258,9 @@ export function storedV2Links(data: string, stream: string, streamMember: string
   const after = end + LEAF_MEMBER.length + 64;
   let seal: string | null = null;
   let sealFirst = 0;
-  if (data.length === after + 2 && data.charCodeAt(after) === 0x22 /* " */ && data.charCodeAt(after + 1) === 0x7d /* } */) {
-    // Not the batch's last record.
-  } else {
+  // `"}` right after the leaf: not the batch's last record; else the seal members follow.
+  const plain = data.length === after + 2 && data.charCodeAt(after) === 0x22 && data.charCodeAt(after + 1) === 0x7d;
+  if (!plain) {
     if (!data.startsWith(SEAL_MEMBER, after) || !data.endsWith('}')) return null;
     seal = data.slice(after + SEAL_MEMBER.length, after + SEAL_MEMBER.length + 64);
     const f = after + SEAL_MEMBER.length + 64;

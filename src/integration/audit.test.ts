@@ -136,6 +136,17 @@ describe('audit trail (async mode, SQLite)', () => {
     const offline = await run(process.execPath, [BIN, 'audit', 'verify', '--export', out, '--public-key', files.publicKey]);
     assert.match(offline.stdout, /MACs not checked/);
     assert.match(offline.stdout, /OK: 1 stream/);
+    // Worker threads by default; on one thread, or with one worker, the same report.
+    for (const flags of [['--sequential'], ['--workers', '1']]) {
+      const same = await run(process.execPath, [BIN, 'audit', 'verify', '--export', out, '--public-key', files.publicKey, ...flags]);
+      assert.equal(same.stdout, offline.stdout, flags.join(' '));
+    }
+    assert.match((await run(process.execPath, [BIN, 'audit', 'verify', '--config', configFile, '--sequential'])).stdout, /OK: 1 stream\(s\) verified/);
+    const usage = await run(process.execPath, [BIN, 'audit', 'verify', '--export', out, '--workers', '0']).then(
+      () => null,
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(usage?.code, 2);
     // Tampering with the export is named.
     const lines = readFileSync(out, 'utf8').split('\n');
     const i = lines.findIndex((l) => l.includes('"status":429'));
