@@ -2,7 +2,9 @@
  * The archiver against both targets (a directory; an S3-compatible server the test
  * starts): round trip across segment boundaries, records kept exactly as stored, the
  * bucket going away and coming back, a public bucket refused, Object Lock retention,
- * pruning only after archive + read-back, and what it refuses to upload.
+ * pruning only after archive + read-back, and what it refuses to upload; a stream that
+ * switched from chain format v1 to v2 (anchors and prunes on seals, proofs of pruned
+ * records from the archive).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -14,6 +16,10 @@ import { decodeRecords, manifestKey, parseManifest } from './format.js';
 import { ArchiveTargetError, type ArchiveTarget } from './target.js';
 import { eventLog, growingStream, s3TargetFor, tempDirTarget } from './test-archive.js';
 import { verifyArchive } from './verify-archive.js';
+import { proveConsistency, proveInclusion, storeProofSource, verifyProof } from '../proof.js';
+import type { ArchiveAnchor, StoredCheckpoint } from '../store/types.js';
+import { buildMixedChain } from '../test-mixed-chain.js';
+import { archiveProofSource } from './proof-source.js';
 
 const K = keyring({ k1: HMAC_K1 }, 'k1');
 const S = 'gw-arch';
@@ -144,6 +150,73 @@ for (const [name, make] of Object.entries(envs)) {
       }
     });
 
+    it('a stream that switched from v1 to v2: segments across the switch, anchors on seals, pruning through a seal, the store continues from it, and proofs of pruned records come from the archive', async () => {
+      const env = await make();
+      try {
+        // v1 1..25, then v2 batches 26..30, 31..37, 38..40, 41..50, 51..62, 63..70 | 71..76, 77..90.
+        const c = buildMixedChain(S, 25, [5, 7, 3, 10, 12, 8, 6, 14], K, SIGNER, [10, 25, 30, 40, 50, 62, 70, 90]);
+        const value = (seq: number) => (c.records[seq - 1] as { chain: string | null }).chain;
+        await env.ts.store.append(
+          c.records.filter((r) => r.seq <= 70),
+          c.checkpoints.filter((x) => x.checkpoint.seq <= 70),
+        );
+        // Every checkpoint through 70 is older than keep_local.
+        const now = () => 1_700_000_000_000 + 71_000 + 3_600_000;
+        const a = await Archiver.open(options(env, { keepLocalMs: 3_600_000, now }));
+        assert.deepEqual(await a.runNow(), { segments: 4, pruned: 70 });
+        // Segment 1 holds v1 records 11..25 and v2 records 26..30; anchors carry the chain value.
+        assert.deepEqual(
+          (await env.ts.store.archiveAnchors(S)).map((x) => [x.segment.index, x.segment.first_seq, x.seq, x.hash]),
+          [
+            [0, 1, 10, value(10)],
+            [1, 11, 30, value(30)],
+            [2, 31, 50, value(50)],
+            [3, 51, 70, value(70)],
+          ],
+        );
+        const m1 = parseManifest((await env.target.get(manifestKey(env.target.prefix, S, 1))) as Buffer);
+        assert.ok(typeof m1 !== 'string');
+        assert.deepEqual(await decodeRecords((await env.target.get(m1.data.key)) as Buffer), c.records.slice(10, 30).map((r) => r.data));
+        // Pruned through the seal at 70: the store's head is that chain value, and the next batches continue from it.
+        assert.deepEqual([(await env.ts.store.prunedTo(S))?.hash, await env.ts.store.head(S)], [value(70), { seq: 70, hash: value(70) }]);
+        await env.ts.store.append(
+          c.records.filter((r) => r.seq > 70),
+          c.checkpoints.filter((x) => x.checkpoint.seq > 70),
+        );
+        const local = await verifyStore(env.ts.store, { keyring: K, publicKey: SIGNER.publicKey });
+        assert.deepEqual([local[0]?.problems, local[0]?.records], [[], 20]);
+        const arch = await verifyArchive(env.target, { keyring: K, publicKey: SIGNER.publicKey, anchors: (st) => env.ts.store.archiveAnchors(st) });
+        assert.deepEqual([arch[0]?.problems, arch[0]?.records.problems, arch[0]?.records.records], [[], [], 70]);
+        const third = await verifyArchive(env.target, { publicKey: SIGNER.publicKey });
+        assert.deepEqual([third[0]?.problems, third[0]?.records.problems], [[], []]);
+
+        // Proofs: the store alone refuses the pruned stream; the archive (+ the store) proves.
+        await assert.rejects(proveInclusion(storeProofSource(env.ts.store), S, 15, null), /pruned locally; prove from the archive/);
+        const both = archiveProofSource(env.target, env.ts.store);
+        const pub = SIGNER.publicKey;
+        const held25 = (c.checkpoints.find((x) => x.checkpoint.seq === 25) as StoredCheckpoint).checkpoint;
+        for (const [seq, cp] of [
+          [15, null], // v1, pruned, against the newest checkpoint (in the store only)
+          [45, 50], // v2 inside a batch, against a checkpoint only the archive keeps now
+          [70, 70], // the anchor's record: the head check against the seal
+          [80, 90], // not archived
+        ] as const) {
+          const p = await proveInclusion(both, S, seq, cp);
+          assert.deepEqual(verifyProof(p, pub), [], `record ${seq}`);
+          assert.equal(p.checkpoint.seq, cp ?? 90);
+        }
+        assert.deepEqual(verifyProof(await proveConsistency(both, S, held25, null), pub, held25), []);
+        // The archive alone: its own checkpoints, the latest at 70.
+        const alone = archiveProofSource(env.target, null);
+        const p45 = await proveInclusion(alone, S, 45, null);
+        assert.deepEqual([verifyProof(p45, pub), p45.checkpoint.seq], [[], 70]);
+        await assert.rejects(proveInclusion(alone, S, 45, 90), /has no checkpoint at seq 90/);
+        await a.close();
+      } finally {
+        await env.cleanup();
+      }
+    });
+
     it('a segment that does not verify is never uploaded: archiving stops there with an error, nothing is pruned', async () => {
       const env = await make();
       try {
@@ -259,6 +332,32 @@ describe('archiver: PostgreSQL store', () => {
       assert.deepEqual(local[0]?.problems, []);
       await a.close();
       await b.close();
+    } finally {
+      d.cleanup();
+      await ts.cleanup();
+    }
+  });
+
+  it('a v1→v2 PostgreSQL stream prunes through anchors on seals (audit_prune checks the chain value); a forged anchor hash is refused', async (t) => {
+    const ts = await makePostgres(t);
+    if (ts === undefined) return;
+    const d = tempDirTarget();
+    try {
+      const c = buildMixedChain(S, 12, [8, 5, 5, 10], K, SIGNER, [10, 20, 30, 40]);
+      await ts.store.append(c.records, c.checkpoints);
+      const a = await Archiver.open({ store: ts.store, target: d.target, stream: S, keyring: K, signer: SIGNER, segmentRecords: 10, intervalMs: 60_000, keepLocalMs: 0, retentionMs: 0, objectLock: 'if_supported', retryMaxMs: 100 });
+      assert.deepEqual(await a.runNow(), { segments: 4, pruned: 40 });
+      assert.equal((await ts.store.prunedTo(S))?.hash, c.head);
+      const local = await verifyStore(ts.store, { keyring: K, publicKey: SIGNER.publicKey });
+      assert.deepEqual([local[0]?.problems, local[0]?.records], [[], 0]);
+      await a.close();
+      // An anchor whose hash is the v2 record's leaf (the row's hash column), not the seal, prunes nothing.
+      const other = buildMixedChain('gw-arch-2', 0, [10], K, SIGNER, [10]);
+      await ts.store.append(other.records, other.checkpoints);
+      const anchor = (await ts.store.archiveAnchors(S))[0] as ArchiveAnchor;
+      await ts.store.addArchiveAnchor({ ...anchor, stream: 'gw-arch-2', seq: 10, hash: (other.records[9] as { leaf: string }).leaf, checkpoint: (other.checkpoints[0] as StoredCheckpoint).checkpoint });
+      await assert.rejects(ts.store.prune('gw-arch-2', 10));
+      assert.equal((await ts.store.readRaw('gw-arch-2', 0, 100)).length, 10);
     } finally {
       d.cleanup();
       await ts.cleanup();

@@ -1,7 +1,9 @@
 /**
  * `audit verify --archive` as an auditor who does not trust whoever holds the bucket: a
  * missing, altered or reordered segment is named (segment index and kind), and the record
- * problems it causes are named at their seqs, in the segment they fall in.
+ * problems it causes are named at their seqs, in the segment they fall in — for a stream in
+ * chain format v1, in v2 (segments end at batch ends, the manifests carry seals as the
+ * chain values), and one that switched from v1 to v2 inside a segment.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,18 +16,32 @@ import { Archiver } from './archiver.js';
 import { manifestKey, parseManifest } from './format.js';
 import type { ArchiveTarget } from './target.js';
 import { growingStream, s3TargetFor, tempDirTarget } from './test-archive.js';
+import { buildMixedChain, type MixedChain } from '../test-mixed-chain.js';
 import { formatArchiveReport, verifyArchive, type ArchiveStreamReport } from './verify-archive.js';
 
 const K = keyring({ k1: HMAC_K1 }, 'k1');
 const S = 'gw-va';
 const SIGNER = testSigner();
 
+type Format = 'v1' | 'v2' | 'v1→v2';
+
+/**
+ * 50 records with checkpoints at 10, 20, 30, 40, 50: v1; v2 in batches ending at the
+ * checkpoints and between them; or v1 through seq 15 then v2 (segment 1 holds both).
+ */
+function chainOf(format: Format): MixedChain {
+  const cps = [10, 20, 30, 40, 50];
+  if (format === 'v1') return buildMixedChain(S, 50, [], K, SIGNER, cps);
+  if (format === 'v2') return buildMixedChain(S, 0, [4, 6, 10, 3, 7, 10, 10], K, SIGNER, cps);
+  return buildMixedChain(S, 15, [5, 10, 2, 8, 10], K, SIGNER, cps);
+}
+
 /** A stream of 50 records archived as 5 segments of 10 into a directory. */
-async function archived(): Promise<{ ts: TestStore; target: ArchiveTarget; dir: string; file(i: number, kind: 'manifest' | 'data'): string; cleanup(): Promise<void> }> {
+async function archived(format: Format): Promise<{ ts: TestStore; chain: MixedChain; target: ArchiveTarget; dir: string; file(i: number, kind: 'manifest' | 'data'): string; cleanup(): Promise<void> }> {
   const ts = (await makeSqlite({} as never)) as TestStore;
   const d = tempDirTarget();
-  const s = growingStream(ts.store, S, K, SIGNER);
-  await s.add(50, [10, 20, 30, 40, 50]);
+  const chain = chainOf(format);
+  await ts.store.append(chain.records, chain.checkpoints);
   const a = await Archiver.open({ store: ts.store, target: d.target, stream: S, keyring: K, signer: SIGNER, segmentRecords: 10, intervalMs: 60_000, keepLocalMs: null, retentionMs: 0, objectLock: 'if_supported', retryMaxMs: 100 });
   assert.equal((await a.runNow()).segments, 5);
   await a.close();
@@ -36,7 +52,7 @@ async function archived(): Promise<{ ts: TestStore; target: ArchiveTarget; dir: 
     assert.ok(typeof m !== 'string');
     return join(d.dir, ...m.data.key.split('/'));
   };
-  return { ts, target: d.target, dir: d.dir, file, cleanup: async () => (await ts.cleanup(), d.cleanup()) };
+  return { ts, chain, target: d.target, dir: d.dir, file, cleanup: async () => (await ts.cleanup(), d.cleanup()) };
 }
 
 const verify = async (target: ArchiveTarget, extra: Parameters<typeof verifyArchive>[1] = {}): Promise<ArchiveStreamReport> => {
@@ -49,9 +65,10 @@ function writable(path: string): void {
   chmodSync(path, 0o600);
 }
 
-describe('verify --archive: the segment tamper matrix', () => {
+for (const format of ['v1', 'v2', 'v1→v2'] as const) {
+describe(`verify --archive: the segment tamper matrix (${format})`, () => {
   it('an intact archive verifies (and says so in its report)', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       const r = await verify(x.target);
       assert.deepEqual([r.problems, r.records.problems, r.segments, r.records.records], [[], [], 5, 50]);
@@ -62,7 +79,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('a missing segment (manifest and data deleted) is named, and its records as deleted', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       rmSync(x.file(2, 'data'));
       rmSync(x.file(2, 'manifest'));
@@ -77,7 +94,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('a missing data object is named (the manifest is there)', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       rmSync(x.file(1, 'data'));
       const r = await verify(x.target);
@@ -89,7 +106,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('an altered data object (a record changed inside, recompressed) is named, with the record that changed', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       const f = x.file(3, 'data');
       const { gunzipSync } = await import('node:zlib');
@@ -107,7 +124,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('a data object that is not gzip any more is named altered', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       const f = x.file(0, 'data');
       writable(f);
@@ -121,7 +138,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('an altered manifest (a checkpoint dropped, re-serialized) fails its signature and the next segment\'s link', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       const f = x.file(1, 'manifest');
       const m = JSON.parse(readFileSync(f, 'utf8')) as { checkpoints: unknown[] };
@@ -136,7 +153,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('a manifest re-signed by someone else (another key) is named altered', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       const other = testSigner();
       const { signManifest } = await import('./format.js');
@@ -154,7 +171,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('reordered segments (two manifests swapped) are named reordered, and the records as reordered', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       const a = x.file(1, 'manifest');
       const b = x.file(2, 'manifest');
@@ -173,7 +190,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('the newest segment removed: the archive alone cannot tell, the local store\'s anchors name it', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       rmSync(x.file(4, 'data'));
       rmSync(x.file(4, 'manifest'));
@@ -187,7 +204,7 @@ describe('verify --archive: the segment tamper matrix', () => {
   });
 
   it('a manifest replaced after it was archived differs from what the local store recorded', async () => {
-    const x = await archived();
+    const x = await archived(format);
     try {
       const f = x.file(4, 'manifest');
       const m = parseManifest(readFileSync(f));
@@ -203,7 +220,25 @@ describe('verify --archive: the segment tamper matrix', () => {
       await x.cleanup();
     }
   });
+
+  it('the manifests chain the segments by their chain values: a v1 record\'s hash, a v2 batch\'s seal', async () => {
+    const x = await archived(format);
+    try {
+      const value = (seq: number) => (x.chain.records[seq - 1] as { chain: string | null }).chain;
+      for (let i = 0; i < 5; i++) {
+        const m = parseManifest(readFileSync(x.file(i, 'manifest')));
+        assert.ok(typeof m !== 'string');
+        assert.equal(m.end.hash, value(m.last_seq), `segment ${i} ends at the chain value of seq ${m.last_seq}`);
+        assert.equal(m.prev?.head_hash ?? null, i === 0 ? null : value(m.first_seq - 1));
+        assert.equal(m.checkpoints[m.checkpoints.length - 1]?.head_hash, m.end.hash);
+      }
+      assert.deepEqual((await x.ts.store.archiveAnchors(S)).map((a) => [a.seq, a.hash]), [10, 20, 30, 40, 50].map((q) => [q, value(q)]));
+    } finally {
+      await x.cleanup();
+    }
+  });
 });
+}
 
 describe('verify --archive on S3', () => {
   it('a data object overwritten in the bucket (no Object Lock) is named altered', async () => {
