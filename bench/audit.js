@@ -32,9 +32,8 @@ const { createPostgresAuditStore } = await dist('audit/store/postgres.js');
 const { createKeyring } = await dist('audit/keyring.js');
 const { createSigner } = await dist('audit/checkpoint.js');
 const { emptyBody } = await dist('audit/record.js');
-const { Chain } = await dist('audit/chain.js');
-const { genesis } = await dist('audit/canonical.js');
-const { MerkleAccumulator } = await dist('audit/merkle.js');
+const { canonical, genesis } = await dist('audit/canonical.js');
+const { sealBatch } = await dist('audit/v2.js');
 const { verifyStore } = await dist('audit/sources.js');
 
 const args = process.argv.slice(2);
@@ -87,13 +86,19 @@ const HOLD_BATCH = 600;
 const HOLD_BATCHES = 15;
 async function holdRun(store) {
   const stream = 'bench-hold';
-  const chain = new Chain(stream, 0, genesis(stream).toString('hex'), new MerkleAccumulator());
   const batches = [];
+  let prev = genesis(stream).toString('hex');
   let seq = 0;
   for (let b = 0; b < HOLD_BATCHES; b++) {
-    const recs = [];
-    for (let i = 0; i < HOLD_BATCH; i++) recs.push(chain.seal(body(seq), ++seq, keyring));
-    batches.push(recs);
+    const bodies = [];
+    for (let i = 0; i < HOLD_BATCH; i++) {
+      const r = body(seq);
+      Object.assign(r, { v: 2, stream, seq: ++seq, kid: keyring.activeId });
+      bodies.push(r);
+    }
+    const sealed = sealBatch(bodies.map(canonical), bodies[0].seq, prev, keyring.active);
+    prev = sealed.seal;
+    batches.push(bodies.map((r, i) => ({ stream, seq: r.seq, time: r.time, subject: r.subject, decision: r.decision, hash: sealed.leaves[i], data: sealed.data[i] })));
   }
   const holds = [];
   for (const recs of batches) {

@@ -1,7 +1,8 @@
 /**
- * RFC 9162 §2.1.1 Merkle Tree Hash over the stream's record hashes (each entry is the
- * 32-byte record hash): leaf = SHA-256(0x00 ‖ entry), node = SHA-256(0x01 ‖ left ‖ right),
- * the tree split at the largest power of two smaller than n; MTH({}) = SHA-256("").
+ * RFC 9162 §2.1.1 Merkle Tree Hash over the stream's records: leaf = SHA-256(0x00 ‖ entry)
+ * where the entry is a v1 record's 32-byte hash, or a v2 record's canonical form (its
+ * `leaf`, v2.ts); node = SHA-256(0x01 ‖ left ‖ right), the tree split at the largest power
+ * of two smaller than n; MTH({}) = SHA-256("").
  *
  * `MerkleAccumulator` keeps the right frontier (one hash per level, O(log n) memory) so a
  * writer can append leaves forever and take a root at any time.

@@ -16,15 +16,20 @@
  */
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Chain, v1StoreRecords } from './chain.js';
 import { leafHex } from './chain-hash.js';
 import { canonical, genesis } from './canonical.js';
 import { consistencyPath, inclusionPath, merkleRoot, MerkleAccumulator, verifyConsistency, verifyInclusion } from './merkle.js';
 import { proveConsistency, proveInclusion, storeProofSource, verifyProof, type ProofSource } from './proof.js';
-import { buildChain, HMAC_K1, keyring, makeSqlite, testSigner } from './test-support.js';
+import { buildChain, HMAC_K1, keyring, makeSqlite, testBody, testSigner } from './test-support.js';
 import type { ChainedRecord } from './record.js';
-import { LeafHasher } from './v2.js';
+import { isStoredV2, LeafHasher } from './v2.js';
+import { saveStreamState } from './stream-state.js';
+import { AuditWriter } from './writer.js';
 import type { StoredCheckpoint } from './store/types.js';
 import { buildMixedChain, type MixedChain } from './test-mixed-chain.js';
 
@@ -283,5 +288,35 @@ describe('proofs over chain format v2 and a stream that switched from v1 to v2',
       if (seq === 30) b.path = '/later';
     });
     assert.deepEqual(verifyProof(await proveConsistency(memSource(later), S, held, 40), signer.publicKey, held), []);
+  });
+
+  it('a store the writer continued in v2 after a v1 writer: every record proves against every checkpoint, every pair of checkpoints is consistent', async (t) => {
+    const ts = await makeSqlite(t);
+    if (ts === undefined) return;
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-proof-w-'));
+    const stream = 'gw-proof-w';
+    try {
+      const { records, checkpoints } = buildChain(stream, 12, K, signer, [5, 12]);
+      await ts.store.append(v1StoreRecords(records), checkpoints);
+      saveStreamState(dir, { stream, reserved: 12 });
+      const w = await AuditWriter.open({ store: ts.store, keyring: K, signer, stateDir: dir, stream, instance: 'test', mode: 'async', flushIntervalMs: 5, batchMax: 7, checkpointRecords: 9, checkpointIntervalMs: 0, spoolLimitBytes: 1 << 20, retryMs: 0 });
+      for (let i = 0; i < 40; i++) {
+        void w.append(testBody(i));
+        if (i % 6 === 5) await w.flush();
+      }
+      await w.close();
+      const rows = (await ts.store.readRaw(stream, 0, 1000)).map((r) => r.data);
+      assert.ok(rows.filter((d) => isStoredV2(d)).length >= 40, 'the writer wrote v2');
+      const src = storeProofSource(ts.store);
+      const cps = (await ts.store.checkpoints(stream)).sort((a, b) => a.seq - b.seq);
+      assert.ok(cps.length >= 5 && (cps[1] as { seq: number }).seq === 12);
+      for (const cp of cps) {
+        for (let seq = 1; seq <= cp.seq; seq++) assert.deepEqual(verifyProof(await proveInclusion(src, stream, seq, cp.seq), signer.publicKey), [], `record ${seq} under the checkpoint at ${cp.seq}`);
+        for (const b of cps.filter((x) => x.seq >= cp.seq)) assert.deepEqual(verifyProof(await proveConsistency(src, stream, cp, b.seq), signer.publicKey, cp), [], `${cp.seq} → ${b.seq}`);
+      }
+    } finally {
+      await ts.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -107,8 +107,11 @@ export function leafOfStored(data: string): { seq: number; leaf: string } {
   return { seq: rec.seq, leaf: leafHex(rec.hash) };
 }
 
-/** The stream's leaves and seqs in seq order, and the stored text of the record `keep` (if any). */
-async function leaves(source: ProofSource, stream: string, keep: number | null): Promise<{ seqs: number[]; leaves: string[]; kept: string | undefined }> {
+/**
+ * The stream's leaves and seqs in seq order through seq `upTo` (the tree a checkpoint
+ * covers: nothing after it is read), and the stored text of the record `keep` (if any).
+ */
+async function leaves(source: ProofSource, stream: string, keep: number | null, upTo: number): Promise<{ seqs: number[]; leaves: string[]; kept: string | undefined }> {
   const seqs: number[] = [];
   const out: string[] = [];
   let kept: string | undefined;
@@ -121,6 +124,7 @@ async function leaves(source: ProofSource, stream: string, keep: number | null):
     }
     // Storage order is seq order in an intact stream; a tampered one fails `verify` anyway.
     if (seqs.length > 0 && l.seq <= (seqs[seqs.length - 1] as number)) throw new Error(`stream ${stream} is not in seq order at seq ${l.seq}: run gatehouse audit verify`);
+    if (l.seq > upTo) break;
     seqs.push(l.seq);
     out.push(l.leaf);
     if (l.seq === keep) kept = data;
@@ -159,7 +163,7 @@ function proofRecord(data: string, atHead: boolean): ProofRecord {
 /** `audit prove --record stream:seq [--checkpoint SEQ]`: against the latest checkpoint by default. */
 export async function proveInclusion(source: ProofSource, stream: string, seq: number, checkpointSeq: number | null): Promise<InclusionProof> {
   const cp = await checkpointAt(source, stream, checkpointSeq, seq);
-  const l = await leaves(source, stream, seq);
+  const l = await leaves(source, stream, seq, cp.seq);
   if (l.kept === undefined) throw new Error(`stream ${stream} has no record with seq ${seq}`);
   const n = sizeAt(l.seqs, cp.seq);
   const m = sizeAt(l.seqs, seq) - 1;
@@ -176,7 +180,7 @@ export async function proveConsistency(source: ProofSource, stream: string, firs
   const older = typeof first === 'number' ? await checkpointAt(source, stream, first, first) : first;
   if (older.stream !== stream) throw new Error(`the first checkpoint is of stream ${older.stream}, not ${stream}`);
   const newer = await checkpointAt(source, stream, toSeq, older.seq);
-  const l = await leaves(source, stream, null);
+  const l = await leaves(source, stream, null, newer.seq);
   const m = sizeAt(l.seqs, older.seq);
   const n = sizeAt(l.seqs, newer.seq);
   if (m < 1) throw new Error('the first checkpoint covers no record');

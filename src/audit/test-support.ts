@@ -12,15 +12,16 @@ import Database from 'better-sqlite3';
 import postgres from 'postgres';
 import type { TestContext } from 'node:test';
 import { needPostgres, POSTGRES_URL } from '../testing/services.js';
-import { genesis } from './canonical.js';
+import { canonical, genesis } from './canonical.js';
 import { Chain } from './chain.js';
 import { createSigner, type CheckpointSigner } from './checkpoint.js';
 import { createKeyring, type Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
-import { emptyBody, type ChainedRecord } from './record.js';
+import { emptyBody, type AuditBody, type ChainedRecord, type ChainFields } from './record.js';
 import { createPostgresAuditStore } from './store/postgres.js';
 import { createSqliteAuditStore } from './store/sqlite.js';
 import type { AuditStore, StoredCheckpoint } from './store/types.js';
+import { LeafHasher, sealBatch, V2 } from './v2.js';
 
 export interface Tamper {
   /** Replaces the stored JSON of the row holding (stream, seq) (first such row). */
@@ -28,6 +29,8 @@ export interface Tamper {
   getData(stream: string, seq: number): Promise<string>;
   deleteSeqs(stream: string, fromSeq: number, toSeq: number): Promise<void>;
   insertRaw(r: ChainedRecord): Promise<void>;
+  /** Inserts rows as given (storage order = array order), in one transaction: v2 data before the store writes it. */
+  insertRows(rows: readonly RawRow[]): Promise<void>;
   setCheckpointData(stream: string, seq: number, data: string): Promise<void>;
   /** Deletes every checkpoint of the stream. */
   deleteCheckpoints(stream: string): Promise<void>;
@@ -35,11 +38,24 @@ export interface Tamper {
   plain(op: 'update' | 'delete' | 'truncate'): Promise<unknown>;
 }
 
+/** One row of audit_records as a store keeps it (`hash`: a v1 record's hash, a v2 record's leaf). */
+export interface RawRow {
+  readonly stream: string;
+  readonly seq: number;
+  readonly time: string;
+  readonly subject: string | null;
+  readonly decision: string | null;
+  readonly hash: string;
+  readonly data: string;
+}
+
 export interface TestStore {
   readonly store: AuditStore;
   readonly tamper: Tamper;
   /** PostgreSQL only: the test's schema. */
   readonly schema?: string;
+  /** SQLite only: the database file. */
+  readonly file?: string;
   /** Opens another store object on the same database (a second process, a restart). */
   reopen(): AuditStore;
   cleanup(): Promise<void>;
@@ -78,6 +94,15 @@ export const makeSqlite: MakeStore = async () => {
       db.prepare('INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES (?, ?, ?, ?, ?, ?, ?)').run(r.stream, r.seq, r.time, r.subject, r.decision, r.hash, JSON.stringify(r));
       db.close();
     },
+    async insertRows(rows) {
+      await store.init(); // the store's worker creates the tables
+      const db = new Database(file);
+      const ins = db.prepare('INSERT INTO audit_records (stream, seq, time, subject, decision, hash, data) VALUES (?, ?, ?, ?, ?, ?, ?)');
+      db.transaction(() => {
+        for (const r of rows) ins.run(r.stream, r.seq, r.time, r.subject, r.decision, r.hash, r.data);
+      })();
+      db.close();
+    },
     async setCheckpointData(stream, seq, data) {
       const db = evil();
       db.prepare('UPDATE audit_checkpoints SET data = ? WHERE stream = ? AND seq = ?').run(data, stream, seq);
@@ -101,6 +126,7 @@ export const makeSqlite: MakeStore = async () => {
   return {
     store,
     tamper,
+    file,
     reopen: () => createSqliteAuditStore(file),
     async cleanup() {
       await store.close().catch(() => undefined);
@@ -142,6 +168,20 @@ export const makePostgres: MakeStore = async (t) => {
     },
     async insertRaw(r) {
       await admin`INSERT INTO ${recs} (stream, seq, time, subject, decision, hash, data) VALUES (${r.stream}, ${r.seq}, ${r.time}, ${r.subject}, ${r.decision}, ${r.hash}, ${JSON.stringify(r)})`;
+    },
+    async insertRows(rows) {
+      // In chunks (a statement binds at most 65535 parameters), one transaction, storage order kept.
+      await admin.begin(async (tx) => {
+        for (let i = 0; i < rows.length; i += 5000) {
+          const chunk = rows.slice(i, i + 5000).map((r) => ({ ...r }));
+          await tx`INSERT INTO ${recs} (stream, seq, time, subject, decision, hash, data)
+            SELECT x.stream, x.seq, x.time, x.subject, x.decision, x.hash, x.data
+            FROM ROWS FROM (json_to_recordset(${JSON.stringify(chunk)}::text::json)
+              AS (stream text, seq bigint, time text, subject text, decision text, hash text, data text))
+              WITH ORDINALITY AS x(stream, seq, time, subject, decision, hash, data, n)
+            ORDER BY x.n`;
+        }
+      });
     },
     async setCheckpointData(stream, seq, data) {
       await evil((tx) => tx`UPDATE ${cps} SET data = ${data} WHERE stream = ${stream} AND seq = ${seq}`);
@@ -197,13 +237,7 @@ export function buildChain(stream: string, n: number, keys: Keyring, signer: Che
   const records: ChainedRecord[] = [];
   const checkpoints: StoredCheckpoint[] = [];
   for (let i = chain.seq + 1; i <= n; i++) {
-    const b = emptyBody('exchange', new Date(1_700_000_000_000 + i * 1000).toISOString());
-    b.request_id = `req-${i}`;
-    b.method = 'GET';
-    b.path = `/item/${i}`;
-    b.status = 200;
-    b.decision = i % 3 === 0 ? 'refused' : 'allowed';
-    b.subject = i % 2 === 0 ? 'alice' : null;
+    const b = chainBody(i);
     records.push(chain.seal(b, i, keys));
     if (cpAt.includes(i)) {
       checkpoints.push({
@@ -213,4 +247,85 @@ export function buildChain(stream: string, n: number, keys: Keyring, signer: Che
     }
   }
   return { records, checkpoints };
+}
+
+/** The body of record `i` of a test stream (what buildChain and buildChainV2 write). */
+export function chainBody(i: number): AuditBody {
+  const b = emptyBody('exchange', new Date(1_700_000_000_000 + i * 1000).toISOString());
+  b.request_id = `req-${i}`;
+  b.method = 'GET';
+  b.path = `/item/${i}`;
+  b.status = 200;
+  b.decision = i % 3 === 0 ? 'refused' : 'allowed';
+  b.subject = i % 2 === 0 ? 'alice' : null;
+  return b;
+}
+
+/** Where a v2 chain continues: the seq and chain value before it (a v1 record's hash, a seal, or the genesis) and the Merkle frontier. */
+export interface ChainPoint {
+  readonly seq: number;
+  readonly prev: string;
+  readonly merkle: MerkleAccumulator;
+}
+
+export interface BuiltV2 {
+  /** The rows to store, in seq order (`data` the stored form). */
+  readonly rows: RawRow[];
+  readonly checkpoints: StoredCheckpoint[];
+  /** Each batch: its first and last seq and its seal. */
+  readonly batches: Array<{ first: number; last: number; seal: string }>;
+  /** Where the chain ends (to continue it). */
+  readonly end: ChainPoint;
+}
+
+/**
+ * Records after `from` (default: the genesis) through `n` of `stream` as the v2 writer
+ * stores them, sealed with v2.ts's reference sealer in batches whose sizes cycle through
+ * `batch` (each batch also ends at every seq of `cpAt`, where a signed checkpoint is taken:
+ * checkpoints are only ever at a batch's end). `bodies` replaces record bodies by seq.
+ */
+export function buildChainV2(
+  stream: string,
+  n: number,
+  keys: Keyring,
+  signer: CheckpointSigner,
+  cpAt: readonly number[],
+  opts: { from?: ChainPoint; batch?: readonly number[]; bodies?: ReadonlyMap<number, AuditBody> } = {},
+): BuiltV2 {
+  const from = opts.from ?? { seq: 0, prev: genesis(stream).toString('hex'), merkle: new MerkleAccumulator() };
+  const merkle = MerkleAccumulator.from(from.merkle.state());
+  const sizes = opts.batch ?? [4, 1, 7, 3, 2];
+  const hasher = new LeafHasher();
+  const rows: RawRow[] = [];
+  const checkpoints: StoredCheckpoint[] = [];
+  const batches: BuiltV2['batches'] = [];
+  let prev = from.prev;
+  let seq = from.seq;
+  for (let k = 0; seq < n; k++) {
+    const first = seq + 1;
+    let last = Math.min(n, first + (sizes[k % sizes.length] as number) - 1);
+    for (const c of cpAt) if (c >= first && c < last) last = c;
+    const recs: Array<AuditBody & ChainFields> = [];
+    for (let i = first; i <= last; i++) recs.push({ ...(opts.bodies?.get(i) ?? chainBody(i)), v: V2, stream, seq: i, kid: keys.activeId } as AuditBody & ChainFields);
+    const b = sealBatch(recs.map((r) => canonical(r)), first, prev, keys.active, hasher);
+    for (const [j, r] of recs.entries()) {
+      rows.push({ stream, seq: r.seq, time: r.time, subject: r.subject, decision: r.decision, hash: b.leaves[j] as string, data: b.data[j] as string });
+      merkle.pushLeaf(b.leaves[j] as string);
+    }
+    batches.push({ first, last, seal: b.seal });
+    prev = b.seal;
+    seq = last;
+    if (cpAt.includes(last)) {
+      checkpoints.push({ checkpoint: signer.sign({ stream, seq: last, head_hash: b.seal, merkle_root: merkle.rootHex(), time: new Date(1_700_000_000_000 + last * 1000).toISOString() }), frontier: merkle.state() });
+    }
+  }
+  return { rows, checkpoints, batches, end: { seq, prev, merkle } };
+}
+
+/** A v1 chain's end as a ChainPoint (to continue it in v2: a stream upgraded to the new writer). */
+export function v1End(records: readonly ChainedRecord[]): ChainPoint {
+  const m = new MerkleAccumulator();
+  for (const r of records) m.push(r.hash);
+  const last = records[records.length - 1] as ChainedRecord;
+  return { seq: last.seq, prev: last.hash, merkle: m };
 }

@@ -33,7 +33,7 @@
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from '../observability/logger.js';
-import { canonical, genesis } from './canonical.js';
+import { genesis } from './canonical.js';
 import type { CheckpointSigner } from './checkpoint.js';
 import type { Keyring } from './keyring.js';
 import { MerkleAccumulator } from './merkle.js';
@@ -115,8 +115,11 @@ export interface WriterStatus {
 /** How many seqs one reservation covers (one fsync of the state file per block). */
 const RESERVE_BLOCK = 4096;
 
-type Item = { body: AuditBody; seq: number };
-/** A body once the writer gave it its chain members. */
+/**
+ * A queued body. Its `seq` member (declared by emptyBody) is the record's seq in async
+ * mode, taken at append; 0 in sync mode until sealing. No wrapper object per record: the
+ * queue lives across event-loop turns, and every object that survives a scavenge costs.
+ */
 type Chained = AuditBody & ChainFields;
 
 const sealWorkers = new WeakMap<AuditWriter, Worker>();
@@ -148,7 +151,7 @@ export class AuditWriter {
   private sealedSeq: number;
   private chainValue: string;
   /** Records waiting to be sealed; seq 0: sync mode, given at sealing. */
-  private queue: Item[] = [];
+  private queue: Chained[] = [];
   private waiter: Deferred | null = null;
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
@@ -242,7 +245,9 @@ export class AuditWriter {
         saveStreamState(this.o.stateDir, this.state);
       }
     }
-    this.queue.push({ body, seq });
+    const b = body as Chained;
+    b.seq = seq;
+    this.queue.push(b);
     this.waiter ??= deferred();
     const p = this.waiter.promise;
     if (this.o.mode === 'sync' || this.queue.length >= this.o.batchMax) this.schedule(true);
@@ -280,7 +285,7 @@ export class AuditWriter {
       mode: this.o.mode,
       head_seq: this.sealedSeq,
       head_hash: this.chainValue,
-      next_seq: this.o.mode === 'async' ? this.nextSeq : this.postedSeq + 1,
+      next_seq: this.nextSeq,
       queued: this.queue.length,
       store_ok: this.storeOk,
       spool_bytes: this.spool.bytes,
@@ -388,26 +393,42 @@ export class AuditWriter {
    * store records. A checkpoint due at the batch's end is decided here (its seq is the
    * batch's last) and signed when the worker has answered with the seal and the Merkle root.
    */
-  private async seal(items: readonly Item[]): Promise<SpoolBatch> {
+  private async seal(items: readonly Chained[]): Promise<SpoolBatch> {
     if (this.sealFailure !== null) throw this.sealFailure;
     const n = items.length;
     const kid = this.keyring.activeId;
-    const canons = new Array<string>(n);
     let first = this.postedSeq + 1;
-    for (let i = 0; i < n; i++) {
-      const it = items[i] as Item;
-      const b = it.body as Chained;
-      b.v = 2;
-      b.stream = this.stream;
-      b.seq = it.seq === 0 ? this.nextSeq++ : it.seq;
-      b.kid = kid;
-      canons[i] = canonical(b);
-      if (i === 0) first = b.seq;
-      this.postedSeq = b.seq;
+    if (n > 0) {
+      const head = (items[0] as Chained).seq;
+      first = head === 0 ? this.nextSeq : head;
+      const tail = (items[n - 1] as Chained).seq;
+      this.postedSeq = tail === 0 ? this.nextSeq + n - 1 : tail;
     }
     const cpTime = this.checkpointAt(this.postedSeq, false);
     if (n === 0 && cpTime === null) return { records: [], checkpoints: [] };
-    const reply = await this.sealer.seal(first, kid, canons, cpTime !== null);
+    let sealing: Promise<SealReply>;
+    try {
+      sealing = this.sealer.seal(
+        first,
+        kid,
+        n,
+        (i) => {
+          const b = items[i] as Chained;
+          b.v = 2;
+          b.stream = this.stream;
+          if (b.seq === 0) b.seq = this.nextSeq++;
+          b.kid = kid;
+          return b;
+        },
+        cpTime !== null,
+      );
+    } catch (err) {
+      // A body without a canonical form is a bug upstream; its seqs are taken, and sealing on
+      // past them would leave a gap nothing declares: stop, as when the worker fails.
+      this.sealFailed(err as Error);
+      throw err;
+    }
+    const reply = await sealing;
     this.sealedSeq = reply.seq;
     this.chainValue = reply.chain;
     return { records: storeRecords(items, reply), checkpoints: cpTime === null ? [] : [this.signCheckpoint(reply, cpTime)] };
@@ -507,7 +528,7 @@ export class AuditWriter {
     if (this.sealFailure === null) {
       try {
         const time = this.checkpointAt(this.postedSeq, true);
-        const cps = time === null ? [] : [this.signCheckpoint(await this.sealer.seal(this.postedSeq + 1, this.keyring.activeId, [], true), time)];
+        const cps = time === null ? [] : [this.signCheckpoint(await this.sealer.chainState(), time)];
         await this.persist({ records: [], checkpoints: cps });
       } catch (err) {
         this.o.log?.error({ event: 'audit_close_failed', err: String(err) }, 'audit: final checkpoint not stored');
@@ -527,13 +548,13 @@ export class AuditWriter {
 }
 
 /** The store records of a sealed batch: the worker's stored forms and leaves, the columns from the bodies. */
-function storeRecords(items: readonly Item[], reply: SealReply): StoreRecord[] {
+function storeRecords(items: readonly Chained[], reply: SealReply): StoreRecord[] {
   const n = items.length;
   const out = new Array<StoreRecord>(n);
   const { text, lens, leaves } = reply;
   let pos = 0;
   for (let i = 0; i < n; i++) {
-    const b = (items[i] as Item).body as Chained;
+    const b = items[i] as Chained;
     const len = lens[i] as number;
     out[i] = { stream: b.stream, seq: b.seq, time: b.time, subject: b.subject, decision: b.decision, hash: leaves.slice(i * 64, i * 64 + 64), data: text.slice(pos, pos + len) };
     pos += len;

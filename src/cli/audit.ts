@@ -2,10 +2,13 @@
  * `gatehouse audit <verify|export|keys>`:
  *
  *   audit migrate --config FILE                     create/upgrade the store's schema (PostgreSQL: as its owner)
- *   audit verify --config FILE                      every stream of the configured store (read-only)
- *   audit verify --export FILE [--public-key PEM] [--config FILE]
+ *   audit verify --config FILE [--sequential | --workers N]
+ *                                                   every stream of the configured store (read-only)
+ *   audit verify --export FILE [--public-key PEM] [--config FILE] [--sequential | --workers N]
  *                                                   an export; MACs checked only with the
  *                                                   config's keyring, signatures with the key
+ *                                                   (v2 streams are checked by worker threads
+ *                                                   first; the reports are the sequential ones)
  *   audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM]
  *                [--endpoint URL --region R --access-key-id-file F --secret-access-key-file F --ca-file F]
  *                                                   an archive on its own (docs/audit.md "Archive")
@@ -33,6 +36,7 @@ import { loadPublicKey, generateCheckpointKeys } from '../audit/checkpoint.js';
 import { loadAuditKeys, openAuditStore } from '../audit/service.js';
 import { exportStore, verifyExport, verifyStore } from '../audit/sources.js';
 import { formatReport, type StreamReport } from '../audit/verify.js';
+import { storeSource, verifyExportParallel, verifyStoreParallel } from '../audit/verify-parallel.js';
 import type { Keyring } from '../audit/keyring.js';
 import { ConfigError, formatProblems, loadConfig, loadConfigSections, type LoadedConfig } from '../config/load.js';
 import { createDirectoryTarget } from '../audit/archive/directory-target.js';
@@ -52,8 +56,8 @@ export const SPEC: CommandSpec = {
   summary: 'Migrate, verify or export the audit trail, prove records and checkpoints, prune archived records, generate its keys (docs/audit.md).',
   subcommands: {
     verify: {
-      usage: `gatehouse audit verify --config FILE
-       gatehouse audit verify --export FILE [--public-key PEM] [--config FILE]
+      usage: `gatehouse audit verify --config FILE [--sequential | --workers N]
+       gatehouse audit verify --export FILE [--public-key PEM] [--config FILE] [--sequential | --workers N]
        gatehouse audit verify --proof FILE --public-key PEM [--checkpoint HELD.json]
        gatehouse audit verify --archive s3://BUCKET/PREFIX|DIR [--config FILE] [--public-key PEM] [--stream ID]
            [--endpoint URL] [--region R] [--access-key-id-file F --secret-access-key-file F] [--ca-file F]`,
@@ -71,6 +75,8 @@ export const SPEC: CommandSpec = {
         'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
         'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
         'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
+        sequential: { type: 'boolean', description: 'a store or export: verify on this thread only, without worker threads (same reports)' },
+        workers: { type: 'string', value: 'N', description: 'a store or export: worker threads for v2 streams (default: the available CPUs)' },
       },
     },
     migrate: {
@@ -183,7 +189,14 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
   }
   if (typeof v['public-key'] === 'string') pub = loadPublicKey(readFileSync(v['public-key'], 'utf8'));
   if (typeof v.proof === 'string') return verifyProofCmd(v.proof, pub, typeof v.checkpoint === 'string' ? v.checkpoint : null);
-  if (typeof v.export === 'string') return print(await verifyExport(v.export, { keyring, publicKey: pub }));
+  let workers: number | undefined;
+  if (typeof v.workers === 'string') {
+    workers = Number(v.workers);
+    if (!Number.isSafeInteger(workers) || workers < 1 || workers > 64) return usage('--workers must be a whole number from 1 to 64');
+    if (v.sequential === true) return usage('--sequential and --workers exclude each other');
+  }
+  const parallel = v.sequential !== true;
+  if (typeof v.export === 'string') return print(parallel ? await verifyExportParallel(v.export, { keyring, publicKey: pub }, { workers }) : await verifyExport(v.export, { keyring, publicKey: pub }));
   if (typeof v.archive === 'string') return verifyArchiveCmd(v, v.archive, loaded, keyring, pub);
   if (loaded === null) return usage('--config FILE or --export FILE is required');
   // Read-only: a missing SQLite file or PostgreSQL schema is an error, never created.
@@ -194,7 +207,9 @@ async function verify(v: Record<string, string | boolean | undefined>): Promise<
     const state = readStreamState(stateDir(loaded.config.state.dir, loaded.dir));
     const known = new Set<string>();
     if (state !== null) known.add(state.stream);
-    return print(await verifyStore(store, { keyring, publicKey: pub }, { streams: [...known], state }));
+    const opts = { keyring, publicKey: pub };
+    const knownStreams = { streams: [...known], state };
+    return print(parallel ? await verifyStoreParallel(store, storeSource(loaded.config, loaded.dir), opts, knownStreams, { workers }) : await verifyStore(store, opts, knownStreams));
   } finally {
     await store.close();
   }
