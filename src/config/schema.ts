@@ -824,6 +824,8 @@ export const configSchema = z.strictObject({
       group: z.union([z.string().regex(/^(\d+|[a-z_][a-z0-9_.-]{0,31})$/i, 'a group name or a numeric gid'), z.number().int().min(0).max(4_294_967_294)]).optional(),
       /** Keep serving as root when started as root without `user` (refused by default). */
       serve_as_root: z.boolean().default(false),
+      /** V8's old-generation growth past the live size before a full GC, in percent; 0: V8 decides (src/server/heap.ts). */
+      heap_growing_percent: z.number().int().min(0).max(400).default(50),
     })
     .prefault({}),
 });

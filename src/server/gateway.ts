@@ -48,6 +48,7 @@ import type { BoundListeners } from './bind.js';
 import { createClientErrorHandler } from './client-errors.js';
 import { alpnProtocols, Http2Front, http2Enabled } from './http2.js';
 import { createRedirector } from './redirect.js';
+import { applyHeapGrowth } from './heap.js';
 import { TlsManager } from './tls.js';
 import { tlsAdminRoutes } from './tls-admin.js';
 
@@ -205,6 +206,7 @@ export class Gateway {
   }
 
   static async start(opts: GatewayOptions): Promise<Gateway> {
+    applyHeapGrowth(opts.loaded.config.process.heap_growing_percent);
     const gw = new Gateway(opts);
     try {
       // Turning admin.client_certificates on takes a restart: its certificate parser is loaded here or never.
@@ -473,6 +475,7 @@ export class Gateway {
     if (old.inflight === 0) this.release(old);
     this.applyServerLimits(loaded.config);
     this.log.level = loaded.config.log.level;
+    applyHeapGrowth(loaded.config.process.heap_growing_percent);
     this.adminToken = readAdminToken(loaded);
     this.adminAllow = adminAllowList(loaded.config);
     void this.tls.update(loaded.config, loaded.dir);
