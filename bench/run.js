@@ -1190,15 +1190,22 @@ function buildReport({ opts, cmdline, startedAt, elapsedS, targets, results, fix
       `- **audit cost (h) vs (c): ${fmt(add * 100, 1)} % gateway CPU per request** (${fmt(med.c.gwUs, 1)} → ${fmt(med.h.gwUs, 1)} µs/req; target ≤ 10 %: ${add <= 0.1 ? 'met' : 'NOT met'}); per round: ${rounds.map((x) => fmt(x * 100, 1) + ' %').join(', ')}`,
     );
   } else if (opts.list.includes('h')) L.push('- audit cost (h) vs (c): n/a (needs scenarios c and h)');
-  // The same in µs, split by thread: the request thread (event loop) and all threads.
-  for (const k of ['h', 'j']) {
-    if (!(have('c') && have(k))) continue;
-    const n = Math.min(results.c.length, results[k].length);
-    const per = (f) => Array.from({ length: n }, (_, i) => f(results[k][i]) - f(results.c[i]));
+  // The same in µs, split by thread: the request thread (event loop) and all threads; in
+  // the closed loop, and at the fixed rate, where every gateway serves the same req/s
+  // (the per-request CPU of a saturated core also moves with batching and cache pressure).
+  for (const [phase, rsOf, ok] of [
+    ['closed loop', (k) => results[k], have],
+    ['fixed rate', (k) => fixed.results[k], haveFixed],
+  ]) for (const k of ['h', 'j']) {
+    if (!(ok('c') && ok(k))) continue;
+    const rc = rsOf('c');
+    const rk = rsOf(k);
+    const n = Math.min(rc.length, rk.length);
+    const per = (f) => Array.from({ length: n }, (_, i) => f(rk[i]) - f(rc[i]));
     const loop = per((r) => r.loopCpuUsPerReq);
     const all = per((r) => r.gwCpuUsPerReq);
     L.push(
-      `- audit cost (${k}) − (c) per request: **event loop ${fmt(median(loop), 1)} µs, all threads ${fmt(median(all), 1)} µs** (medians of per-round differences; event loop ${fmt(med.c.loopUs, 1)} → ${fmt(med[k].loopUs, 1)} µs/req, all threads ${fmt(med.c.gwUs, 1)} → ${fmt(med[k].gwUs, 1)}); per round event loop ${loop.map((x) => fmt(x, 1)).join(', ')}, all threads ${all.map((x) => fmt(x, 1)).join(', ')}; RSS at the end of each run (c) ${fmt(med.c.rss, 0)} MB, (${k}) median ${fmt(med[k].rss, 0)} MB, max ${fmt(med[k].rssMax, 0)} MB`,
+      `- audit cost (${k}) − (c) per request, ${phase}: **event loop ${fmt(median(loop), 1)} µs, all threads ${fmt(median(all), 1)} µs** (medians of per-round differences; event loop ${fmt(median(rc.map((r) => r.loopCpuUsPerReq)), 1)} → ${fmt(median(rk.map((r) => r.loopCpuUsPerReq)), 1)} µs/req, all threads ${fmt(median(rc.map((r) => r.gwCpuUsPerReq)), 1)} → ${fmt(median(rk.map((r) => r.gwCpuUsPerReq)), 1)}); per round event loop ${loop.map((x) => fmt(x, 1)).join(', ')}, all threads ${all.map((x) => fmt(x, 1)).join(', ')}; RSS at the end of each run (c) ${fmt(median(rc.map((r) => r.rssMb)), 0)} MB, (${k}) median ${fmt(median(rk.map((r) => r.rssMb)), 0)} MB, max ${fmt(Math.max(...rk.map((r) => r.rssMb)), 0)} MB`,
     );
   }
   L.push('');
