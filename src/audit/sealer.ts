@@ -13,6 +13,7 @@ import { CanonicalWriter } from './canonical-bytes.js';
 import type { MacKey } from './chain-hash.js';
 import type { AuditBody, ChainFields } from './record.js';
 import { SEAL_NUMS, type Frontier, type SealReply, type SealRequest } from './seal-protocol.js';
+import { capacity } from './buffer-capacity.js';
 
 /** Compiled next to this file: dist/audit/seal-worker.js. */
 const WORKER_URL = new URL('./seal-worker.js', import.meta.url);
@@ -33,13 +34,6 @@ interface Waiter {
 interface Slot {
   nums: Float64Array;
   out: CanonicalWriter;
-}
-
-/** A power of two ≥ n and ≥ min: buffers grow rarely, and are kept. */
-function capacity(n: number, min: number): number {
-  let c = min;
-  while (c < n) c *= 2;
-  return c;
 }
 
 function newSlot(): Slot {

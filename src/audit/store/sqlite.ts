@@ -24,6 +24,7 @@ import type { Checkpoint } from '../checkpoint.js';
 import type { ChainedRecord } from '../record.js';
 import { RECORD_NUMS, unpackStrings, type Reply, type RequestBody, type Results } from './sqlite-protocol.js';
 import type { ArchiveAnchor, AuditStore, RecordQuery, StoreRecord, StoredCheckpoint, StreamHead } from './types.js';
+import { capacity } from '../buffer-capacity.js';
 
 /** Compiled next to this file: dist/audit/store/sqlite-worker.js. */
 const WORKER_URL = new URL('./sqlite-worker.js', import.meta.url);
@@ -49,13 +50,6 @@ export function sqliteStoreWorker(store: AuditStore): Worker | undefined {
 interface Slot {
   nums: Float64Array;
   text: Buffer;
-}
-
-/** A power of two ≥ n and ≥ min: buffers grow rarely, and are kept. */
-function capacity(n: number, min: number): number {
-  let c = min;
-  while (c < n) c *= 2;
-  return c;
 }
 
 function newSlot(): Slot {
