@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { request, sleep, startGateway, startUpstream, type TestGateway, type Upstream } from '../testing/harness.js';
-import { freePort, GATEWAY_HOST, needPebble, startPebble, type Pebble } from '../testing/pebble.js';
+import { freePort, GATEWAY_HOST, pebbleMissing, startPebble, type Pebble } from '../testing/pebble.js';
 import { requestOn } from '../testing/tls.js';
 
 function tlsHandshake(port: number, servername: string, ca: string, alpn?: string[]): Promise<{ ok: boolean; cert: PeerCertificate | null; error: string | null; socket: TLSSocket }> {
@@ -49,7 +49,7 @@ async function metric(gw: TestGateway, line: RegExp): Promise<number> {
 
 const events = (gw: TestGateway, name: string) => gw.logs.filter((l) => l.event === name);
 
-describe('ACME client against Pebble: http-01', () => {
+describe('ACME client against Pebble: http-01', { skip: pebbleMissing() }, () => {
   let pebble: Pebble | null = null;
   let up: Upstream;
   let gw: TestGateway;
@@ -58,8 +58,7 @@ describe('ACME client against Pebble: http-01', () => {
   let offset = 0;
   const now = () => Date.now() + offset;
 
-  before(async (t) => {
-    if (!needPebble(t as never)) return;
+  before(async () => {
     const httpPort = await freePort(GATEWAY_HOST);
     tlsPort = await freePort(GATEWAY_HOST);
     pebble = await startPebble({ httpPort, tlsPort });
@@ -197,14 +196,13 @@ describe('ACME client against Pebble: http-01', () => {
   });
 });
 
-describe('ACME client against Pebble: tls-alpn-01', () => {
+describe('ACME client against Pebble: tls-alpn-01', { skip: pebbleMissing() }, () => {
   let pebble: Pebble | null = null;
   let up: Upstream;
   let gw: TestGateway;
   let tlsPort: number;
 
-  before(async (t) => {
-    if (!needPebble(t as never)) return;
+  before(async () => {
     tlsPort = await freePort(GATEWAY_HOST);
     // Pebble's http-01 port points nowhere: only the TLS listener can prove control.
     pebble = await startPebble({ httpPort: await freePort(GATEWAY_HOST), tlsPort });
