@@ -19,6 +19,7 @@ import { leafHex, RecordHasher } from './chain-hash.js';
 import { verifyCheckpoint, type Checkpoint } from './checkpoint.js';
 import { consistencyPath, inclusionPath, verifyConsistency, verifyInclusion } from './merkle.js';
 import { CANONICAL_FIELDS, type AuditBody, type ChainedRecord, type ChainFields } from './record.js';
+import { storeRecords } from './sources.js';
 import type { AuditStore } from './store/types.js';
 import { isStoredV2, LeafHasher, parseStoredV2, V2 } from './v2.js';
 
@@ -78,13 +79,7 @@ export function storeProofSource(store: AuditStore): ProofSource {
     checkpoints: (stream) => store.checkpoints(stream),
     async *records(stream) {
       if ((await store.prunedTo(stream)) !== null) throw new Error(`stream ${stream}: records were pruned locally; prove from the archive (gatehouse audit prove --archive)`);
-      let after = 0;
-      for (;;) {
-        const rows = await store.readRaw(stream, after, 10_000);
-        for (const r of rows) yield r.data;
-        if (rows.length < 10_000) break;
-        after = (rows[rows.length - 1] as { id: number }).id;
-      }
+      yield* storeRecords(store, stream);
     },
   };
 }

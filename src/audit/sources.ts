@@ -19,7 +19,8 @@ import { MalformedEntry, verifyStream, type StreamReport, type VerifyItem, type 
 
 const PAGE = 10_000;
 
-async function* storeRecords(store: AuditStore, stream: string): AsyncGenerator<string> {
+/** A stream's stored records (their `data`) in storage order, page by page: what verify, export and proofs read. */
+export async function* storeRecords(store: AuditStore, stream: string): AsyncGenerator<string> {
   let after = 0;
   for (;;) {
     const rows = await store.readRaw(stream, after, PAGE);

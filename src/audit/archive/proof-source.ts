@@ -11,6 +11,7 @@
  */
 import type { Checkpoint } from '../checkpoint.js';
 import type { ProofSource } from '../proof.js';
+import { storeRecords } from '../sources.js';
 import type { AuditStore } from '../store/types.js';
 import { decodeRecords, parseManifest, sha256Hex, type SegmentManifest } from './format.js';
 import type { ArchiveTarget } from './target.js';
@@ -65,7 +66,7 @@ export function archiveProofSource(target: ArchiveTarget, store: AuditStore | nu
       // were not pruned yet, are skipped).
       const pruned = await store.prunedTo(stream);
       if (pruned !== null && pruned.seq > archived) throw new Error(`stream ${stream} was pruned locally through seq ${pruned.seq}, but the archive ${target.location} ends at seq ${archived}`);
-      for await (const data of storedRecords(store, stream)) {
+      for await (const data of storeRecords(store, stream)) {
         const m = SEQ.exec(data);
         if (m !== null && Number(m[1]) <= archived) continue;
         yield data;
@@ -74,12 +75,3 @@ export function archiveProofSource(target: ArchiveTarget, store: AuditStore | nu
   };
 }
 
-async function* storedRecords(store: AuditStore, stream: string): AsyncGenerator<string> {
-  let after = 0;
-  for (;;) {
-    const rows = await store.readRaw(stream, after, 10_000);
-    for (const r of rows) yield r.data;
-    if (rows.length < 10_000) break;
-    after = (rows[rows.length - 1] as { id: number }).id;
-  }
-}
