@@ -51,6 +51,15 @@ import { archiveProofSource } from '../audit/archive/proof-source.js';
 import type { Checkpoint } from '../audit/checkpoint.js';
 import { stateDir } from '../stores/postgres-client.js';
 
+/** Where an S3 archive is and how to reach it (audit verify --archive, audit prove --archive). */
+const S3_OPTIONS = {
+  endpoint: { type: 'string', value: 'URL', description: 'S3 endpoint' },
+  region: { type: 'string', value: 'R', description: 'S3 region' },
+  'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
+  'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
+  'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
+} as const;
+
 export const SPEC: CommandSpec = {
   name: 'audit',
   summary: 'Migrate, verify or export the audit trail, prove records and checkpoints, prune archived records, generate its keys (docs/audit.md).',
@@ -70,11 +79,7 @@ export const SPEC: CommandSpec = {
         archive: { type: 'string', value: 's3://BUCKET/PREFIX|DIR', description: 'an archive to verify' },
         'public-key': { type: 'string', value: 'PEM', description: 'the checkpoint public key' },
         stream: { type: 'string', value: 'ID', description: 'one stream' },
-        endpoint: { type: 'string', value: 'URL', description: 'S3 endpoint' },
-        region: { type: 'string', value: 'R', description: 'S3 region' },
-        'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
-        'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
-        'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
+        ...S3_OPTIONS,
         sequential: { type: 'boolean', description: 'a store or export: verify on this thread only, without worker threads (same reports)' },
         workers: { type: 'string', value: 'N', description: 'a store or export: worker threads for v2 streams (default: the available CPUs)' },
       },
@@ -93,11 +98,7 @@ export const SPEC: CommandSpec = {
       options: {
         config: CONFIG,
         archive: { type: 'string', value: 's3://BUCKET/PREFIX|DIR', description: 'prove from this archive (then the store\'s newer records, with --config)' },
-        endpoint: { type: 'string', value: 'URL', description: 'S3 endpoint' },
-        region: { type: 'string', value: 'R', description: 'S3 region' },
-        'access-key-id-file': { type: 'string', value: 'F', description: 'file with the S3 access key id' },
-        'secret-access-key-file': { type: 'string', value: 'F', description: 'file with the S3 secret key (mode 0600)' },
-        'ca-file': { type: 'string', value: 'F', description: 'CA for the S3 endpoint' },
+        ...S3_OPTIONS,
         record: { type: 'string', value: 'STREAM:SEQ', description: 'the record to prove' },
         checkpoint: { type: 'string', value: 'SEQ', description: 'the checkpoint to prove against (default: the latest)' },
         consistency: { type: 'boolean', description: 'a consistency proof instead' },
